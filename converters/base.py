@@ -1,0 +1,57 @@
+"""The one interface every converter implements.
+
+A converter turns the checkpoint tree (the revision's ``torch-fp32`` artifact)
+into one target's files in a fresh output directory. It never touches the
+registry or the store: zoo's build pipeline owns locking, status rows, the
+fidelity gate and the atomic hand-off of ``out_dir`` to the store, so every
+format is saved the same way and a crash never leaves a half-built artifact.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+__all__ = ["Target", "BuildResult", "Converter", "Progress"]
+
+Progress = Callable[[str, Optional[float]], None]  # (step description, fraction done or None)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A buildable artifact kind, e.g. ``onnx-int8-avx512_vnni``."""
+
+    name: str
+    format: str  # torch | onnx | openvino
+    precision: str  # fp32 | fp16 | bf16 | int8
+    variant: Optional[str] = None  # o3, avx512_vnni, ...
+    device: str = "cpu"  # cpu | cuda | any
+    extras: tuple[str, ...] = ()  # pip extras the build needs, for error messages
+    description: str = ""
+
+
+@dataclass
+class BuildResult:
+    """What a converter built and how, recorded verbatim as provenance."""
+
+    files: list[str]  # paths relative to out_dir
+    settings: dict[str, Any] = field(default_factory=dict)
+    runtime_precision: Optional[str] = None  # what the runtime actually computes in
+    notes: list[str] = field(default_factory=list)
+
+
+class Converter(abc.ABC):
+    name: str  # recorded in provenance
+    version: str = "1"
+    targets: tuple[Target, ...] = ()
+
+    def unavailable_reason(self, target: Target, hardware: Any) -> Optional[str]:
+        """Why ``target`` cannot be built or run on ``hardware``; None when it can."""
+        return None
+
+    @abc.abstractmethod
+    def build(self, target: Target, checkpoint: Path, out_dir: Path, settings: dict[str, Any],
+              progress: Progress) -> BuildResult:
+        """Write ``target``'s files for ``checkpoint`` into the empty ``out_dir``."""

@@ -1,0 +1,30 @@
+"""zoo: a managed model zoo for text-embedding models.
+
+    import zoo
+    m = zoo.load("all-minilm-l6-v2")
+    m.embed(["a", "b"])   # float32 array of shape (2, 384)
+
+Importing zoo is cheap; registries and runtimes load on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["load", "open_registry", "ZooError", "__version__"]
+
+from .errors import ZooError
+
+
+def load(*args, **kwargs):
+    from .api import load as _load
+
+    return _load(*args, **kwargs)
+
+
+load.__doc__ = "Load a registered model by name; see zoo.api.load."
+
+
+def open_registry(home=None, registry_url=None):
+    from .registry import open_registry as _open
+
+    return _open(home, registry_url)

@@ -1,0 +1,42 @@
+"""``zoo.load``: a model by name, served by the right artifact for this machine."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .model import EmbeddingModel
+from .registry import DEFAULT_MODEL, Registry, open_registry
+
+__all__ = ["load"]
+
+
+def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, device: Optional[str] = None,
+         home: Optional[str] = None, registry_url: Optional[str] = None,
+         registry: Optional[Registry] = None) -> EmbeddingModel:
+    """Load a registered model (or alias) by name.
+
+    ``artifact`` forces one artifact (a target name such as ``torch-fp32`` or an id);
+    ``device`` overrides where it runs. The embedded default model registers itself
+    on first use.
+    """
+    from .backends import load_backend
+    from .model_config import ModelSpec
+    from .selection import pick_artifact
+
+    reg = registry or open_registry(home, registry_url)
+    resolved = reg.resolve(name)
+    model, revision = resolved.model, resolved.revision
+    chosen = pick_artifact(revision.artifacts, artifact)
+    path = reg.artifact_path(chosen)
+    spec = ModelSpec(dim=model.dim, max_seq_length=model.max_seq_length, pooling=model.pooling,
+                     normalize=model.normalize, query_prompt=model.query_prompt,
+                     document_prompt=model.document_prompt, license=model.license, task=model.task)
+    backend = load_backend(chosen.format, path, spec, device=device, precision=chosen.precision)
+    info = {
+        "model": model.name, "alias": resolved.via_alias, "revision": revision.resolved_id,
+        "artifact": chosen.target, "artifact_id": chosen.id, "format": chosen.format,
+        "precision": chosen.precision, "store_digest": chosen.store_digest,
+        "backend": backend.name, "device": backend.device, "dim": model.dim, "path": str(path),
+        "home": str(reg.home.root), "selection": "explicit" if artifact is not None else "static ranking",
+    }
+    return EmbeddingModel(name=model.name, dim=model.dim, backend=backend, info=info)

@@ -1,0 +1,283 @@
+"""The ``zoo`` command line.
+
+Only click is imported at module level, so ``zoo --help`` is instant; each
+command imports the registry, store or runtimes it needs. Every ``ZooError``
+becomes one ``error: ...`` line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import InvalidInput, ZooError
+
+
+class ZooGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ZooError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _registry(ctx):
+    from .registry import Registry
+    from .home import resolve_home
+
+    obj = ctx.ensure_object(dict)
+    if "registry" not in obj:
+        obj["registry"] = Registry(resolve_home(obj.get("home"), obj.get("registry_url")))
+    return obj["registry"]
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.1f} MB"
+
+
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), envvar="ZOO_HOME",
+              help="Zoo home directory (default: $ZOO_HOME, else nearest upward dir with "
+                   "registry.db, else the per-user data dir).")
+@click.option("--registry-url", envvar="ZOO_REGISTRY_URL",
+              help="SQLAlchemy URL of the registry (default: sqlite in the home), e.g. postgresql://...")
+@click.version_option(package_name="zoo")
+@click.pass_context
+def cli(ctx, home, registry_url):
+    """zoo: a managed model zoo for text-embedding models."""
+    ctx.ensure_object(dict).update(home=home, registry_url=registry_url)
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.pass_context
+def init(ctx, directory):
+    """Create a zoo home in DIRECTORY (default: --home/$ZOO_HOME, else the current directory)."""
+    from .home import resolve_home
+    from .registry import Registry
+
+    target = directory or ctx.obj.get("home") or "."
+    existed = (Path(target) / "registry.db").exists()
+    reg = Registry(resolve_home(target, ctx.obj.get("registry_url")))
+    verb = "already initialised" if existed else "initialised"
+    click.echo(f"{verb} zoo home {reg.home.root} (registry {reg.home.registry_url})")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("source")
+@click.option("--revision", help="Branch, tag or commit for hf:// sources (default: main).")
+@click.option("--force", is_flag=True, help="Replace an existing model of this name.")
+@click.pass_context
+def register(ctx, name, source, revision, force):
+    """Register SOURCE as NAME: hf://ORG/NAME, pkg://PACKAGE/SUBDIR or a local directory."""
+    reg = _registry(ctx)
+    r = reg.register(name, source, revision=revision, force=force)
+    art = r.revision.artifacts[0]
+    click.echo(f"registered {r.model.name}: {r.model.source} @ {r.revision.resolved_id} "
+               f"({len(r.revision.manifest)} files, {_mb(art.size_bytes)}); dim {r.model.dim}, "
+               f"{r.model.pooling} pooling, normalize={r.model.normalize}, "
+               f"max_seq_length {r.model.max_seq_length}")
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def list_(ctx, as_json):
+    """List registered models."""
+    from .registry import DEFAULT_MODEL
+
+    models = _registry(ctx).list_models()
+    rows = [{"name": m.name, "source": m.source, "dim": m.dim,
+             "revision": m.current_revision.resolved_id if m.current_revision else None,
+             "artifacts": {a.target: a.status.value for a in (m.current_revision.artifacts
+                                                               if m.current_revision else [])}}
+            for m in models]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no models registered yet; the default model {DEFAULT_MODEL} registers itself "
+                   "on first use (`zoo embed \"hello\"`)")
+        return
+    click.echo(f"{'NAME':<28} {'DIM':>5}  {'REVISION':<20} {'READY ARTIFACTS':<30} SOURCE")
+    for r in rows:
+        ready = ",".join(t for t, s in r["artifacts"].items() if s == "ready") or "-"
+        click.echo(f"{r['name']:<28} {r['dim']:>5}  {(r['revision'] or '-')[:20]:<20} {ready:<30} {r['source']}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def show(ctx, name, as_json):
+    """Show a model: source, revisions, artifacts with status, size and fidelity."""
+    d = _registry(ctx).describe(name)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(f"{d['name']}  ({d['task']}, license {d['license'] or 'unknown'})")
+    click.echo(f"  source          {d['source']}")
+    click.echo(f"  dim             {d['dim']}    max_seq_length {d['max_seq_length']}")
+    click.echo(f"  pooling         {d['pooling']}    normalize {d['normalize']}")
+    click.echo(f"  prompts         query={d['query_prompt']!r} document={d['document_prompt']!r}")
+    if d["aliases"]:
+        click.echo("  aliases         " + ", ".join(f"{a['name']} -> {a['revision'][:16]}" for a in d["aliases"]))
+    for r in d["revisions"]:
+        mark = "*" if r["resolved_id"] == d["current_revision"] else " "
+        ref = f" (requested {r['requested_ref']})" if r["requested_ref"] else ""
+        click.echo(f"{mark} revision {r['resolved_id']}{ref}: {r['files']} files, {_mb(r['size_bytes'])}")
+        for a in r["artifacts"]:
+            fid = a["fidelity"] or {}
+            fid_s = "reference" if fid.get("reference") else (
+                f"mean cos {fid['mean_cosine']:.5f}, min cos {fid['min_cosine']:.5f}" if "mean_cosine" in fid else "-")
+            click.echo(f"    [{a['id']}] {a['target']:<24} {a['status']:<9} {_mb(a['size_bytes']):>10}  {fid_s}"
+                       + (f"  ({a['error']})" if a["error"] else ""))
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+def rm(ctx, name):
+    """Remove a model (its revisions and artifacts) or an alias. Run `zoo gc` to free disk."""
+    what = _registry(ctx).remove(name)
+    click.echo(f"removed {what} {name}" + ("; run `zoo gc` to free its files" if what == "model" else ""))
+
+
+@cli.command()
+@click.argument("alias")
+@click.argument("model")
+@click.pass_context
+def alias(ctx, alias, model):
+    """Point ALIAS at MODEL's current revision (re-pointing an existing alias)."""
+    r = _registry(ctx).add_alias(alias, model)
+    click.echo(f"alias {alias} -> {r.model.name} @ {r.revision.resolved_id}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.pass_context
+def verify(ctx, name):
+    """Re-hash stored artifact files (of NAME, or all) and report corruption."""
+    artifacts, problems = _registry(ctx).verify(name)
+    bad = {p.digest for p in problems}
+    for a in artifacts:
+        state = "CORRUPT" if a.store_digest in bad else "ok"
+        click.echo(f"{state:<8} {a.revision.model.name} {a.target} (id {a.id}, {a.store_digest[:12]})")
+    for p in problems:
+        click.echo(f"  {p.digest[:12]} {p.path or '(manifest)'}: {p.issue}")
+    if problems:
+        raise ZooError(f"{len(bad)} artifact(s) corrupt; re-register the model with --force "
+                       "(or rebuild the artifact) to restore them")
+    click.echo(f"verified {len(artifacts)} artifact(s): all files match their sha256")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.pass_context
+def gc(ctx, dry_run):
+    """Remove stored files that no artifact references."""
+    rep = _registry(ctx).gc(dry_run=dry_run)
+    verb = "would free" if dry_run else "freed"
+    click.echo(f"{verb} {rep.bytes_freed} bytes ({_mb(rep.bytes_freed)}): {len(rep.blobs)} blob(s), "
+               f"{len(rep.manifests)} manifest(s), {len(rep.trees)} tree(s)")
+
+
+def _read_inputs(path: str) -> list[str]:
+    try:
+        raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read --input {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    lines = raw.splitlines()
+    if not path.endswith(".jsonl"):
+        return lines
+    texts = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path} line {n}: not JSON ({exc.msg})") from None
+        if isinstance(item, dict) and isinstance(item.get("text"), str):
+            item = item["text"]
+        if not isinstance(item, str):
+            raise InvalidInput(f"{path} line {n}: expected a JSON string or an object with a \"text\" string")
+        texts.append(item)
+    return texts
+
+
+def _write_output(path: str, texts: list[str], vectors) -> None:
+    import os
+    import tempfile
+
+    import numpy as np
+
+    out = Path(path)
+    if out.suffix not in (".npy", ".jsonl"):
+        raise InvalidInput(f"--output {path}: use a .npy or .jsonl file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else ".")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write --output {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if out.suffix == ".npy":
+                np.save(f, vectors)
+            else:
+                for t, v in zip(texts, vectors):
+                    f.write((json.dumps({"text": t, "embedding": v.tolist()}) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option("--model", "-m", "model_name", default=None, help="Model name or alias (default: all-minilm-l6-v2).")
+@click.option("--input", "-i", "input_path", help="File of texts: one per line, or .jsonl; '-' for stdin.")
+@click.option("--output", "-o", "output_path", help="Write vectors to a .npy or .jsonl file.")
+@click.option("--json", "as_json", is_flag=True, help="Print model, revision, artifact and vectors as JSON.")
+@click.option("--artifact", help="Use this artifact (target name such as torch-fp32, or id).")
+@click.option("--device", help="Run on this device (cpu, cuda, cuda:1).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.pass_context
+def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, device, batch_size):
+    """Embed TEXT arguments (or --input) with a model, by name."""
+    from .api import load
+    from .registry import DEFAULT_MODEL
+
+    items = list(texts) + (_read_inputs(input_path) if input_path else [])
+    if not items:
+        raise InvalidInput("nothing to embed: give TEXT arguments or --input FILE")
+    m = load(model_name or DEFAULT_MODEL, artifact=artifact, device=device, registry=_registry(ctx))
+    vectors = m.embed(items, batch_size=batch_size)
+    if output_path:
+        _write_output(output_path, items, vectors)
+    if as_json:
+        click.echo(json.dumps({"model": m.name, "revision": m.info["revision"], "artifact": m.info["artifact"],
+                               "dim": m.dim, "embeddings": vectors.tolist()}))
+    elif output_path:
+        click.echo(f"wrote {len(items)} x {m.dim} embeddings to {output_path} "
+                   f"({m.name}, {m.info['artifact']}, {m.info['revision'][:16]})")
+    else:
+        click.echo(f"{m.name} ({m.info['artifact']} on {m.info['device']}, revision "
+                   f"{m.info['revision'][:16]}), dim {m.dim}")
+        for t, v in zip(items, vectors):
+            head = " ".join(f"{x:+.4f}" for x in v[:6])
+            click.echo(f"  [{head} ...]  {t[:60]!r}")
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

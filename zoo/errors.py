@@ -1,0 +1,88 @@
+"""Errors a user can act on.
+
+Every error zoo raises on purpose is a ``ZooError``: one line saying what is
+wrong and what to do next. The CLI prints it without a traceback and exits
+non-zero; the service turns it into a 4xx. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ZooError",
+    "ModelNotFound",
+    "ModelExists",
+    "InvalidSource",
+    "SourceUnavailable",
+    "RevisionNotFound",
+    "NotAModel",
+    "ArtifactNotFound",
+    "MissingExtra",
+    "InvalidInput",
+    "StoreCorruption",
+]
+
+
+class ZooError(Exception):
+    """Base class: a clear, one-line, actionable message."""
+
+    exit_code = 1
+
+
+class ModelNotFound(ZooError):
+    pass
+
+
+class ModelExists(ZooError):
+    pass
+
+
+class InvalidSource(ZooError):
+    pass
+
+
+class SourceUnavailable(ZooError):
+    pass
+
+
+class RevisionNotFound(ZooError):
+    pass
+
+
+class NotAModel(ZooError):
+    pass
+
+
+class ArtifactNotFound(ZooError):
+    pass
+
+
+class InvalidInput(ZooError):
+    pass
+
+
+class StoreCorruption(ZooError):
+    pass
+
+
+class MissingExtra(ZooError):
+    """A heavy optional library is not installed; say which extra brings it."""
+
+    def __init__(self, module: str, extra: str):
+        super().__init__(
+            f"{module} is not installed; install it with: pip install 'zoo[{extra}]' "
+            f"-c constraints.txt"
+        )
+        self.module = module
+        self.extra = extra
+
+
+def require(module: str, extra: str):
+    """Import an optional heavy module or raise ``MissingExtra`` naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        if exc.name and exc.name.split(".")[0] != module.split(".")[0]:
+            raise
+        raise MissingExtra(module, extra) from exc

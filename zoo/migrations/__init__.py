@@ -1,0 +1,1 @@
+"""Alembic migrations for the registry schema, applied automatically on open."""
