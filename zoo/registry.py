@@ -188,10 +188,6 @@ class Registry:
         from .schema import Alias, Model
 
         _check_name(name)
-        src = _parse(source)
-        if src.kind != "hf" and revision is not None:
-            raise InvalidInput(f"--revision applies to hf:// sources only; {src.uri} is pinned by its content")
-
         with FileLock(str(self.home.locks_dir / f"register-{name}.lock")):
             with self.session() as s:
                 exists = s.scalar(select(Model.id).where(Model.name == name)) is not None
@@ -202,6 +198,9 @@ class Registry:
                                       "its source and revision, or choose another name")
                 if s.scalar(select(Alias.id).where(Alias.name == name)) is not None:
                     raise ModelExists(f"{name!r} is an alias; remove it with `zoo rm {name}` first")
+            src = _parse(source)
+            if src.kind != "hf" and revision is not None:
+                raise InvalidInput(f"--revision applies to hf:// sources only; {src.uri} is pinned by its content")
             with self.store.writing():
                 fetched = self._fetch_and_store(src, revision)
                 self._record(name, src, revision, fetched)

