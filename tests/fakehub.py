@@ -28,6 +28,7 @@ __all__ = ["FakeRepo", "FakeHub"]
 class FakeRepo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
+    hide_siblings: bool = False  # as the real hub does for very large repos
 
     def resolve(self, rev: str) -> str | None:
         if rev in self.refs:
@@ -89,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         files = repo.commits[sha]
         self._json({"id": repo_id, "modelId": repo_id, "sha": sha, "private": False, "tags": [],
-                    "siblings": [{"rfilename": p} for p in sorted(files)]})
+                    "siblings": [] if repo.hide_siblings else [{"rfilename": p} for p in sorted(files)]})
 
     def _tree(self, repo_id: str, rev: str, prefix: str):
         repo, sha = self._lookup(repo_id, rev)

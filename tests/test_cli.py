@@ -112,6 +112,7 @@ def test_embed_json_and_outputs(cli_home, tmp_path, tiny_model_dir):
     (["embed", "-m", "tiny"], "error: nothing to embed"),
     (["embed", "-m", "tiny", "--artifact", "onnx-fp32", "x"], "error: no artifact 'onnx-fp32'"),
     (["show", "nope"], "error: unknown model 'nope'"),
+    (["embed", "-m", "tiny", "--device", "tpu", "x"], "error: unknown device 'tpu'; use cpu, cuda or cuda:N"),
     (["rm", "nope"], "error: unknown model 'nope'"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero(cli_home, args, message):
@@ -158,3 +159,27 @@ def test_verify_exits_nonzero_on_corruption(cli_home):
     assert r.returncode == 1
     assert "CORRUPT  tiny torch-fp32" in r.stdout and "model.safetensors: hash mismatch" in r.stdout
     assert r.stderr.startswith("error: 1 artifact(s) corrupt")
+
+
+@pytest.mark.parametrize("url, message", [
+    ("nosuchdialect://x/y", "error: cannot open registry 'nosuchdialect://x/y'"),
+    ("postgresql+psycopg://zoo@127.0.0.1:1/none", "error: cannot reach registry"),
+])
+def test_bad_registry_url(tmp_path, url, message):
+    r = subprocess.run([*ZOO, "--home", str(tmp_path / "h"), "--registry-url", url, "list"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.startswith(message), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_concurrent_tree_materialisation_builds_once(cli_home):
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    reg = Registry(resolve_home(cli_home))
+    digest = reg.resolve("tiny").revision.artifacts[0].store_digest
+    shutil.rmtree(reg.store.trees / digest, ignore_errors=True)  # registration stores; loading materialises
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: reg.store.tree(digest), range(8)))
+    assert len(set(paths)) == 1 and reg.store.verify([digest]) == []
+    assert list(reg.store.tmp.iterdir()) == []

@@ -31,6 +31,7 @@ def hub(tiny_model_dir, tiny_cls_dir):
     with FakeHub() as h:
         h.repos["acme/tiny"] = FakeRepo(commits={C1: files(tiny_model_dir), C2: v2},
                                         refs={"main": C2, "v1.0": C1, "dev": C1})
+        h.repos["acme/huge"] = FakeRepo(commits={C2: v2}, refs={"main": C2}, hide_siblings=True)
         yield h
 
 
@@ -88,3 +89,11 @@ def test_unreachable_hub_suggests_local_sources(registry, monkeypatch):
         registry.register("tiny", "hf://acme/tiny")
     assert set(table_counts(registry).values()) == {0}
     assert list(registry.store.tmp.iterdir()) == []
+
+
+def test_repo_without_siblings_is_listed_through_the_tree_endpoint(registry, at_hub):
+    r = registry.register("huge", "hf://acme/huge")
+    assert r.revision.resolved_id == C2
+    assert any(m == "GET" and p.startswith("/api/models/acme/huge/tree/") for m, p in at_hub.requests)
+    paths = [f["path"] for f in r.revision.manifest]
+    assert "model.safetensors" in paths and "onnx/model.onnx" not in paths

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
+from .errors import InvalidInput
 from .model import EmbeddingModel
 from .registry import DEFAULT_MODEL, Registry, open_registry
 
 __all__ = ["load"]
+
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, device: Optional[str] = None,
@@ -23,6 +27,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     from .model_config import ModelSpec
     from .selection import pick_artifact
 
+    if device is not None and not DEVICE_RE.match(device):
+        raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
     reg = registry or open_registry(home, registry_url)
     resolved = reg.resolve(name)
     model, revision = resolved.model, resolved.revision

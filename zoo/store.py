@@ -198,6 +198,14 @@ class Store:
         final = self.trees / digest
         if final.is_dir():
             return final
+        from filelock import FileLock
+
+        with FileLock(str(self.tmp.parent / f".tree-{digest}.lock")):  # build once across processes
+            return self._materialise(digest, final)
+
+    def _materialise(self, digest: str, final: Path) -> Path:
+        if final.is_dir():
+            return final
         entries = self.manifest(digest)
         staging = self.tmp / f"tree-{digest[:12]}-{uuid.uuid4().hex}"
         try:
@@ -292,6 +300,7 @@ class Store:
         if not dry_run:
             for t in report.trees:
                 shutil.rmtree(self.trees / t, ignore_errors=True)
+                (self.root / f".tree-{t}.lock").unlink(missing_ok=True)
             for d in report.manifests:
                 (self.manifests / f"{d}.json").unlink(missing_ok=True)
             for b in report.blobs:

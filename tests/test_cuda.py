@@ -1,0 +1,31 @@
+"""The torch runtime on a CUDA GPU: same vectors as on the CPU, and it says where it runs.
+
+Skipped, with the reason, on machines without a CUDA GPU (CI and the development machines);
+run on a lent GPU machine to verify the CUDA path for real.
+"""
+
+import numpy as np
+import pytest
+
+import zoo
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+
+TEXTS = ["the quick brown fox", "le chat dort", "numbers 42 and 3.14 " * 10, ""]
+
+
+def test_cuda_embeddings_match_cpu(registry, tiny_model_dir):
+    registry.register("tiny", str(tiny_model_dir))
+    gpu = zoo.load("tiny", device="cuda", registry=registry)
+    cpu = zoo.load("tiny", device="cpu", registry=registry)
+    assert gpu.info["device"] == "cuda:0" and cpu.info["device"] == "cpu"
+    a, b = gpu.embed(TEXTS), cpu.embed(TEXTS)
+    assert a.dtype == np.float32 and a.shape == (4, 32)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() >= 0.9999
+
+
+def test_default_device_is_the_gpu_when_present(registry, tiny_model_dir):
+    registry.register("tiny", str(tiny_model_dir))
+    assert zoo.load("tiny", registry=registry).info["device"] == "cuda:0"
