@@ -198,7 +198,9 @@ class Registry:
                                       "its source and revision, or choose another name")
                 if s.scalar(select(Alias.id).where(Alias.name == name)) is not None:
                     raise ModelExists(f"{name!r} is an alias; remove it with `zoo rm {name}` first")
-            src = _parse(source)
+            from .sources import parse_source
+
+            src = parse_source(source)
             if src.kind != "hf" and revision is not None:
                 raise InvalidInput(f"--revision applies to hf:// sources only; {src.uri} is pinned by its content")
             with self.store.writing():
@@ -209,7 +211,6 @@ class Registry:
     def _fetch_and_store(self, src, revision) -> dict:
         from .model_config import read_model_spec
         from .sources import fetch_hub, list_local_files, local_dir, select_checkpoint_files
-        from .store import manifest_digest
 
         staging = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.store.tmp))
         try:
@@ -222,7 +223,6 @@ class Registry:
             spec = read_model_spec(directory)
             digest = self.store.add_tree(directory, files, move=move)
             entries = self.store.manifest(digest)
-            assert manifest_digest(entries) == digest
             return {"spec": spec, "digest": digest, "manifest": [e.as_dict() for e in entries],
                     "resolved": resolved or f"sha256:{digest}", "files": files}
         finally:
@@ -348,12 +348,6 @@ def artifact_dict(a) -> dict:
             "variant": a.variant, "status": a.status.value, "store_digest": a.store_digest,
             "size_bytes": a.size_bytes, "fidelity": a.fidelity, "provenance": a.provenance,
             "error": a.error, "created_at": a.created_at.isoformat()}
-
-
-def _parse(source: str):
-    from .sources import parse_source
-
-    return parse_source(source)
 
 
 def open_registry(home: Optional[str] = None, registry_url: Optional[str] = None) -> Registry:

@@ -200,7 +200,8 @@ class Store:
             return final
         from filelock import FileLock
 
-        with FileLock(str(self.tmp.parent / f".tree-{digest}.lock")):  # build once across processes
+        # build once across processes; the shared lock keeps gc from clearing our staging dir
+        with FileLock(str(self.root / f".tree-{digest}.lock")), self.writing():
             return self._materialise(digest, final)
 
     def _materialise(self, digest: str, final: Path) -> Path:
