@@ -47,8 +47,8 @@ class Converter(abc.ABC):
     version: str = "1"
     targets: tuple[Target, ...] = ()
 
-    def unavailable_reason(self, target: Target, hardware: Any) -> Optional[str]:
-        """Why ``target`` cannot be built or run on ``hardware``; None when it can."""
+    def unavailable_reason(self, target: Target, hardware: Any, checkpoint: Optional[Path] = None) -> Optional[str]:
+        """Why ``target`` cannot be built or run on ``hardware`` (for ``checkpoint``); None when it can."""
         return None
 
     @abc.abstractmethod

@@ -24,7 +24,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     on first use.
     """
     from .backends import load_backend
-    from .model_config import ModelSpec
+    from .model_config import spec_of
     from .selection import pick_artifact
 
     if device is not None and not DEVICE_RE.match(device):
@@ -34,10 +34,9 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     model, revision = resolved.model, resolved.revision
     chosen = pick_artifact(revision.artifacts, artifact)
     path = reg.artifact_path(chosen)
-    spec = ModelSpec(dim=model.dim, max_seq_length=model.max_seq_length, pooling=model.pooling,
-                     normalize=model.normalize, query_prompt=model.query_prompt,
-                     document_prompt=model.document_prompt, license=model.license, task=model.task)
-    backend = load_backend(chosen.format, path, spec, device=device, precision=chosen.precision)
+    spec = spec_of(model)
+    backend = load_backend(chosen.format, path, spec, device=device, precision=chosen.precision,
+                           settings=(chosen.provenance or {}).get("settings"))
     info = {
         "model": model.name, "alias": resolved.via_alias, "revision": revision.resolved_id,
         "artifact": chosen.target, "artifact_id": chosen.id, "format": chosen.format,

@@ -132,11 +132,8 @@ def show(ctx, name, as_json):
         ref = f" (requested {r['requested_ref']})" if r["requested_ref"] else ""
         click.echo(f"{mark} revision {r['resolved_id']}{ref}: {r['files']} files, {_mb(r['size_bytes'])}")
         for a in r["artifacts"]:
-            fid = a["fidelity"] or {}
-            fid_s = "reference" if fid.get("reference") else (
-                f"mean cos {fid['mean_cosine']:.5f}, min cos {fid['min_cosine']:.5f}" if "mean_cosine" in fid else "-")
-            click.echo(f"    [{a['id']}] {a['target']:<24} {a['status']:<9} {_mb(a['size_bytes']):>10}  {fid_s}"
-                       + (f"  ({a['error']})" if a["error"] else ""))
+            click.echo(f"    [{a['id']}] {a['target']:<24} {a['status']:<9} {_mb(a['size_bytes']):>10}  "
+                       f"{_fidelity_line(a['fidelity'])}" + (f"  ({a['error']})" if a["error"] else ""))
 
 
 @cli.command()
@@ -185,6 +182,93 @@ def gc(ctx, dry_run):
     verb = "would free" if dry_run else "freed"
     click.echo(f"{verb} {rep.bytes_freed} bytes ({_mb(rep.bytes_freed)}): {len(rep.blobs)} blob(s), "
                f"{len(rep.manifests)} manifest(s), {len(rep.trees)} tree(s)")
+
+
+FLOOR_OPTIONS = [
+    click.option("--min-mean-cosine", "mean_cosine", type=float, help="Fidelity floor: mean cosine to the reference."),
+    click.option("--min-min-cosine", "min_cosine", type=float, help="Fidelity floor: minimum cosine."),
+    click.option("--min-spearman", "spearman", type=float, help="Fidelity floor: pairwise-similarity Spearman."),
+    click.option("--max-recall-drop", "recall_at_10_drop", type=float, help="Largest allowed recall@10 drop."),
+]
+
+
+def floor_options(f):
+    for option in reversed(FLOOR_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _floor(**values) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _fidelity_line(fid: dict | None) -> str:
+    if not fid:
+        return "-"
+    if fid.get("reference"):
+        return "reference"
+    if fid.get("non_finite"):
+        return "non-finite output"
+    return (f"mean cos {fid['mean_cosine']:.5f}  min cos {fid['min_cosine']:.5f}  spearman {fid['spearman']:.4f}  "
+            f"top1 agree {fid['top1_agreement']:.2f}  R@10 {fid['recall_at_10']:.2f}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--to", "targets", multiple=True, metavar="TARGET",
+              help="Target to build (repeatable); all-cpu / all-cuda for every target this machine can run.")
+@click.option("--list", "list_targets", is_flag=True, help="List targets, what each needs, and whether it runs here.")
+@click.option("--rebuild", is_flag=True, help="Build again even if a ready artifact exists.")
+@click.option("--calibration", type=str, help="Texts for static int8 calibration (one per line, or .jsonl).")
+@floor_options
+@click.pass_context
+def convert(ctx, name, targets, list_targets, rebuild, calibration, **floor):
+    """Build artifacts of NAME (ONNX, OpenVINO, torch casts), each gated by a fidelity check."""
+    from .hardware import detect
+
+    if list_targets:
+        from converters import all_targets
+
+        hw = detect()
+        click.echo(f"{'TARGET':<24} {'FORMAT':<9} {'PREC':<5} {'DEVICE':<6} {'NEEDS':<22} HERE")
+        for target, conv in all_targets():
+            why = conv.unavailable_reason(target, hw)
+            needs = ",".join(target.extras)
+            click.echo(f"{target.name:<24} {target.format:<9} {target.precision:<5} {target.device:<6} "
+                       f"{needs:<22} {'yes' if why is None else 'no: ' + why}")
+        return
+    if not name:
+        raise InvalidInput("give a model NAME (or --list)")
+    from .build import convert as run_convert
+
+    def progress(step, _fraction):
+        click.echo(f"  .. {step}", err=True)
+
+    outcomes = run_convert(_registry(ctx), name, list(targets), rebuild=rebuild, floor=_floor(**floor),
+                           calibration=calibration, progress=progress)
+    bad = 0
+    for o in outcomes:
+        size = _mb(o.size_bytes) if o.size_bytes else "-"
+        click.echo(f"{o.target:<24} {o.status:<9} {size:>9} {o.seconds:7.1f} s  {_fidelity_line(o.fidelity)}")
+        if o.status in ("failed", "rejected"):
+            bad += 1
+            click.echo(f"  {o.status}: {o.error}")
+    if bad:
+        raise ZooError(f"{bad} target(s) not ready; rejected artifacts are kept with their figures but never served")
+
+
+@cli.command()
+@click.argument("name")
+@floor_options
+@click.option("--reset", is_flag=True, help="Forget the model's own floor (use the defaults).")
+@click.pass_context
+def floor(ctx, name, reset, **values):
+    """Show or set NAME's own fidelity floor (used by every later `zoo convert`)."""
+    from .fidelity import Floor
+
+    reg = _registry(ctx)
+    current = reg.set_floor(name, None if reset else _floor(**values), reset=reset)
+    click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in Floor.from_dict(current).as_dict().items()))
 
 
 def _read_inputs(path: str) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from .errors import NotAModel
 
-__all__ = ["ModelSpec", "read_model_spec"]
+__all__ = ["ModelSpec", "read_model_spec", "spec_of"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "sentencepiece.bpe.model",
@@ -116,3 +116,10 @@ def read_model_spec(directory: Path) -> ModelSpec:
     return ModelSpec(dim=dim, max_seq_length=max_len, pooling=pooling, normalize=normalize,
                      query_prompt=query, document_prompt=document, license=_license(d / "README.md"),
                      model_type=config.get("model_type"))
+
+
+def spec_of(model) -> ModelSpec:
+    """The spec recorded for a registered model (a ``zoo.schema.Model`` row)."""
+    return ModelSpec(dim=model.dim, max_seq_length=model.max_seq_length, pooling=model.pooling,
+                     normalize=model.normalize, query_prompt=model.query_prompt,
+                     document_prompt=model.document_prompt, license=model.license, task=model.task)

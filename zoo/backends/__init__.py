@@ -29,15 +29,18 @@ class Backend(Protocol):
 # artifact format -> "module:factory"; filled in as converters land.
 BACKENDS: dict[str, str] = {
     "torch": "zoo.backends.torch_st:TorchBackend",
+    "onnx": "zoo.backends.onnx_rt:OnnxBackend",
+    "openvino": "zoo.backends.openvino_rt:OpenVinoBackend",
 }
 
 
 def load_backend(fmt: str, path: Path, spec: ModelSpec, device: str | None = None,
-                 precision: str = "fp32") -> Backend:
+                 precision: str = "fp32", settings: dict | None = None) -> Backend:
     try:
         module_name, factory = BACKENDS[fmt].split(":")
     except KeyError:
         raise ZooError(f"no runtime for artifact format {fmt!r}; known: {', '.join(sorted(BACKENDS))}") from None
     import importlib
 
-    return getattr(importlib.import_module(module_name), factory)(path, spec, device=device, precision=precision)
+    return getattr(importlib.import_module(module_name), factory)(path, spec, device=device, precision=precision,
+                                                                   settings=settings)

@@ -1,0 +1,38 @@
+"""Helpers every converter shares: which models can be exported, which files travel along."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["copy_model_configs", "exportable_reason", "MODEL_CONFIG_FILES"]
+
+# Everything but weights: what a runtime needs to tokenize, pool and normalise like the checkpoint.
+MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                      "README.md")
+SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
+
+
+def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
+    for name in MODEL_CONFIG_FILES:
+        if (checkpoint / name).exists():
+            shutil.copy2(checkpoint / name, out_dir / name)
+    for module_dir in checkpoint.glob("[0-9]_*"):
+        config = module_dir / "config.json"
+        if config.exists() and not any(module_dir.glob("*.safetensors")):
+            (out_dir / module_dir.name).mkdir(exist_ok=True)
+            shutil.copy2(config, out_dir / module_dir.name / "config.json")
+
+
+def exportable_reason(checkpoint: Path) -> Optional[str]:
+    """Why the ONNX/OpenVINO exporters cannot represent this model faithfully, or None."""
+    modules_file = checkpoint / "modules.json"
+    if modules_file.exists():
+        kinds = {m.get("type", "").rsplit(".", 1)[-1] for m in json.loads(modules_file.read_text())}
+        extra = sorted(kinds - SUPPORTED_MODULES)
+        if extra:
+            return (f"the exporter handles Transformer + Pooling + Normalize models; this one also has "
+                    f"{', '.join(extra)} (use torch-fp16/torch-bf16 or torch-fp32)")
+    return None

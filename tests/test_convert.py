@@ -1,0 +1,288 @@
+"""zoo convert on the tiny model: every target for real, the gate, provenance, and robustness."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+import zoo
+from conftest import table_counts
+from zoo.build import convert
+from zoo.corpora import calibration_texts, corpus_digest
+from zoo.errors import ArtifactNotFound, InvalidInput, ZooError
+from zoo.hardware import Hardware
+from zoo.schema import Artifact
+
+CPU_TARGETS = ["onnx-fp32", "onnx-o1", "onnx-o2", "onnx-o3", "onnx-int8-avx2", "onnx-int8-avx512",
+               "onnx-int8-avx512_vnni", "openvino-fp32", "openvino-bf16", "openvino-fp16", "openvino-int8",
+               "torch-bf16"]
+# What a modern x86 server CPU offers, so the tests do not depend on the CI machine's CPU
+X86 = Hardware("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma"}), cuda=False)
+TEXTS = ["the quick brown fox", "le chat dort sur le canapé", "numbers 42 and 3.14 " * 30, ""]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_model_dir):
+    """One home with every CPU target (plus torch-fp16) built from the tiny model."""
+    from zoo.home import resolve_home
+    from zoo.registry import Registry
+
+    reg = Registry(resolve_home(tmp_path_factory.mktemp("conv") / "zoo"))
+    reg.register("tiny", str(tiny_model_dir))
+    outcomes = {o.target: o for o in convert(reg, "tiny", ["all-cpu", "torch-fp16"], hardware=X86)}
+    return reg, outcomes
+
+
+def artifact(reg, target):
+    from sqlalchemy.orm import selectinload
+
+    with reg.session() as s:
+        return s.scalar(select(Artifact).where(Artifact.target == target).options(selectinload(Artifact.revision)))
+
+
+def test_every_target_builds_and_passes_the_gate(built):
+    reg, outcomes = built
+    assert sorted(outcomes) == sorted(CPU_TARGETS + ["torch-fp16"])
+    for target, o in outcomes.items():
+        assert o.status == "ready", (target, o.error)
+        fid = o.fidelity
+        # random tiny weights keep every format essentially exact: the band is narrow
+        assert fid["mean_cosine"] >= 0.999 and fid["min_cosine"] >= 0.999, (target, fid)
+        assert fid["spearman"] >= 0.999 and fid["probe_texts"] >= 500
+        assert fid["top10_agreement"] >= 0.9 and fid["recall_at_10"] >= fid["reference_recall_at_10"] - 0.05
+        row = artifact(reg, target)
+        assert row.status.value == "ready" and row.fidelity == fid and row.store_digest
+        assert row.size_bytes == sum(e.size for e in reg.store.manifest(row.store_digest))
+
+
+def test_each_artifact_embeds_like_the_reference_through_its_runtime(built):
+    reg, _ = built
+    ref = zoo.load("tiny", artifact="torch-fp32", registry=reg).embed(TEXTS)
+    for target in CPU_TARGETS + ["torch-fp16"]:
+        m = zoo.load("tiny", artifact=target, registry=reg)
+        got = m.embed(TEXTS)
+        assert got.shape == (4, 32) and got.dtype == np.float32
+        cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+        assert cos.min() >= 0.999, (target, cos)
+        assert m.info["artifact"] == target and m.info["format"] == target.split("-")[0]
+
+
+def test_files_and_graphs_are_what_the_target_says(built):
+    import onnx
+    import openvino as ov
+
+    reg, _ = built
+    tree = reg.artifact_path(artifact(reg, "onnx-fp32"))
+    assert {"model.onnx", "tokenizer.json", "config.json", "modules.json", "1_Pooling/config.json"} <= {
+        p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
+    graph = onnx.load(str(tree / "model.onnx"))
+    assert [i.name for i in graph.graph.input] == ["input_ids", "token_type_ids", "attention_mask"]
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    q_ops = {n.op_type for n in onnx.load(str(reg.artifact_path(artifact(reg, "onnx-int8-avx512_vnni")) / "model.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= q_ops
+    ov_int8 = ov.Core().read_model(str(reg.artifact_path(artifact(reg, "openvino-int8")) / "openvino_model.xml"))
+    assert any(op.get_type_name() == "FakeQuantize" for op in ov_int8.get_ops())
+    fp16 = ov.Core().read_model(str(reg.artifact_path(artifact(reg, "openvino-fp16")) / "openvino_model.xml"))
+    assert any(op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.f16 for op in fp16.get_ops())
+    torch_tree = reg.artifact_path(artifact(reg, "torch-bf16"))
+    assert json.loads((torch_tree / "config.json").read_text())["torch_dtype"] == "bfloat16"
+
+
+def test_provenance_records_how_it_was_built(built):
+    reg, _ = built
+    ref = artifact(reg, "torch-fp32")
+    p = artifact(reg, "openvino-int8").provenance
+    assert (p["converter"], p["target"], p["source_revision"], p["reference_digest"]) == (
+        "zoo.openvino", "openvino-int8", ref.revision.resolved_id, ref.store_digest)
+    assert p["calibration"] == {"source": "bundled", "texts": 300, "digest": corpus_digest(calibration_texts())}
+    assert p["settings"]["quantization"]["subset_size"] == 300
+    assert {"openvino", "nncf", "onnx", "torch"} <= set(p["libraries"]) and p["build_seconds"] > 0
+    assert artifact(reg, "openvino-fp32").provenance["runtime_precision"] == "f32"
+    assert artifact(reg, "openvino-bf16").provenance["runtime_precision"] == "bf16"
+    q = artifact(reg, "onnx-int8-avx2").provenance["settings"]["quantization"]
+    assert (q["preset"], q["per_channel"], q["operators"]) == ("avx2", True, ["MatMul", "Attention"])
+
+
+def test_lean_runtimes_do_not_import_torch(built):
+    reg, _ = built
+    code = ("import sys, zoo; r = zoo.open_registry(sys.argv[1]);"
+            "[zoo.load('tiny', artifact=a, registry=r).embed(['hi']) for a in ('onnx-int8-avx2', 'openvino-int8')];"
+            "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(reg.home.root)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_converting_again_is_a_noop_and_rebuild_rebuilds(built):
+    reg, _ = built
+    before = artifact(reg, "onnx-fp32")
+    (o,) = convert(reg, "tiny", ["onnx-fp32"], hardware=X86)
+    assert (o.status, o.artifact_id) == ("exists", before.id)
+    assert artifact(reg, "onnx-fp32").updated_at == before.updated_at
+    (o,) = convert(reg, "tiny", ["onnx-fp32"], rebuild=True, hardware=X86)
+    assert (o.status, o.artifact_id) == ("ready", before.id)
+    assert artifact(reg, "onnx-fp32").store_digest is not None
+
+
+@pytest.mark.parametrize("targets, hw, match", [
+    (["onnx-o4"], X86, "onnx-o4 needs a CUDA GPU"),
+    (["onnx-int8-avx512_vnni"], Hardware("x86_64", frozenset({"avx2"})), "lacks: avx512f, avx512_vnni"),
+    (["onnx-int8-arm64"], X86, "needs an ARM64 CPU"),
+    (["openvino-bf16"], Hardware("x86_64", frozenset({"avx2"})), "needs CPU bf16 support"),
+    (["onnx-fp32", "tensorrt-int4"], X86, "unknown target 'tensorrt-int4'"),
+    ([], X86, "no target given"),
+])
+def test_impossible_requests_change_nothing(registry, tiny_model_dir, targets, hw, match):
+    registry.register("tiny", str(tiny_model_dir))
+    before = table_counts(registry)
+    with pytest.raises(ZooError, match=match):
+        convert(registry, "tiny", targets, hardware=hw)
+    assert table_counts(registry) == before
+
+
+def test_architecture_the_exporter_cannot_handle(registry, tiny_model_dir, tmp_path):
+    d = tmp_path / "dense"
+    shutil.copytree(tiny_model_dir, d)
+    modules = json.loads((d / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (d / "modules.json").write_text(json.dumps(modules))
+    (d / "2_Dense").mkdir()
+    (d / "2_Dense" / "config.json").write_text('{"in_features": 32, "out_features": 16}')
+    registry.register("dense", str(d))
+    before = table_counts(registry)
+    with pytest.raises(ZooError, match="handles Transformer \\+ Pooling \\+ Normalize.*Dense"):
+        convert(registry, "dense", ["onnx-fp32"], hardware=X86)
+    assert table_counts(registry) == before
+    # all-cpu quietly leaves out what cannot represent the model
+    assert [o.target for o in convert(registry, "dense", ["all-cpu"], hardware=X86)] == ["torch-bf16"]
+
+
+def test_below_the_floor_is_rejected_kept_and_never_served(registry, tiny_model_dir):
+    registry.register("tiny", str(tiny_model_dir))
+    (o,) = convert(registry, "tiny", ["onnx-int8-avx2"], floor={"mean_cosine": 1.01}, hardware=X86)
+    assert o.status == "rejected" and "mean cosine" in o.error and "< 1.01000" in o.error
+    row = artifact(registry, "onnx-int8-avx2")
+    assert row.status.value == "rejected" and row.fidelity["mean_cosine"] > 0.999 and row.store_digest is None
+    assert row.fidelity["floor"]["mean_cosine"] == 1.01
+    with pytest.raises(ArtifactNotFound, match="is rejected: below the fidelity floor"):
+        zoo.load("tiny", artifact="onnx-int8-avx2", registry=registry)
+    assert zoo.load("tiny", registry=registry).info["artifact"] == "torch-fp32"
+
+
+def test_per_model_floor_applies_and_per_call_overrides(registry, tiny_model_dir):
+    registry.register("tiny", str(tiny_model_dir))
+    assert registry.set_floor("tiny", {"spearman": 1.5}) == {"spearman": 1.5}
+    (o,) = convert(registry, "tiny", ["onnx-fp32"], hardware=X86)
+    assert o.status == "rejected" and "Spearman" in o.error
+    (o,) = convert(registry, "tiny", ["onnx-fp32"], floor={"spearman": 0.9}, hardware=X86)
+    assert o.status == "ready"
+    assert registry.set_floor("tiny", None, reset=True) == {}
+
+
+def test_fp16_overflow_is_rejected(registry, tiny_model_dir, tmp_path):
+    """A checkpoint whose activations exceed float16's range: the fp16 cast must not pass."""
+    from safetensors.torch import load_file, save_file
+
+    d = tmp_path / "hot"
+    shutil.copytree(tiny_model_dir, d)
+    weights = load_file(str(d / "model.safetensors"))
+    # ~2e5 > float16 max (65504): finite in fp32 (LayerNorm follows), inf once cast to fp16
+    weights = {k: (v * 1e7 if "word_embeddings" in k else v) for k, v in weights.items()}
+    save_file(weights, str(d / "model.safetensors"))
+    registry.register("hot", str(d))
+    (o,) = convert(registry, "hot", ["torch-fp16"], hardware=X86)
+    assert o.status == "rejected", o
+    assert o.fidelity.get("non_finite") or o.fidelity["mean_cosine"] < 0.99
+
+
+def test_custom_calibration_is_recorded(registry, tiny_model_dir, tmp_path):
+    registry.register("tiny", str(tiny_model_dir))
+    calib = tmp_path / "calib.jsonl"
+    texts = [f"calibration sentence number {i} about search" for i in range(20)]
+    calib.write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    (o,) = convert(registry, "tiny", ["openvino-int8"], calibration=str(calib), hardware=X86)
+    assert o.status == "ready"
+    assert o.provenance["calibration"] == {"source": str(calib.resolve()), "texts": 20, "digest": corpus_digest(texts)}
+
+
+@pytest.mark.parametrize("content, match", [("just\nthree\nlines\n", "has 3 texts"), (None, "cannot read")])
+def test_bad_calibration_file_changes_nothing(registry, tiny_model_dir, tmp_path, content, match):
+    registry.register("tiny", str(tiny_model_dir))
+    path = tmp_path / "calib.txt"
+    if content is not None:
+        path.write_text(content)
+    before = table_counts(registry)
+    with pytest.raises(InvalidInput, match=match):
+        convert(registry, "tiny", ["openvino-int8"], calibration=str(path), hardware=X86)
+    assert table_counts(registry) == before
+
+
+CONVERT = """
+import sys
+from zoo.build import convert
+from zoo.home import resolve_home
+from zoo.registry import Registry
+o, = convert(Registry(resolve_home(sys.argv[1])), "tiny", [sys.argv[2]])
+print(o.status, flush=True)
+"""
+
+
+def test_two_processes_build_once(registry, tiny_model_dir):
+    registry.register("tiny", str(tiny_model_dir))
+    procs = [subprocess.Popen([sys.executable, "-c", CONVERT, str(registry.home.root), "openvino-fp32"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert sorted(o[0].strip() for o in outs) == ["exists", "ready"], [o[1][-400:] for o in outs]
+    with registry.session() as s:
+        assert len(list(s.scalars(select(Artifact).where(Artifact.target == "openvino-fp32")))) == 1
+
+
+def test_sigkill_mid_build_leaves_nothing_ready_and_the_next_run_rebuilds(registry, tiny_model_dir):
+    registry.register("tiny", str(tiny_model_dir))
+    p = subprocess.Popen([sys.executable, "-c", CONVERT, str(registry.home.root), "openvino-int8"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the build is under way
+        row = artifact(registry, "openvino-int8")
+        if row is not None and row.status.value == "building" and any(registry.store.tmp.iterdir()):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    row = artifact(registry, "openvino-int8")
+    assert row.status.value == "building" and row.store_digest is None
+    with pytest.raises(ArtifactNotFound, match="is building"):
+        zoo.load("tiny", artifact="openvino-int8", registry=registry)
+    (o,) = convert(registry, "tiny", ["openvino-int8"], hardware=X86)
+    assert o.status == "ready" and o.artifact_id == row.id
+    assert registry.verify("tiny")[1] == []
+    registry.gc()
+    assert list(registry.store.tmp.iterdir()) == []
+
+
+def test_cli_convert_list_and_show(tmp_path, tiny_model_dir):
+    env = {**os.environ, "ZOO_HOME": str(tmp_path / "zh")}
+    zoo_cli = [sys.executable, "-m", "zoo.cli"]
+    subprocess.run([*zoo_cli, "register", "tiny", str(tiny_model_dir)], env=env, check=True, capture_output=True)
+    r = subprocess.run([*zoo_cli, "convert", "--list"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "openvino-int8" in r.stdout and "onnx-o4" in r.stdout
+    r = subprocess.run([*zoo_cli, "convert", "tiny", "--to", "onnx-fp32"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("onnx-fp32") and " ready " in r.stdout and "mean cos 1.00000" in r.stdout
+    r = subprocess.run([*zoo_cli, "convert", "tiny", "--to", "onnx-int8-avx2", "--min-mean-cosine", "1.5"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "rejected: below the fidelity floor: mean cosine" in r.stdout
+    assert r.stderr.strip().splitlines()[-1].startswith("error: 1 target(s) not ready")
+    show = subprocess.run([*zoo_cli, "show", "tiny"], env=env, capture_output=True, text=True).stdout
+    assert "onnx-fp32" in show and "rejected" in show and "below the fidelity floor" in show
+    r = subprocess.run([*zoo_cli, "embed", "-m", "tiny", "--artifact", "onnx-fp32", "--json", "hi"], env=env,
+                       capture_output=True, text=True)
+    assert json.loads(r.stdout)["artifact"] == "onnx-fp32"

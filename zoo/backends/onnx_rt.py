@@ -1,0 +1,46 @@
+"""ONNX Runtime backend: tokenizers + onnxruntime + numpy pooling; never imports torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import ZooError, require
+from ..model_config import ModelSpec
+from .lean import TextEncoder, embed_sorted
+
+__all__ = ["OnnxBackend"]
+
+
+class OnnxBackend:
+    def __init__(self, path: Path, spec: ModelSpec, device: Optional[str] = None, precision: str = "fp32",
+                 settings: Optional[dict[str, Any]] = None):
+        ort = require("onnxruntime", "onnx")
+        available = ort.get_available_providers()
+        if device is None:
+            device = "cuda" if "CUDAExecutionProvider" in available and (settings or {}).get("device") == "cuda" else "cpu"
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise ZooError("device 'cuda' requested but this onnxruntime has no CUDAExecutionProvider; "
+                               "install onnxruntime-gpu instead of onnxruntime (pip install -c "
+                               "constraints-cuda.txt -e '.[gpu]')")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(Path(path) / "model.onnx"), options, providers=providers)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.encoder = TextEncoder(path, spec.max_seq_length, self.input_names)
+        self.spec = spec
+        self.device = device if device.startswith("cuda") else "cpu"
+        self.name = "onnxruntime"
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, feed)[0]
+
+    def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return embed_sorted(texts, batch_size, self.encoder, self._run, self.spec)
