@@ -84,6 +84,9 @@ class OnnxConverter(Converter):
             return why
         if target.device == "cuda" and not hardware.cuda:
             return f"{target.name} needs a CUDA GPU; this machine has none"
+        if target.device == "cuda" and not hardware.ort_cuda:
+            return (f"{target.name} needs onnxruntime-gpu, but the installed onnxruntime has no CUDA provider: "
+                    "pip install -c constraints-cuda.txt -e '.[gpu]' (never beside onnxruntime)")
         isa = target.variant if target.precision == "int8" else None
         if isa == "arm64" and not hardware.is_arm:
             return "onnx-int8-arm64 needs an ARM64 CPU"

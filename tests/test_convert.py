@@ -133,6 +133,7 @@ def test_converting_again_is_a_noop_and_rebuild_rebuilds(built):
 
 @pytest.mark.parametrize("targets, hw, match", [
     (["onnx-o4"], X86, "onnx-o4 needs a CUDA GPU"),
+    (["onnx-o4"], Hardware("x86_64", frozenset({"avx2"}), cuda=True, ort_cuda=False), "needs onnxruntime-gpu"),
     (["onnx-int8-avx512_vnni"], Hardware("x86_64", frozenset({"avx2"})), "lacks: avx512f, avx512_vnni"),
     (["onnx-int8-arm64"], X86, "needs an ARM64 CPU"),
     (["openvino-bf16"], Hardware("x86_64", frozenset({"avx2"})), "needs CPU bf16 support"),
@@ -145,6 +146,19 @@ def test_impossible_requests_change_nothing(registry, tiny_model_dir, targets, h
     with pytest.raises(ZooError, match=match):
         convert(registry, "tiny", targets, hardware=hw)
     assert table_counts(registry) == before
+
+
+def test_all_cuda_expands_to_gpu_targets_on_an_injected_gpu_machine(tiny_model_dir):
+    from converters import expand_targets
+
+    gpu = Hardware("x86_64", frozenset({"avx2", "avx512f"}), cuda=True, ort_cuda=True)
+    assert expand_targets(["all-cuda"], gpu, tiny_model_dir) == ["onnx-fp32", "onnx-o4", "torch-fp16", "torch-bf16"]
+    assert expand_targets(["all-cuda"], X86, tiny_model_dir) == ["onnx-fp32", "torch-fp16", "torch-bf16"]
+    cpu_only = expand_targets(["all-cpu"], X86, tiny_model_dir)
+    assert "onnx-o4" not in cpu_only and "torch-fp16" not in cpu_only and "onnx-int8-arm64" not in cpu_only
+    arm = expand_targets(["all-cpu"], Hardware("aarch64", frozenset({"neon", "asimd"})), tiny_model_dir)
+    assert "onnx-int8-arm64" in arm and "torch-bf16" in arm
+    assert not [t for t in arm if "avx" in t or t == "openvino-bf16"]
 
 
 def test_architecture_the_exporter_cannot_handle(registry, tiny_model_dir, tmp_path):

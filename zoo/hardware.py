@@ -21,7 +21,8 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_b
 class Hardware:
     arch: str  # x86_64 | aarch64 | arm64 | ...
     flags: frozenset[str] = field(default_factory=frozenset)
-    cuda: bool = False
+    cuda: bool = False  # a CUDA GPU torch can use
+    ort_cuda: bool = False  # onnxruntime has the CUDAExecutionProvider (onnxruntime-gpu installed)
 
     def has(self, *flags: str) -> bool:
         return all(f in self.flags for f in flags)
@@ -51,6 +52,14 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _ort_cuda() -> bool:
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
 @lru_cache(maxsize=1)
 def detect() -> Hardware:
-    return Hardware(arch=platform.machine().lower(), flags=_cpu_flags(), cuda=_cuda())
+    return Hardware(arch=platform.machine().lower(), flags=_cpu_flags(), cuda=_cuda(), ort_cuda=_ort_cuda())
