@@ -29,3 +29,28 @@ def test_cuda_embeddings_match_cpu(registry, tiny_model_dir):
 def test_default_device_is_the_gpu_when_present(registry, tiny_model_dir):
     registry.register("tiny", str(tiny_model_dir))
     assert zoo.load("tiny", registry=registry).info["device"] == "cuda:0"
+
+
+def test_torch_fp16_is_built_gated_and_served_on_the_gpu(registry, tiny_model_dir):
+    from zoo.build import convert
+
+    registry.register("tiny", str(tiny_model_dir))
+    (o,) = convert(registry, "tiny", ["torch-fp16"])
+    assert o.status == "ready", o.error
+    assert o.fidelity["mean_cosine"] >= 0.999 and o.fidelity["runtime_precision"] == "fp16"
+    m = zoo.load("tiny", artifact="torch-fp16", registry=registry)
+    assert m.info["device"] == "cuda:0"
+    ref = zoo.load("tiny", artifact="torch-fp32", device="cpu", registry=registry).embed(TEXTS)
+    got = m.embed(TEXTS)
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert got.dtype == np.float32 and cos.min() >= 0.999
+
+
+def test_all_cuda_plan_matches_what_this_gpu_machine_has(tiny_model_dir):
+    from converters import expand_targets
+    from zoo.hardware import detect
+
+    hw = detect()
+    assert hw.cuda
+    planned = expand_targets(["all-cuda"], hw, tiny_model_dir)
+    assert "torch-fp16" in planned and ("onnx-o4" in planned) == hw.ort_cuda

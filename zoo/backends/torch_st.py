@@ -25,7 +25,7 @@ class TorchBackend:
         if precision not in dtypes:
             raise ZooError(f"torch runtime cannot compute in {precision!r}; use one of {sorted(dtypes)}")
         # fp32 is transformers' default load dtype; only casts need saying.
-        kwargs = {} if precision == "fp32" else {"model_kwargs": {"torch_dtype": dtypes[precision]}}
+        kwargs = {} if precision == "fp32" else {"model_kwargs": {"dtype": dtypes[precision]}}
         self.model = st.SentenceTransformer(str(path), device=device, local_files_only=True, **kwargs)
         self.model.eval()
         self.spec = spec
