@@ -72,6 +72,8 @@ def test_each_artifact_embeds_like_the_reference_through_its_runtime(built):
         cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
         assert cos.min() >= 0.999, (target, cos)
         assert m.info["artifact"] == target and m.info["format"] == target.split("-")[0]
+        if target == "openvino-fp32":
+            assert m.info["runtime_precision"] == "f32"
 
 
 def test_files_and_graphs_are_what_the_target_says(built):

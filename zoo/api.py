@@ -41,6 +41,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         "model": model.name, "alias": resolved.via_alias, "revision": revision.resolved_id,
         "artifact": chosen.target, "artifact_id": chosen.id, "format": chosen.format,
         "precision": chosen.precision, "store_digest": chosen.store_digest,
+        "runtime_precision": getattr(backend, "runtime_precision", None)
+        or (chosen.provenance or {}).get("runtime_precision") or chosen.precision,
         "backend": backend.name, "device": backend.device, "dim": model.dim, "path": str(path),
         "home": str(reg.home.root), "selection": "explicit" if artifact is not None else "static ranking",
     }
