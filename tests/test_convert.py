@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 import zoo
-from conftest import table_counts
+from conftest import add_dense_module, table_counts
 from zoo.build import convert
 from zoo.corpora import calibration_texts, corpus_digest
 from zoo.errors import ArtifactNotFound, InvalidInput, ZooError
@@ -166,11 +166,7 @@ def test_all_cuda_expands_to_gpu_targets_on_an_injected_gpu_machine(tiny_model_d
 def test_architecture_the_exporter_cannot_handle(registry, tiny_model_dir, tmp_path):
     d = tmp_path / "dense"
     shutil.copytree(tiny_model_dir, d)
-    modules = json.loads((d / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    (d / "modules.json").write_text(json.dumps(modules))
-    (d / "2_Dense").mkdir()
-    (d / "2_Dense" / "config.json").write_text('{"in_features": 32, "out_features": 16}')
+    add_dense_module(d)
     registry.register("dense", str(d))
     before = table_counts(registry)
     with pytest.raises(ZooError, match="handles Transformer \\+ Pooling \\+ Normalize.*Dense"):

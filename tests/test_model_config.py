@@ -1,10 +1,10 @@
 """Reading pooling, normalisation, dims, prompts and license from a model folder."""
 
-import json
 import shutil
 
 import pytest
 
+from conftest import add_dense_module
 from zoo.errors import NotAModel
 from zoo.model_config import read_model_spec
 
@@ -34,11 +34,7 @@ def test_minilm(minilm_dir):
 def test_dense_module_changes_dim(tiny_model_dir, tmp_path):
     d = tmp_path / "dense"
     shutil.copytree(tiny_model_dir, d)
-    modules = json.loads((d / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    (d / "modules.json").write_text(json.dumps(modules))
-    (d / "2_Dense").mkdir()
-    (d / "2_Dense" / "config.json").write_text('{"in_features": 32, "out_features": 16}')
+    add_dense_module(d)
     assert read_model_spec(d).dim == 16
 
 

@@ -50,28 +50,11 @@ class Outcome:
 def read_calibration(path: Optional[str]) -> tuple[list[str], str]:
     """Calibration texts from a file (one per line, or .jsonl) or the bundled corpus; and their source."""
     from .corpora import calibration_texts
+    from .textfiles import read_texts
 
     if path is None:
         return list(calibration_texts()), "bundled"
-    try:
-        raw = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read --calibration {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    texts = [line for line in raw.splitlines() if line.strip()]
-    if path.endswith(".jsonl"):
-        import json
-
-        parsed = []
-        for n, line in enumerate(texts, 1):
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{path} line {n}: not JSON ({exc.msg})") from None
-            item = item.get("text") if isinstance(item, dict) else item
-            if not isinstance(item, str):
-                raise InvalidInput(f"{path} line {n}: expected a JSON string or an object with a \"text\" string")
-            parsed.append(item)
-        texts = parsed
+    texts = read_texts(path, "--calibration", keep_blank=False)
     if len(texts) < 10:
         raise InvalidInput(f"--calibration {path} has {len(texts)} texts; give at least 10 (a few hundred is best)")
     return texts, str(Path(path).resolve())

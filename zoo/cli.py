@@ -8,7 +8,6 @@ becomes one ``error: ...`` line on stderr and exit code 1.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -271,30 +270,6 @@ def floor(ctx, name, reset, **values):
     click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in Floor.from_dict(current).as_dict().items()))
 
 
-def _read_inputs(path: str) -> list[str]:
-    try:
-        raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read --input {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    lines = raw.splitlines()
-    if not path.endswith(".jsonl"):
-        return lines
-    texts = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{path} line {n}: not JSON ({exc.msg})") from None
-        if isinstance(item, dict) and isinstance(item.get("text"), str):
-            item = item["text"]
-        if not isinstance(item, str):
-            raise InvalidInput(f"{path} line {n}: expected a JSON string or an object with a \"text\" string")
-        texts.append(item)
-    return texts
-
-
 def _write_output(path: str, texts: list[str], vectors) -> None:
     import os
     import tempfile
@@ -338,7 +313,9 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
     from .api import load
     from .registry import DEFAULT_MODEL
 
-    items = list(texts) + (_read_inputs(input_path) if input_path else [])
+    from .textfiles import read_texts
+
+    items = list(texts) + (read_texts(input_path, "--input") if input_path else [])
     if not items:
         raise InvalidInput("nothing to embed: give TEXT arguments or --input FILE")
     m = load(model_name or DEFAULT_MODEL, artifact=artifact, device=device, registry=_registry(ctx))
