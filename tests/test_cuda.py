@@ -54,3 +54,21 @@ def test_all_cuda_plan_matches_what_this_gpu_machine_has(tiny_model_dir):
     assert hw.cuda
     planned = expand_targets(["all-cuda"], hw, tiny_model_dir)
     assert "torch-fp16" in planned and ("onnx-o4" in planned) == hw.ort_cuda
+
+
+def test_onnx_o4_is_built_gated_and_served_with_the_cuda_provider(registry, tiny_model_dir):
+    from zoo.build import convert
+    from zoo.hardware import detect
+
+    if not detect().ort_cuda:
+        pytest.skip("onnxruntime here has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    registry.register("tiny", str(tiny_model_dir))
+    (o,) = convert(registry, "tiny", ["onnx-o4"])
+    assert o.status == "ready", o.error
+    assert o.fidelity["mean_cosine"] >= 0.999 and o.fidelity["runtime_precision"] == "fp16"
+    m = zoo.load("tiny", artifact="onnx-o4", device="cuda", registry=registry)
+    assert m.info["device"] == "cuda" and "CUDAExecutionProvider" in m.backend.session.get_providers()
+    ref = zoo.load("tiny", artifact="torch-fp32", device="cpu", registry=registry).embed(TEXTS)
+    got = m.embed(TEXTS)
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert got.dtype == np.float32 and cos.min() >= 0.999

@@ -26,6 +26,11 @@ class OnnxBackend:
                 raise ZooError("device 'cuda' requested but this onnxruntime has no CUDAExecutionProvider; "
                                "install onnxruntime-gpu instead of onnxruntime (pip install -c "
                                "constraints-cuda.txt -e '.[gpu]')")
+            if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels, as torch would load them
+                try:
+                    ort.preload_dlls()
+                except Exception:  # best effort: the provider reports what is still missing
+                    pass
             index = int(device.split(":")[1]) if ":" in device else 0
             providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         else:
