@@ -15,28 +15,39 @@ DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, device: Optional[str] = None,
+         objective: str = "throughput", min_fidelity: Optional[float] = None, exact: bool = False,
          home: Optional[str] = None, registry_url: Optional[str] = None,
          registry: Optional[Registry] = None) -> EmbeddingModel:
-    """Load a registered model (or alias) by name.
+    """Load a registered model (or alias) by name, served by the best artifact for this machine.
 
-    ``artifact`` forces one artifact (a target name such as ``torch-fp32`` or an id);
-    ``device`` overrides where it runs. The embedded default model registers itself
+    ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
+    cosine to the reference; ``exact`` keeps to fp32-exact formats; ``artifact`` forces one
+    artifact (a target name such as ``openvino-int8``, or an id); ``device`` overrides where it
+    runs. See ``zoo.selection`` for the decision. The embedded default model registers itself
     on first use.
     """
     from .backends import load_backend
+    from .benchmark import latest_figures
+    from .hardware import detect
     from .model_config import spec_of
-    from .selection import pick_artifact
+    from .selection import CUDA_ONLY, select
 
     if device is not None and not DEVICE_RE.match(device):
         raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
     reg = registry or open_registry(home, registry_url)
     resolved = reg.resolve(name)
     model, revision = resolved.model, resolved.revision
-    chosen = pick_artifact(revision.artifacts, artifact)
+    hw = detect()
+    figures = latest_figures(reg, [a.id for a in revision.artifacts], hw.fingerprint)
+    selection = select(revision.artifacts, hw, figures, objective=objective, min_fidelity=min_fidelity,
+                       exact=exact, artifact=artifact, device=device)
+    chosen = selection.chosen
+    if device is None and chosen.target in CUDA_ONLY and hw.cuda:
+        device = "cuda"
     path = reg.artifact_path(chosen)
-    spec = spec_of(model)
-    backend = load_backend(chosen.format, path, spec, device=device, precision=chosen.precision,
+    backend = load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
                            settings=(chosen.provenance or {}).get("settings"))
+    measured = figures.get(chosen.id) or {}
     info = {
         "model": model.name, "alias": resolved.via_alias, "revision": revision.resolved_id,
         "artifact": chosen.target, "artifact_id": chosen.id, "format": chosen.format,
@@ -44,6 +55,9 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         "runtime_precision": getattr(backend, "runtime_precision", None)
         or (chosen.provenance or {}).get("runtime_precision") or chosen.precision,
         "backend": backend.name, "device": backend.device, "dim": model.dim, "path": str(path),
-        "home": str(reg.home.root), "selection": "explicit" if artifact is not None else "static ranking",
+        "home": str(reg.home.root), "hardware_fingerprint": hw.fingerprint,
+        "selection": selection.how, "selection_reason": selection.reason, "objective": objective,
+        "explanation": selection.explain() if selection.candidates else selection.reason,
     }
-    return EmbeddingModel(name=model.name, dim=model.dim, backend=backend, info=info)
+    return EmbeddingModel(name=model.name, dim=model.dim, backend=backend, info=info,
+                          default_batch_size=int(measured.get("batch_size", 32)))

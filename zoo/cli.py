@@ -270,6 +270,130 @@ def floor(ctx, name, reset, **values):
     click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in Floor.from_dict(current).as_dict().items()))
 
 
+def _figures_table(rows) -> None:
+    click.echo(f"{'TARGET':<24} {'SENT/S':>8} {'BATCH':>6} {'P50 MS':>7} {'P95 MS':>7} {'LOAD S':>7} {'PEAK MB':>8}  RUNTIME")
+    for target, f in rows:
+        click.echo(f"{target:<24} {f['throughput']:8.0f} {f['batch_size']:6d} {f['latency_p50_ms']:7.2f} "
+                   f"{f['latency_p95_ms']:7.2f} {f['load_s']:7.2f} {f['peak_rss_mb']:8.0f}  {f['backend']}")
+
+
+def _progress(step, _fraction):
+    click.echo(f"  .. {step}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor(as_json):
+    """The hardware profile, the runtimes installed, and what each can use here."""
+    from .hardware import detect, runtimes
+
+    from .hardware import doctor_warnings
+
+    hw, rt = detect(), runtimes()
+    warnings = doctor_warnings(hw, rt)
+    if as_json:
+        click.echo(json.dumps({"hardware": hw.as_dict(), "runtimes": rt, "warnings": warnings}, indent=2, default=str))
+        return
+    click.echo(f"machine      {hw.cpu_model or 'unknown CPU'} ({hw.arch}), {hw.physical_cores} physical / "
+               f"{hw.logical_cores} logical cores, {hw.memory_mb / 1024:.1f} GiB")
+    click.echo(f"instructions {' '.join(sorted(hw.flags)) or '-'}")
+    for g in hw.gpus:
+        click.echo(f"gpu          {g.name}, compute {g.compute_capability}, {g.memory_mb} MiB, driver {g.driver}")
+    if not hw.gpus:
+        click.echo("gpu          none")
+    click.echo(f"fingerprint  {hw.fingerprint}")
+    for name, info in rt.items():
+        if info is None:
+            click.echo(f"{name:<12} not installed")
+        elif name == "torch":
+            click.echo(f"{name:<12} {info['version']}, CUDA {'yes: ' + ', '.join(info['devices']) if info['cuda'] else 'no'}")
+        elif name == "onnxruntime":
+            click.echo(f"{name:<12} {info['version']} ({info['package']}), providers {', '.join(info['providers'])}")
+        else:
+            click.echo(f"{name:<12} {info['version'].split('-')[0]}, devices {', '.join(info['devices'])}")
+    for w in warnings:
+        click.echo(f"WARNING: {w}", err=True)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--artifact", "artifacts", multiple=True, help="Only these artifacts (target name or id); repeatable.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--texts", default=256, show_default=True, type=click.IntRange(min=16))
+@click.pass_context
+def bench(ctx, name, artifacts, rounds, texts):
+    """Measure ready artifacts of NAME on this machine and store the figures."""
+    from .benchmark import BenchConfig, bench_artifact
+    from .hardware import detect
+    from .selection import pick_artifact
+
+    reg = _registry(ctx)
+    revision = reg.resolve(name).revision
+    chosen = ([pick_artifact(revision.artifacts, a) for a in artifacts] if artifacts
+              else [a for a in revision.artifacts if a.status.value == "ready"])
+    hw, config = detect(), BenchConfig(texts=texts, rounds=rounds)
+    rows = [(a.target, bench_artifact(reg, name, a, hw, config, _progress)) for a in chosen]
+    _figures_table(rows)
+    click.echo(f"stored under hardware fingerprint {hw.fingerprint}")
+
+
+def _selection_options(f):
+    f = click.option("--objective", type=click.Choice(["throughput", "latency"]), default="throughput",
+                     show_default=True, help="What the measured pick optimises.")(f)
+    f = click.option("--min-fidelity", type=float, help="Minimum mean cosine to the reference.")(f)
+    f = click.option("--exact", is_flag=True, help="Only fp32-exact formats.")(f)
+    return f
+
+
+@cli.command("select")
+@click.argument("name")
+@_selection_options
+@click.option("--device", help="cpu or cuda.")
+@click.option("--explain", is_flag=True, help="Show the ranking with figures and reasons.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def select_(ctx, name, objective, min_fidelity, exact, device, explain, as_json):
+    """Which artifact of NAME serves on this machine, and why."""
+    from .benchmark import latest_figures
+    from .hardware import detect
+    from .selection import select
+
+    reg = _registry(ctx)
+    revision = reg.resolve(name).revision
+    hw = detect()
+    sel = select(revision.artifacts, hw, latest_figures(reg, [a.id for a in revision.artifacts], hw.fingerprint),
+                 objective=objective, min_fidelity=min_fidelity, exact=exact, device=device)
+    if as_json:
+        click.echo(json.dumps({**sel.as_dict(), "hardware_fingerprint": hw.fingerprint}, indent=2, default=str))
+    elif explain:
+        click.echo(sel.explain())
+    else:
+        click.echo(f"{sel.chosen.target}: {sel.reason}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--objective", type=click.Choice(["throughput", "latency"]), default="throughput", show_default=True)
+@click.option("--rebuild", is_flag=True, help="Rebuild and re-measure everything.")
+@click.pass_context
+def optimize(ctx, name, objective, rebuild):
+    """Convert every candidate for this machine, gate, benchmark and select (resumable)."""
+    from .optimize import optimize as run_optimize
+    from .registry import DEFAULT_MODEL
+
+    name = name or DEFAULT_MODEL
+    report = run_optimize(_registry(ctx), name, objective=objective, rebuild=rebuild, progress=_progress)
+    for o in report.built:
+        if o.status in ("failed", "rejected"):
+            click.echo(f"{o.target}: {o.status}: {o.error}")
+    revision = _registry(ctx).resolve(name).revision
+    by_id = {a.id: a.target for a in revision.artifacts}
+    rows = sorted(((by_id[i], f) for i, f in report.measured.items() if i in by_id),
+                  key=lambda r: -r[1]["throughput"])
+    _figures_table(rows)
+    click.echo(f"selected for {name}: {report.selection.chosen.target} ({report.selection.reason})")
+
+
 def _write_output(path: str, texts: list[str], vectors) -> None:
     import os
     import tempfile
@@ -306,9 +430,11 @@ def _write_output(path: str, texts: list[str], vectors) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print model, revision, artifact and vectors as JSON.")
 @click.option("--artifact", help="Use this artifact (target name such as torch-fp32, or id).")
 @click.option("--device", help="Run on this device (cpu, cuda, cuda:1).")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1), help="Default: the best batch measured here, else 32.")
+@_selection_options
 @click.pass_context
-def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, device, batch_size):
+def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, device, batch_size, objective,
+          min_fidelity, exact):
     """Embed TEXT arguments (or --input) with a model, by name."""
     from .api import load
     from .registry import DEFAULT_MODEL
@@ -318,7 +444,8 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
     items = list(texts) + (read_texts(input_path, "--input") if input_path else [])
     if not items:
         raise InvalidInput("nothing to embed: give TEXT arguments or --input FILE")
-    m = load(model_name or DEFAULT_MODEL, artifact=artifact, device=device, registry=_registry(ctx))
+    m = load(model_name or DEFAULT_MODEL, artifact=artifact, device=device, objective=objective,
+             min_fidelity=min_fidelity, exact=exact, registry=_registry(ctx))
     vectors = m.embed(items, batch_size=batch_size)
     if output_path:
         _write_output(output_path, items, vectors)

@@ -35,10 +35,12 @@ class EmbeddingModel:
     dim: int
     backend: Any
     info: dict[str, Any] = field(default_factory=dict)
+    default_batch_size: int = 32  # the best batch measured on this machine, when benchmarked
 
-    def embed(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+    def embed(self, texts: str | Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """Embed texts; returns float32 of shape (len(texts), dim), in input order."""
         items = validate_texts(texts)
+        batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise InvalidInput(f"batch_size must be >= 1, got {batch_size}")
         if not items:

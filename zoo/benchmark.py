@@ -1,0 +1,109 @@
+"""``zoo bench``: measure ready artifacts on this machine and store the figures.
+
+Workload: the bundled mixed-length corpus in shuffled order (as users send it).
+For each artifact, all medians of ``rounds`` runs:
+
+- throughput (texts/s) at each batch size in ``batch_sizes``; the best is kept with its batch size;
+- p50 / p95 latency of one short text (single-request serving);
+- load time and peak memory in a fresh process (``zoo.loadprobe``), from before
+  ``import zoo`` to the first embedding: the cold start a CLI user waits for.
+
+Figures go into the ``benchmarks`` table under the hardware fingerprint, which is
+what selection reads.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+__all__ = ["BenchConfig", "bench_artifact", "latest_figures"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    texts: int = 256
+    batch_sizes: tuple[int, ...] = (16, 32, 64, 128)
+    rounds: int = 3
+    latency_runs: int = 40
+    load_runs: int = 1
+
+
+def _median_time(fn: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _fresh_process_load(home: str, name: str, artifact_id: int, runs: int) -> dict:
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-m", "zoo.loadprobe", home, name, str(artifact_id)],
+                             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError(f"fresh-process load failed: {out.stderr.strip().splitlines()[-1:]}")
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {"load_s": statistics.median(r["ready_s"] for r in results),
+            "import_s": statistics.median(r["import_s"] for r in results),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results)}
+
+
+def bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig = BenchConfig(),
+                   progress: Optional[Callable[[str, Optional[float]], None]] = None) -> dict:
+    """Measure one ready artifact, store a ``benchmarks`` row, return its figures."""
+    from .api import load
+    from .corpora import benchmark_texts
+    from .schema import Benchmark
+
+    progress = progress or (lambda step, frac: None)
+    texts = benchmark_texts(config.texts)
+    progress(f"{artifact.target}: load time in a fresh process", None)
+    figures: dict = _fresh_process_load(str(registry.home.root), name, artifact.id, config.load_runs)
+    m = load(name, artifact=artifact.id, registry=registry)
+    m.embed(texts[:64])  # warm-up: allocations, kernels, caches
+    by_batch = {}
+    for bs in config.batch_sizes:
+        progress(f"{artifact.target}: throughput at batch {bs}", None)
+        by_batch[bs] = config.texts / _median_time(lambda: m.embed(texts, batch_size=bs), config.rounds)
+    best = max(by_batch, key=by_batch.get)
+    short = "how do I reset my password"
+    progress(f"{artifact.target}: single-text latency", None)
+    lat = []
+    for _ in range(config.latency_runs):
+        t = time.perf_counter()
+        m.embed([short])
+        lat.append((time.perf_counter() - t) * 1000)
+    lat.sort()
+    figures.update({
+        "throughput": by_batch[best], "batch_size": best,
+        "throughput_by_batch": {str(k): v for k, v in by_batch.items()},
+        "latency_p50_ms": lat[len(lat) // 2], "latency_p95_ms": lat[min(len(lat) - 1, int(len(lat) * 0.95))],
+        "texts": config.texts, "rounds": config.rounds, "device": m.info["device"],
+        "backend": m.info["backend"], "runtime_precision": m.info["runtime_precision"],
+    })
+    with registry.session() as s:
+        s.add(Benchmark(artifact_id=artifact.id, hardware_fingerprint=hardware.fingerprint, figures=figures))
+    return figures
+
+
+def latest_figures(registry, artifact_ids: list[int], fingerprint: str) -> dict[int, dict]:
+    """The newest figures per artifact measured on this fingerprint."""
+    from sqlalchemy import select
+
+    from .schema import Benchmark
+
+    if not artifact_ids:
+        return {}
+    with registry.session() as s:
+        rows = s.scalars(select(Benchmark).where(Benchmark.artifact_id.in_(artifact_ids),
+                                                 Benchmark.hardware_fingerprint == fingerprint)
+                         .order_by(Benchmark.measured_at, Benchmark.id))
+        return {b.artifact_id: b.figures for b in rows}
