@@ -37,8 +37,9 @@ def timed_median(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
-def cold_embed(home: str, artifact: str | None, rounds: int) -> float:
-    cmd = [sys.executable, "-m", "zoo.cli", "embed", "cold start check"] + (["--artifact", artifact] if artifact else [])
+def cold_embed(home: str, name: str, artifact: str | None, rounds: int) -> float:
+    cmd = [sys.executable, "-m", "zoo.cli", "embed", "-m", name, "cold start check"] + (
+        ["--artifact", artifact] if artifact else [])
     env = {**os.environ, "ZOO_HOME": home}
 
     def once():
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="bench-results")
+    ap.add_argument("--model", help="Model name (default: the embedded all-minilm-l6-v2).")
+    ap.add_argument("--source", help="Register --model from this source first (a local folder, hf://, pkg://).")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,14 +72,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = str(Path(tmp) / "zoo")
         reg = zoo.open_registry(home)
+        name = args.model or DEFAULT_MODEL
+        if args.source:
+            reg.register(name, args.source)
         t = time.perf_counter()
-        report = optimize(reg, DEFAULT_MODEL, hardware=hw,
+        report = optimize(reg, name, hardware=hw,
                           progress=lambda step, _f: print(f"  .. {step}", file=sys.stderr))
         optimize_s = time.perf_counter() - t
-        revision = reg.resolve(DEFAULT_MODEL).revision
+        revision = reg.resolve(name).revision
         checkpoint = reg.artifact_path(next(a for a in revision.artifacts if a.target == "torch-fp32"))
 
-        st = SentenceTransformer(str(checkpoint), device="cpu")
+        device = "cuda" if hw.cuda else "cpu"  # the reference a user would run on this machine
+        st = SentenceTransformer(str(checkpoint), device=device)
         st.encode(texts[:64])
         ref = args.texts / timed_median(lambda: st.encode(texts, batch_size=32), args.rounds)
         del st
@@ -86,7 +93,7 @@ def main() -> None:
         for a in revision.artifacts:
             if a.status.value != "ready":
                 continue
-            m = zoo.load(DEFAULT_MODEL, artifact=a.id, registry=reg)
+            m = zoo.load(name, artifact=a.id, registry=reg)
             m.embed(texts[:64])
             speed = args.texts / timed_median(lambda: m.embed(texts), args.rounds)
             fid = a.fidelity or {}
@@ -95,15 +102,16 @@ def main() -> None:
                          "mean_cosine": 1.0 if fid.get("reference") else fid.get("mean_cosine"),
                          "min_cosine": 1.0 if fid.get("reference") else fid.get("min_cosine"),
                          "size_mb": (a.size_bytes or 0) / 1e6,
-                         "cold_embed_s": cold_embed(home, a.target, args.rounds)})
+                         "cold_embed_s": cold_embed(home, name, a.target, args.rounds)})
             del m
-        selected_cold = cold_embed(home, None, args.rounds)
+        selected_cold = cold_embed(home, name, None, args.rounds)
 
     rows.sort(key=lambda r: -r["ratio"])
-    results = {"machine": hw.as_dict(), "texts": args.texts, "reference_sent_per_s": ref, "optimize_s": optimize_s,
+    results = {"machine": hw.as_dict(), "model": name, "texts": args.texts, "reference_device": device,
+               "reference_sent_per_s": ref, "optimize_s": optimize_s,
                "selected": selected, "selected_cold_embed_s": selected_cold, "rows": rows}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    lines = [f"Reference: sentence-transformers `encode`, torch fp32, batch 32: **{ref:.0f} sent/s**. "
+    lines = [f"Reference: sentence-transformers `encode`, torch fp32 on {device}, batch 32: **{ref:.0f} sent/s**. "
              f"`zoo optimize` took {optimize_s:.0f} s; it selected **{selected}**; a cold `zoo embed` of one text "
              f"with it takes **{selected_cold:.2f} s**.", "",
              "| artifact | selected | batch | sent/s | vs ST fp32 | mean cos | min cos | MB | cold `zoo embed` s | runtime |",
@@ -130,7 +138,8 @@ def main() -> None:
     ax.text(0.99, ax.get_ylim()[1] * 0.97, " fidelity floor", color="grey", fontsize=8, va="top")
     ax.set_xlabel("mean cosine to torch fp32 (probe set)")
     ax.set_ylabel("throughput / sentence-transformers torch fp32")
-    ax.set_title(f"all-MiniLM-L6-v2 on {hw.cpu_model or hw.arch} ({hw.physical_cores} cores)")
+    where = hw.gpus[0].name if hw.gpus else f"{hw.cpu_model or hw.arch} ({hw.physical_cores} cores)"
+    ax.set_title(f"{name} on {where}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "throughput_vs_fidelity.png", dpi=120)

@@ -72,3 +72,15 @@ def test_onnx_o4_is_built_gated_and_served_with_the_cuda_provider(registry, tiny
     got = m.embed(TEXTS)
     cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert got.dtype == np.float32 and cos.min() >= 0.999
+
+
+def test_onnx_fp32_serves_on_the_gpu_when_onnxruntime_can(registry, tiny_model_dir):
+    from zoo.build import convert
+    from zoo.hardware import detect
+
+    if not detect().ort_cuda:
+        pytest.skip("onnxruntime here has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    registry.register("tiny", str(tiny_model_dir))
+    convert(registry, "tiny", ["onnx-fp32"])
+    m = zoo.load("tiny", artifact="onnx-fp32", registry=registry)
+    assert m.info["device"] == "cuda" and m.backend.session.get_providers()[0] == "CUDAExecutionProvider"

@@ -21,7 +21,7 @@ PLAIN_X86 = Hardware("x86_64", frozenset({"avx2", "fma"}), physical_cores=8)
 ARM = Hardware("aarch64", frozenset({"neon", "asimd"}))
 H100 = Hardware("x86_64", frozenset({"avx2", "avx512f"}), cuda=True, ort_cuda=True, gpus=(Gpu("NVIDIA H100", "9.0"),))
 GPU_CPU_ORT = Hardware("x86_64", frozenset({"avx2"}), cuda=True, ort_cuda=False, gpus=(Gpu("NVIDIA H100", "9.0"),))
-SMALL = BenchConfig(texts=32, batch_sizes=(8, 16), rounds=1, latency_runs=5, load_runs=1)
+SMALL = BenchConfig(texts=32, batch_sizes=(8, 16), gpu_batch_sizes=(8, 16), rounds=1, latency_runs=5, load_runs=1)
 
 
 def art(i, target, status="ready", mean=1.0, fmt=None, precision="fp32"):
@@ -85,6 +85,15 @@ def test_fidelity_exactness_and_device_filters():
     assert {c.target: c.reason for c in gpu.candidates}["openvino-int8"] == "OpenVINO serves on the CPU; device=cuda"
     cpu_only = {c.target: c.reason for c in select(ARTS, BF16_X86, {}).candidates}
     assert cpu_only["onnx-o4"] == "needs a CUDA GPU"
+
+
+def test_a_runtime_that_is_not_installed_is_passed_over():
+    no_openvino = Hardware("x86_64", BF16_X86.flags, physical_cores=2, runtimes=frozenset({"torch", "onnx"}))
+    s = select(ARTS, no_openvino, {})
+    assert s.chosen.target == "onnx-int8-avx512_vnni"
+    assert {c.target: c.reason for c in s.candidates}["openvino-int8"] == (
+        "openvino not installed (pip install 'zoo[openvino]')")
+    assert no_openvino.fingerprint == BF16_X86.fingerprint
 
 
 def test_nothing_eligible_lists_every_reason():

@@ -30,7 +30,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     from .benchmark import latest_figures
     from .hardware import detect
     from .model_config import spec_of
-    from .selection import CUDA_ONLY, select
+    from .selection import CUDA_ONLY, GPU_CAPABLE, select
 
     if device is not None and not DEVICE_RE.match(device):
         raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
@@ -42,8 +42,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     selection = select(revision.artifacts, hw, figures, objective=objective, min_fidelity=min_fidelity,
                        exact=exact, artifact=artifact, device=device)
     chosen = selection.chosen
-    if device is None and chosen.target in CUDA_ONLY and hw.cuda:
-        device = "cuda"
+    if device is None and hw.cuda and (chosen.target in CUDA_ONLY or (chosen.target in GPU_CAPABLE and hw.ort_cuda)):
+        device = "cuda"  # torch artifacts pick the GPU themselves; ONNX needs telling
     path = reg.artifact_path(chosen)
     backend = load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
                            settings=(chosen.provenance or {}).get("settings"))

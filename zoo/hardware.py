@@ -48,6 +48,9 @@ class Hardware:
     logical_cores: int = 0
     memory_mb: int = 0
     gpus: tuple[Gpu, ...] = ()
+    # runtimes installed here (torch / onnx / openvino); not part of the fingerprint: they decide
+    # what can run, not how fast. A hand-built profile assumes all of them.
+    runtimes: frozenset[str] = frozenset({"torch", "onnx", "openvino"})
 
     def has(self, *flags: str) -> bool:
         return all(f in self.flags for f in flags)
@@ -71,6 +74,7 @@ class Hardware:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["flags"] = sorted(self.flags)
+        d["runtimes"] = sorted(self.runtimes)
         d["fingerprint"] = self.fingerprint
         return d
 
@@ -131,6 +135,15 @@ def _ort_cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
+RUNTIME_MODULES = {"torch": "sentence_transformers", "onnx": "onnxruntime", "openvino": "openvino"}
+
+
+def _installed_runtimes() -> frozenset[str]:
+    import importlib.util
+
+    return frozenset(name for name, module in RUNTIME_MODULES.items() if importlib.util.find_spec(module))
+
+
 @lru_cache(maxsize=1)
 def detect() -> Hardware:
     flags, model, physical = _cpuinfo()
@@ -138,7 +151,7 @@ def detect() -> Hardware:
     return Hardware(arch=platform.machine().lower(), flags=flags, cuda=bool(gpus),
                     ort_cuda=bool(gpus) and _ort_cuda(),  # only import onnxruntime when a GPU exists
                     cpu_model=model, physical_cores=physical, logical_cores=os.cpu_count() or 1,
-                    memory_mb=_memory_mb(), gpus=gpus)
+                    memory_mb=_memory_mb(), gpus=gpus, runtimes=_installed_runtimes())
 
 
 def runtimes() -> dict[str, Any]:

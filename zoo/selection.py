@@ -8,7 +8,7 @@ The decision, in order:
    fidelity gate); mean cosine >= ``min_fidelity`` when given; an fp32-exact format
    when ``exact`` (torch-fp32, onnx-fp32/o1/o2, openvino-fp32); runnable here (a CUDA
    target needs a GPU, and onnxruntime-gpu for ONNX; ``device`` narrows to cpu or cuda);
-   its runtime installed.
+   its runtime installed (``hardware.runtimes``).
 3. Among eligible artifacts measured on this machine's fingerprint (``zoo bench``),
    the best for the objective wins: highest throughput (``throughput``, the
    default) or lowest p50 single-text latency (``latency``).
@@ -20,7 +20,6 @@ The decision, in order:
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -31,6 +30,9 @@ __all__ = ["Selection", "Candidate", "select", "static_ranking", "OBJECTIVES", "
 OBJECTIVES = ("throughput", "latency")
 EXACT_TARGETS = {"torch-fp32", "onnx-fp32", "onnx-o1", "onnx-o2", "openvino-fp32"}
 CUDA_ONLY = {"onnx-o4", "torch-fp16"}
+# Artifacts built for any device that serve on the GPU when one is usable (the CPU-tuned ONNX
+# graphs, O1-O3 and int8, stay on the CPU: their fused/quantized ops fall back with copies).
+GPU_CAPABLE = {"onnx-fp32", "torch-fp32", "torch-bf16"}
 RUNTIME_MODULE = {"torch": ("sentence_transformers", "torch"), "onnx": ("onnxruntime", "onnx"),
                   "openvino": ("openvino", "openvino")}
 
@@ -47,7 +49,7 @@ RANK_CPU_ARM = ("onnx-int8-arm64", "openvino-int8", "onnx-o2", "onnx-fp32", "ope
 
 def _cpu_side(hardware):
     """The same machine seen without its GPU (for device='cpu')."""
-    return type(hardware)(hardware.arch, hardware.flags)
+    return type(hardware)(hardware.arch, hardware.flags, runtimes=hardware.runtimes)
 
 
 def static_ranking(hardware) -> tuple[str, ...]:
@@ -96,9 +98,9 @@ class Selection:
         return "\n".join(lines)
 
 
-def _runtime_missing(fmt: str) -> Optional[str]:
+def _runtime_missing(fmt: str, hardware) -> Optional[str]:
     module, extra = RUNTIME_MODULE.get(fmt, (None, None))
-    if module and importlib.util.find_spec(module) is None:
+    if module and fmt not in hardware.runtimes:
         return f"{module} not installed (pip install 'zoo[{extra}]')"
     return None
 
@@ -120,7 +122,7 @@ def _ineligible(a, hardware, *, min_fidelity, exact, device) -> Optional[str]:
             return "CUDA target; device=cpu"
     if device and device.startswith("cuda") and a.format == "openvino":
         return "OpenVINO serves on the CPU; device=cuda"
-    return _runtime_missing(a.format)
+    return _runtime_missing(a.format, hardware)
 
 
 def select(artifacts: Sequence, hardware, figures: dict[int, dict], *, objective: str = "throughput",
