@@ -298,3 +298,13 @@ def test_cli_convert_list_and_show(tmp_path, tiny_model_dir):
     r = subprocess.run([*zoo_cli, "embed", "-m", "tiny", "--artifact", "onnx-fp32", "--json", "hi"], env=env,
                        capture_output=True, text=True)
     assert json.loads(r.stdout)["artifact"] == "onnx-fp32"
+
+
+def test_openvino_throughput_mode_and_onnx_threads_give_the_same_vectors(built):
+    reg, _ = built
+    texts = TEXTS * 20  # more than a batch, so the async queue really has batches in flight
+    for target, option in (("openvino-int8", {"mode": "throughput"}), ("onnx-int8-avx2", {"threads": 1})):
+        base = zoo.load("tiny", artifact=target, registry=reg, runtime_options={}).embed(texts, batch_size=8)
+        other = zoo.load("tiny", artifact=target, registry=reg, runtime_options=option)
+        assert other.info["runtime_options"] == option
+        np.testing.assert_allclose(other.embed(texts, batch_size=8), base, atol=1e-5)

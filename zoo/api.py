@@ -17,14 +17,15 @@ DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, device: Optional[str] = None,
          objective: str = "throughput", min_fidelity: Optional[float] = None, exact: bool = False,
          home: Optional[str] = None, registry_url: Optional[str] = None,
-         registry: Optional[Registry] = None) -> EmbeddingModel:
+         registry: Optional[Registry] = None, runtime_options: Optional[dict] = None) -> EmbeddingModel:
     """Load a registered model (or alias) by name, served by the best artifact for this machine.
 
     ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
     cosine to the reference; ``exact`` keeps to fp32-exact formats; ``artifact`` forces one
     artifact (a target name such as ``openvino-int8``, or an id); ``device`` overrides where it
-    runs. See ``zoo.selection`` for the decision. The embedded default model registers itself
-    on first use.
+    runs. See ``zoo.selection`` for the decision. ``runtime_options`` overrides how the runtime
+    runs (OpenVINO ``mode``, onnxruntime ``threads``); by default the fastest measured here is used
+    for the throughput objective. The embedded default model registers itself on first use.
     """
     from .backends import load_backend
     from .benchmark import latest_figures
@@ -45,9 +46,11 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     if device is None and hw.cuda and (chosen.target in CUDA_ONLY or (chosen.target in GPU_CAPABLE and hw.ort_cuda)):
         device = "cuda"  # torch artifacts pick the GPU themselves; ONNX needs telling
     path = reg.artifact_path(chosen)
-    backend = load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
-                           settings=(chosen.provenance or {}).get("settings"))
     measured = figures.get(chosen.id) or {}
+    if runtime_options is None:  # single requests are fastest in the default (latency) mode
+        runtime_options = measured.get("runtime_options", {}) if objective == "throughput" else {}
+    backend = load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
+                           settings=(chosen.provenance or {}).get("settings"), options=runtime_options)
     info = {
         "model": model.name, "alias": resolved.via_alias, "revision": revision.resolved_id,
         "artifact": chosen.target, "artifact_id": chosen.id, "format": chosen.format,
@@ -57,6 +60,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         "backend": backend.name, "device": backend.device, "dim": model.dim, "path": str(path),
         "home": str(reg.home.root), "hardware_fingerprint": hw.fingerprint,
         "selection": selection.how, "selection_reason": selection.reason, "objective": objective,
+        "runtime_options": runtime_options,
         "explanation": selection.explain() if selection.candidates else selection.reason,
     }
     return EmbeddingModel(name=model.name, dim=model.dim, backend=backend, info=info,

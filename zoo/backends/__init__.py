@@ -35,7 +35,9 @@ BACKENDS: dict[str, str] = {
 
 
 def load_backend(fmt: str, path: Path, spec: ModelSpec, device: str | None = None,
-                 precision: str = "fp32", settings: dict | None = None) -> Backend:
+                 precision: str = "fp32", settings: dict | None = None, options: dict | None = None) -> Backend:
+    """``settings``: how the artifact was built (from provenance); ``options``: how to run it
+    here (measured by ``zoo bench``: OpenVINO mode, onnxruntime threads)."""
     try:
         module_name, factory = BACKENDS[fmt].split(":")
     except KeyError:
@@ -43,4 +45,4 @@ def load_backend(fmt: str, path: Path, spec: ModelSpec, device: str | None = Non
     import importlib
 
     return getattr(importlib.import_module(module_name), factory)(path, spec, device=device, precision=precision,
-                                                                   settings=settings)
+                                                                   settings=settings, options=options)

@@ -16,7 +16,7 @@ __all__ = ["OnnxBackend"]
 
 class OnnxBackend:
     def __init__(self, path: Path, spec: ModelSpec, device: Optional[str] = None, precision: str = "fp32",
-                 settings: Optional[dict[str, Any]] = None):
+                 settings: Optional[dict[str, Any]] = None, options: Optional[dict[str, Any]] = None):
         ort = require("onnxruntime", "onnx")
         available = ort.get_available_providers()
         if device is None:
@@ -35,9 +35,12 @@ class OnnxBackend:
             providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(Path(path) / "model.onnx"), options, providers=providers)
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = int((options or {}).get("threads", 0))  # 0: onnxruntime's default (physical cores)
+        if threads:
+            session_options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(Path(path) / "model.onnx"), session_options, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.encoder = TextEncoder(path, spec.max_seq_length, self.input_names)
         self.spec = spec
@@ -49,3 +52,11 @@ class OnnxBackend:
 
     def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
         return embed_sorted(texts, batch_size, self.encoder, self._run, self.spec)
+
+    @staticmethod
+    def option_variants(hardware) -> list[dict[str, Any]]:
+        """Thread counts worth trying: the default (physical cores) and all logical cores if more."""
+        variants: list[dict[str, Any]] = [{"threads": 0}]
+        if hardware.logical_cores > hardware.physical_cores > 0:
+            variants.append({"threads": hardware.logical_cores})
+        return variants

@@ -8,6 +8,7 @@ and this backend applies exactly that hint, so what serves is what was measured.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import ZooError, require
 from ..model_config import ModelSpec
-from .lean import TextEncoder, embed_sorted
+from .lean import TextEncoder, embed_sorted, pool
 
 __all__ = ["OpenVinoBackend", "compile_config", "precision_name"]
 
@@ -25,8 +26,12 @@ def precision_name(value) -> str:
     return value.to_string() if hasattr(value, "to_string") else str(value)
 
 
-def compile_config(settings: Optional[dict[str, Any]]) -> dict[str, str]:
-    config = {"PERFORMANCE_HINT": "LATENCY"}
+def _ignore(request, userdata) -> None:
+    pass
+
+
+def compile_config(settings: Optional[dict[str, Any]], mode: str = "latency") -> dict[str, str]:
+    config = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY"}
     hint = (settings or {}).get("inference_precision")
     if hint:
         config["INFERENCE_PRECISION_HINT"] = hint
@@ -35,13 +40,21 @@ def compile_config(settings: Optional[dict[str, Any]]) -> dict[str, str]:
 
 class OpenVinoBackend:
     def __init__(self, path: Path, spec: ModelSpec, device: Optional[str] = None, precision: str = "fp32",
-                 settings: Optional[dict[str, Any]] = None):
+                 settings: Optional[dict[str, Any]] = None, options: Optional[dict[str, Any]] = None):
         ov = require("openvino", "openvino")
         if device not in (None, "cpu"):
             raise ZooError(f"the OpenVINO runtime serves on the CPU here; device {device!r} is not supported")
+        # options["mode"]: "latency" (one stream, synchronous; the default) or "throughput"
+        # (OpenVINO's streams, batches in flight at once through an async queue)
+        self.mode = (options or {}).get("mode", "latency")
         core = ov.Core()
         model = core.read_model(str(Path(path) / "openvino_model.xml"))
-        self.compiled = core.compile_model(model, "CPU", compile_config(settings))
+        self.compiled = core.compile_model(model, "CPU", compile_config(settings, self.mode))
+        self._queue = None
+        self._queue_lock = threading.Lock()
+        if self.mode == "throughput":
+            self._queue = ov.AsyncInferQueue(self.compiled,
+                                             self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.runtime_precision = precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
         self.request = self.compiled.create_infer_request()
@@ -54,4 +67,35 @@ class OpenVinoBackend:
         return self.request.infer(feed)[self.compiled.output(0)]
 
     def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return embed_sorted(texts, batch_size, self.encoder, self._run, self.spec)
+        if self.mode != "throughput" or len(texts) <= batch_size:
+            return embed_sorted(texts, batch_size, self.encoder, self._run, self.spec)
+        return self._embed_async(texts, batch_size)
+
+    def _embed_async(self, texts: list[str], batch_size: int) -> np.ndarray:
+        encodings = self.encoder.encode(texts)
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        out = np.empty((len(texts), self.spec.dim), dtype=np.float32)
+        spec = self.spec  # the callback must not hold `self`: OpenVINO's threads would finalise it
+
+        def done(request, userdata):
+            idx, mask = userdata
+            out[idx] = pool(request.get_output_tensor(0).data, mask, spec)
+
+        with self._queue_lock:  # one queue per model; concurrent callers take turns
+            self._queue.set_callback(done)
+            try:
+                for start in range(0, len(texts), batch_size):
+                    idx = order[start:start + batch_size]
+                    feed = self.encoder.pad([encodings[i] for i in idx])
+                    mask = feed.get("attention_mask")
+                    if mask is None:
+                        mask = (feed["input_ids"] != self.encoder.pad_id).astype(np.int64)
+                    self._queue.start_async(feed, (idx, mask))
+                self._queue.wait_all()
+            finally:
+                self._queue.set_callback(_ignore)  # drop this call's arrays
+        return out
+
+    @staticmethod
+    def option_variants(hardware) -> list[dict[str, Any]]:
+        return [{"mode": "latency"}, {"mode": "throughput"}]

@@ -14,7 +14,7 @@ __all__ = ["TorchBackend"]
 
 class TorchBackend:
     def __init__(self, path: Path, spec: ModelSpec, device: str | None = None, precision: str = "fp32",
-                 settings: dict | None = None):
+                 settings: dict | None = None, options: dict | None = None):
         torch = require("torch", "torch")
         st = require("sentence_transformers", "torch")
         if device is None:
