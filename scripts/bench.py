@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,16 +27,9 @@ import time
 from pathlib import Path
 
 
-def timed_median(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def cold_embed(home: str, name: str, artifact: str | None, rounds: int) -> float:
+    from zoo.benchmark import median_time
+
     cmd = [sys.executable, "-m", "zoo.cli", "embed", "-m", name, "cold start check"] + (
         ["--artifact", artifact] if artifact else [])
     env = {**os.environ, "ZOO_HOME": home}
@@ -45,7 +37,7 @@ def cold_embed(home: str, name: str, artifact: str | None, rounds: int) -> float
     def once():
         subprocess.run(cmd, env=env, check=True, capture_output=True)
 
-    return timed_median(once, rounds)
+    return median_time(once, rounds)
 
 
 def main() -> None:
@@ -62,6 +54,7 @@ def main() -> None:
     import zoo
     from sentence_transformers import SentenceTransformer
 
+    from zoo.benchmark import median_time
     from zoo.corpora import benchmark_texts
     from zoo.hardware import detect
     from zoo.optimize import optimize
@@ -85,7 +78,7 @@ def main() -> None:
         device = "cuda" if hw.cuda else "cpu"  # the reference a user would run on this machine
         st = SentenceTransformer(str(checkpoint), device=device)
         st.encode(texts[:64])
-        ref = args.texts / timed_median(lambda: st.encode(texts, batch_size=32), args.rounds)
+        ref = args.texts / median_time(lambda: st.encode(texts, batch_size=32), args.rounds)
         del st
 
         rows = []
@@ -95,7 +88,7 @@ def main() -> None:
                 continue
             m = zoo.load(name, artifact=a.id, registry=reg)
             m.embed(texts[:64])
-            speed = args.texts / timed_median(lambda: m.embed(texts), args.rounds)
+            speed = args.texts / median_time(lambda: m.embed(texts), args.rounds)
             fid = a.fidelity or {}
             rows.append({"target": a.target, "selected": a.target == selected, "batch_size": m.default_batch_size,
                          "sent_per_s": speed, "ratio": speed / ref, "runtime": m.info["backend"],

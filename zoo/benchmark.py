@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-__all__ = ["BenchConfig", "bench_artifact", "latest_figures"]
+__all__ = ["BenchConfig", "bench_artifact", "latest_figures", "median_time"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class BenchConfig:
     load_runs: int = 1
 
 
-def _median_time(fn: Callable[[], object], rounds: int) -> float:
+def median_time(fn: Callable[[], object], rounds: int) -> float:
     times = []
     for _ in range(rounds):
         t = time.perf_counter()
@@ -76,7 +76,7 @@ def bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig 
     batch_sizes = config.gpu_batch_sizes if m.info["device"].startswith("cuda") else config.batch_sizes
     for bs in batch_sizes:
         progress(f"{artifact.target}: throughput at batch {bs}", None)
-        by_batch[bs] = config.texts / _median_time(lambda: m.embed(texts, batch_size=bs), config.rounds)
+        by_batch[bs] = config.texts / median_time(lambda: m.embed(texts, batch_size=bs), config.rounds)
     best = max(by_batch, key=by_batch.get)
     # Runtime settings at the best batch: OpenVINO streams (async throughput mode) or onnxruntime
     # threads. The first variant is the default, measured above.
@@ -87,7 +87,7 @@ def bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig 
         progress(f"{artifact.target}: throughput with {option}", None)
         mv = load(name, artifact=artifact.id, registry=registry, runtime_options=option)
         mv.embed(texts[:64])
-        by_options[json.dumps(option, sort_keys=True)] = config.texts / _median_time(
+        by_options[json.dumps(option, sort_keys=True)] = config.texts / median_time(
             lambda: mv.embed(texts, batch_size=best), config.rounds)
         del mv
     best_options = max(by_options, key=by_options.get)
