@@ -34,7 +34,7 @@ class BenchConfig:
     gpu_batch_sizes: tuple[int, ...] = (32, 128, 256)  # a GPU needs large batches to fill
     rounds: int = 3
     latency_runs: int = 40
-    load_runs: int = 1
+    load_runs: int = 2
 
 
 def median_time(fn: Callable[[], object], rounds: int) -> float:

@@ -294,7 +294,7 @@ def doctor(as_json):
     if as_json:
         click.echo(json.dumps({"hardware": hw.as_dict(), "runtimes": rt, "warnings": warnings}, indent=2, default=str))
         return
-    click.echo(f"machine      {hw.cpu_model or 'unknown CPU'} ({hw.arch}), {hw.physical_cores} physical / "
+    click.echo(f"machine      {hw.cpu_model or 'unknown CPU'} ({hw.cpu_vendor or '?'}, {hw.arch}), {hw.physical_cores} physical / "
                f"{hw.logical_cores} logical cores, {hw.memory_mb / 1024:.1f} GiB")
     click.echo(f"instructions {' '.join(sorted(hw.flags)) or '-'}")
     for g in hw.gpus:

@@ -43,6 +43,7 @@ class Hardware:
     flags: frozenset[str] = field(default_factory=frozenset)
     cuda: bool = False  # a CUDA GPU with a working driver
     ort_cuda: bool = False  # onnxruntime has the CUDAExecutionProvider (onnxruntime-gpu installed)
+    cpu_vendor: str = ""  # GenuineIntel, AuthenticAMD, ARM implementer id, ...
     cpu_model: str = ""
     physical_cores: int = 0
     logical_cores: int = 0
@@ -66,7 +67,7 @@ class Hardware:
     @property
     def fingerprint(self) -> str:
         """Stable id of what determines speed: CPU model and ISA, cores, GPUs (not free memory)."""
-        key = {"arch": self.arch, "cpu": self.cpu_model, "flags": sorted(self.flags),
+        key = {"arch": self.arch, "vendor": self.cpu_vendor, "cpu": self.cpu_model, "flags": sorted(self.flags),
                "cores": [self.physical_cores, self.logical_cores],
                "gpus": [[g.name, g.compute_capability] for g in self.gpus], "ort_cuda": self.ort_cuda}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -79,13 +80,13 @@ class Hardware:
         return d
 
 
-def _cpuinfo() -> tuple[frozenset[str], str, int]:
+def _cpuinfo() -> tuple[frozenset[str], str, str, int]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset(), platform.processor(), os.cpu_count() or 1
+        return frozenset(), "", platform.processor(), os.cpu_count() or 1
     flags: set[str] = set()
-    model, cores = "", set()
+    vendor, model, cores = "", "", set()
     physical_id = "0"
     for line in text.splitlines():
         key, _, value = (part.strip() for part in line.partition(":"))
@@ -93,11 +94,13 @@ def _cpuinfo() -> tuple[frozenset[str], str, int]:
             flags = set(value.split())
         elif key in ("model name", "Model") and not model:
             model = value
+        elif key in ("vendor_id", "CPU implementer") and not vendor:
+            vendor = value
         elif key == "physical id":
             physical_id = value
         elif key == "core id":
             cores.add((physical_id, value))
-    return frozenset(f for f in ISA_FLAGS if f in flags), model, len(cores) or (os.cpu_count() or 1)
+    return frozenset(f for f in ISA_FLAGS if f in flags), vendor, model, len(cores) or (os.cpu_count() or 1)
 
 
 def _memory_mb() -> int:
@@ -146,11 +149,11 @@ def _installed_runtimes() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def detect() -> Hardware:
-    flags, model, physical = _cpuinfo()
+    flags, vendor, model, physical = _cpuinfo()
     gpus = _nvidia_gpus()
     return Hardware(arch=platform.machine().lower(), flags=flags, cuda=bool(gpus),
                     ort_cuda=bool(gpus) and _ort_cuda(),  # only import onnxruntime when a GPU exists
-                    cpu_model=model, physical_cores=physical, logical_cores=os.cpu_count() or 1,
+                    cpu_vendor=vendor, cpu_model=model, physical_cores=physical, logical_cores=os.cpu_count() or 1,
                     memory_mb=_memory_mb(), gpus=gpus, runtimes=_installed_runtimes())
 
 
