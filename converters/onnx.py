@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo.errors import ZooError, require
+from zoo.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Target
 from .support import copy_model_configs, exportable_reason
@@ -103,7 +104,7 @@ class OnnxConverter(Converter):
         progress(f"{target.name}: exporting to ONNX", None)
         if target.variant is None:
             info = export_onnx(checkpoint, out_dir)
-            return BuildResult(files=_files(out_dir), settings=info, runtime_precision="fp32")
+            return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision="fp32")
         with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
             exported = Path(tmp)
             info = export_onnx(checkpoint, exported)
@@ -115,7 +116,7 @@ class OnnxConverter(Converter):
                 progress(f"{target.name}: optimizing ({target.variant.upper()})", None)
                 info.update(_optimize(exported, out_dir, target.variant))
                 runtime = "fp16" if target.variant == "o4" else "fp32"
-        return BuildResult(files=_files(out_dir), settings=info, runtime_precision=runtime)
+        return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision=runtime)
 
 
 def _optimize(exported: Path, out_dir: Path, level: str) -> dict[str, Any]:
@@ -165,7 +166,3 @@ def _copy_non_onnx(src: Path, dst: Path) -> None:
 
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
-
-
-def _files(out_dir: Path) -> list[str]:
-    return sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())

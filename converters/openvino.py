@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo.errors import require
+from zoo.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Target
 from .onnx import export_onnx
@@ -68,8 +69,7 @@ class OpenVinoConverter(Converter):
         info["inference_precision"] = hint
         runtime = _runtime_precision(out_dir, hint)
         info["runtime_precision"] = runtime
-        files = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
-        return BuildResult(files=files, settings=info, runtime_precision=runtime)
+        return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision=runtime)
 
 
 def _runtime_precision(out_dir: Path, hint: Optional[str]) -> str:

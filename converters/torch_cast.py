@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo.errors import require
+from zoo.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Target
 
@@ -55,5 +56,4 @@ class TorchCastConverter(Converter):
         config = json.loads((out_dir / "config.json").read_text())
         config["torch_dtype"] = {"fp16": "float16", "bf16": "bfloat16"}[target.precision]
         (out_dir / "config.json").write_text(json.dumps(config, indent=2))
-        files = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
-        return BuildResult(files=files, settings={"dtype": str(dtype)}, runtime_precision=target.precision)
+        return BuildResult(files=list_local_files(out_dir), settings={"dtype": str(dtype)}, runtime_precision=target.precision)

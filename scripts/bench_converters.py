@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,13 +23,10 @@ from pathlib import Path
 
 
 def throughput(embed, texts: list[str], rounds: int = 3) -> float:
+    from zoo.benchmark import median_time
+
     embed(texts[:64])
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        embed(texts)
-        times.append(time.perf_counter() - t)
-    return len(texts) / statistics.median(times)
+    return len(texts) / median_time(lambda: embed(texts), rounds)
 
 
 def main() -> None:

@@ -9,9 +9,26 @@ from .errors import InvalidInput
 from .model import EmbeddingModel
 from .registry import DEFAULT_MODEL, Registry, open_registry
 
-__all__ = ["load"]
+__all__ = ["load", "choose"]
 
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def choose(reg: Registry, name: str, **options):
+    """Resolve ``name`` and pick its artifact for this machine with the figures measured here.
+
+    Returns (resolved, hardware, figures by artifact id, Selection); ``options`` are
+    ``zoo.selection.select``'s (objective, min_fidelity, exact, artifact, device).
+    """
+    from .benchmark import latest_figures
+    from .hardware import detect
+    from .selection import select
+
+    resolved = reg.resolve(name)
+    artifacts = resolved.revision.artifacts
+    hw = detect()
+    figures = latest_figures(reg, [a.id for a in artifacts], hw.fingerprint)
+    return resolved, hw, figures, select(artifacts, hw, figures, **options)
 
 
 def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, device: Optional[str] = None,
@@ -28,20 +45,15 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     for the throughput objective. The embedded default model registers itself on first use.
     """
     from .backends import load_backend
-    from .benchmark import latest_figures
-    from .hardware import detect
     from .model_config import spec_of
-    from .selection import CUDA_ONLY, GPU_CAPABLE, select
+    from .selection import CUDA_ONLY, GPU_CAPABLE
 
     if device is not None and not DEVICE_RE.match(device):
         raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
     reg = registry or open_registry(home, registry_url)
-    resolved = reg.resolve(name)
+    resolved, hw, figures, selection = choose(reg, name, objective=objective, min_fidelity=min_fidelity,
+                                              exact=exact, artifact=artifact, device=device)
     model, revision = resolved.model, resolved.revision
-    hw = detect()
-    figures = latest_figures(reg, [a.id for a in revision.artifacts], hw.fingerprint)
-    selection = select(revision.artifacts, hw, figures, objective=objective, min_fidelity=min_fidelity,
-                       exact=exact, artifact=artifact, device=device)
     chosen = selection.chosen
     if device is None and hw.cuda and (chosen.target in CUDA_ONLY or (chosen.target in GPU_CAPABLE and hw.ort_cuda)):
         device = "cuda"  # torch artifacts pick the GPU themselves; ONNX needs telling

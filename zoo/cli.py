@@ -354,15 +354,10 @@ def _selection_options(f):
 @click.pass_context
 def select_(ctx, name, objective, min_fidelity, exact, device, explain, as_json):
     """Which artifact of NAME serves on this machine, and why."""
-    from .benchmark import latest_figures
-    from .hardware import detect
-    from .selection import select
+    from .api import choose
 
-    reg = _registry(ctx)
-    revision = reg.resolve(name).revision
-    hw = detect()
-    sel = select(revision.artifacts, hw, latest_figures(reg, [a.id for a in revision.artifacts], hw.fingerprint),
-                 objective=objective, min_fidelity=min_fidelity, exact=exact, device=device)
+    _, hw, _, sel = choose(_registry(ctx), name, objective=objective, min_fidelity=min_fidelity, exact=exact,
+                           device=device)
     if as_json:
         click.echo(json.dumps({**sel.as_dict(), "hardware_fingerprint": hw.fingerprint}, indent=2, default=str))
     elif explain:

@@ -33,8 +33,6 @@ CUDA_ONLY = {"onnx-o4", "torch-fp16"}
 # Artifacts built for any device that serve on the GPU when one is usable (the CPU-tuned ONNX
 # graphs, O1-O3 and int8, stay on the CPU: their fused/quantized ops fall back with copies).
 GPU_CAPABLE = {"onnx-fp32", "torch-fp32", "torch-bf16"}
-RUNTIME_MODULE = {"torch": ("sentence_transformers", "torch"), "onnx": ("onnxruntime", "onnx"),
-                  "openvino": ("openvino", "openvino")}
 
 # Fastest first, from the measured CPU table (README) and the usual GPU order.
 RANK_CUDA = ("onnx-o4", "torch-fp16", "torch-bf16", "onnx-fp32", "torch-fp32")
@@ -99,9 +97,11 @@ class Selection:
 
 
 def _runtime_missing(fmt: str, hardware) -> Optional[str]:
-    module, extra = RUNTIME_MODULE.get(fmt, (None, None))
-    if module and fmt not in hardware.runtimes:
-        return f"{module} not installed (pip install 'zoo[{extra}]')"
+    from .hardware import RUNTIME_MODULES
+
+    module = RUNTIME_MODULES.get(fmt)
+    if module and fmt not in hardware.runtimes:  # each runtime's pip extra is named after its format
+        return f"{module} not installed (pip install 'zoo[{fmt}]')"
     return None
 
 

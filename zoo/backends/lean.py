@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ZooError
 from ..model_config import ModelSpec
 
-__all__ = ["TextEncoder", "pool", "embed_sorted"]
+__all__ = ["TextEncoder", "pool", "embed_sorted", "sorted_batches"]
 
 
 class TextEncoder:
@@ -92,17 +92,23 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSp
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def embed_sorted(texts: list[str], batch_size: int, encoder: TextEncoder,
-                 run: Callable[[dict[str, np.ndarray]], np.ndarray], spec: ModelSpec) -> np.ndarray:
-    """Embed in batches of similar token length; return rows in input order."""
+def sorted_batches(texts: list[str], batch_size: int, encoder: TextEncoder):
+    """Yield (row indices, padded inputs, attention mask) in batches of similar token length."""
     encodings = encoder.encode(texts)
     order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-    out = np.empty((len(texts), spec.dim), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
         idx = order[start:start + batch_size]
         feed = encoder.pad([encodings[i] for i in idx])
         mask = feed.get("attention_mask")
         if mask is None:
             mask = (feed["input_ids"] != encoder.pad_id).astype(np.int64)
+        yield idx, feed, mask
+
+
+def embed_sorted(texts: list[str], batch_size: int, encoder: TextEncoder,
+                 run: Callable[[dict[str, np.ndarray]], np.ndarray], spec: ModelSpec) -> np.ndarray:
+    """Embed in batches of similar token length; return rows in input order."""
+    out = np.empty((len(texts), spec.dim), dtype=np.float32)
+    for idx, feed, mask in sorted_batches(texts, batch_size, encoder):
         out[idx] = pool(run(feed), mask, spec)
     return out

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ZooError, require
 from ..model_config import ModelSpec
-from .lean import TextEncoder, embed_sorted, pool
+from .lean import TextEncoder, embed_sorted, pool, sorted_batches
 
 __all__ = ["OpenVinoBackend", "compile_config", "precision_name"]
 
@@ -72,8 +72,6 @@ class OpenVinoBackend:
         return self._embed_async(texts, batch_size)
 
     def _embed_async(self, texts: list[str], batch_size: int) -> np.ndarray:
-        encodings = self.encoder.encode(texts)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         out = np.empty((len(texts), self.spec.dim), dtype=np.float32)
         spec = self.spec  # the callback must not hold `self`: OpenVINO's threads would finalise it
 
@@ -84,12 +82,7 @@ class OpenVinoBackend:
         with self._queue_lock:  # one queue per model; concurrent callers take turns
             self._queue.set_callback(done)
             try:
-                for start in range(0, len(texts), batch_size):
-                    idx = order[start:start + batch_size]
-                    feed = self.encoder.pad([encodings[i] for i in idx])
-                    mask = feed.get("attention_mask")
-                    if mask is None:
-                        mask = (feed["input_ids"] != self.encoder.pad_id).astype(np.int64)
+                for idx, feed, mask in sorted_batches(texts, batch_size, self.encoder):
                     self._queue.start_async(feed, (idx, mask))
                 self._queue.wait_all()
             finally:
