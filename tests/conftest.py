@@ -132,6 +132,13 @@ def add_dense_module(model_dir: Path, out_features: int = 16) -> Path:
     return model_dir
 
 
+def row_cosines(a, b):
+    """Cosine of each row of ``a`` with the same row of ``b``."""
+    import numpy as np
+
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
 def table_counts(registry) -> dict[str, int]:
     """Row count of every registry table: the 'registry unchanged' check."""
     from sqlalchemy import func, select
