@@ -89,8 +89,8 @@ def _quantize(model, out_dir: Path, input_names: list[str], settings: dict[str, 
     from zoo.backends.lean import TextEncoder
 
     texts = list(settings["calibration"])
-    encoder = TextEncoder(out_dir, int(settings["max_seq_length"]), input_names)
-    items = [encoder([t]) for t in texts]  # one text per item: real lengths, no padding
+    encoder = TextEncoder.from_folder(out_dir, int(settings["max_seq_length"]), input_names)
+    items = [encoder.pad(encoder.encode([t])) for t in texts]  # one text per item: real lengths, no padding
     quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(items))
     return quantized, {"tool": "nncf.quantize", "model_type": "TRANSFORMER", "preset": "performance",

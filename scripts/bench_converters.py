@@ -63,7 +63,7 @@ def main() -> None:
         for o in outcomes:
             speed = None
             if o.status == "ready":
-                m = zoo.load(DEFAULT_MODEL, artifact=o.target, registry=reg)
+                m = zoo.load(DEFAULT_MODEL, artifact=o.target, registry=reg, cache=False)
                 speed = throughput(lambda xs: m.embed(xs, batch_size=32), texts)
             f = o.fidelity or {}
             rows.append({"target": o.target, "status": o.status, "size_mb": (o.size_bytes or 0) / 1e6,

@@ -66,7 +66,7 @@ def main() -> None:
         from sentence_transformers import SentenceTransformer
 
         corpus = texts(args.texts)
-        m = zoo.load(home=str(Path(tmp) / "first0"))
+        m = zoo.load(home=str(Path(tmp) / "first0"), cache=False)
         st = SentenceTransformer(m.info["path"], device="cpu")
         m.embed(corpus[:64]), st.encode(corpus[:64])  # warm up both
         zoo_t, st_t = [], []

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Union
 
+from .batching import DEFAULT_MAX_BATCH_TOKENS
 from .errors import InvalidInput
 from .model import EmbeddingModel
 from .registry import DEFAULT_MODEL, Registry, open_registry
+
+if TYPE_CHECKING:
+    from .cache import VectorCache
 
 __all__ = ["load", "choose"]
 
@@ -34,7 +38,9 @@ def choose(reg: Registry, name: str, **options):
 def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, device: Optional[str] = None,
          objective: str = "throughput", min_fidelity: Optional[float] = None, exact: bool = False,
          home: Optional[str] = None, registry_url: Optional[str] = None,
-         registry: Optional[Registry] = None, runtime_options: Optional[dict] = None) -> EmbeddingModel:
+         registry: Optional[Registry] = None, runtime_options: Optional[dict] = None,
+         cache: Union[bool, str, "VectorCache"] = True, cache_max_bytes: Union[int, str, None] = None,
+         max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS) -> EmbeddingModel:
     """Load a registered model (or alias) by name, served by the best artifact for this machine.
 
     ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
@@ -43,6 +49,12 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     runs. See ``zoo.selection`` for the decision. ``runtime_options`` overrides how the runtime
     runs (OpenVINO ``mode``, onnxruntime ``threads``); by default the fastest measured here is used
     for the throughput objective. The embedded default model registers itself on first use.
+
+    ``cache``: the persistent vector cache; True (default) uses ``$ZOO_CACHE`` or the home's
+    ``cache.db`` (``ZOO_CACHE=off`` disables it), False disables it, a string is a SQLite path or a
+    ``redis://`` URL, or pass a ``zoo.cache.VectorCache``. ``cache_max_bytes`` caps the SQLite
+    cache (least recently used entries go first; default 2 GiB or ``$ZOO_CACHE_MAX_BYTES``).
+    ``max_batch_tokens`` caps rows x padded length per batch (None: rows only).
     """
     from .backends import load_backend
     from .model_config import spec_of
@@ -75,5 +87,21 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         "runtime_options": runtime_options,
         "explanation": selection.explain() if selection.candidates else selection.reason,
     }
-    return EmbeddingModel(name=model.name, dim=model.dim, backend=backend, info=info,
-                          default_batch_size=int(measured.get("batch_size", 32)))
+    return EmbeddingModel(model.name, backend, spec_of(model), info, default_batch_size=int(measured.get("batch_size", 32)),
+                          cache=_open_cache(cache, reg, cache_max_bytes), max_batch_tokens=max_batch_tokens)
+
+
+def _open_cache(cache, reg: Registry, max_bytes):
+    from .cache import cache_disabled_by_env, open_cache, parse_size
+
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        if cache_disabled_by_env():
+            return None
+        return open_cache(home=reg.home, max_bytes=None if max_bytes is None else parse_size(max_bytes))
+    if isinstance(cache, str):
+        return open_cache(cache, home=reg.home, max_bytes=None if max_bytes is None else parse_size(max_bytes))
+    if all(hasattr(cache, m) for m in ("get_many", "put_many")):
+        return cache
+    raise InvalidInput(f"cache must be True, False, a path, a redis:// URL or a VectorCache, not {type(cache).__name__}")

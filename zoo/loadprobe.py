@@ -27,7 +27,7 @@ def main() -> None:
     import zoo
 
     imported = time.perf_counter() - _START
-    m = zoo.load(name, artifact=artifact, home=home)
+    m = zoo.load(name, artifact=artifact, home=home, cache=False)
     m.embed(["warm up the runtime with one short text"])
     ready = time.perf_counter() - _START
     print(json.dumps({"ready_s": ready, "import_s": imported, "peak_rss_mb": peak_rss_mb()}))

@@ -1,53 +1,70 @@
-"""What the ONNX and OpenVINO runtimes share: tokenization, pooling, normalisation.
+"""What every runtime shares: tokenization, length-bucketed batches, pooling, normalisation.
 
-Pure ``tokenizers`` + numpy, so a lean runtime never imports torch. It reproduces
-sentence-transformers exactly: the same ``tokenizer.json`` (with truncation at the
-model's max length and right padding), then the model's pooling (mean, CLS, max,
-mean-sqrt-len, weighted mean, last token) and its Normalize module.
-Texts are sorted by token length before batching so short texts are not padded
-to long ones; results come back in input order.
+Pure ``tokenizers`` + numpy, so a lean runtime (ONNX, OpenVINO) never imports
+torch. It reproduces sentence-transformers exactly: the same ``tokenizer.json``
+(truncation at the model's max length, right padding), then the model's pooling
+(mean, CLS, max, mean-sqrt-len, weighted mean, last token) and its Normalize
+module. Every runtime, torch included, tokenizes once here: the token lengths
+cut the batches (``zoo.batching``) and say which inputs were truncated.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
+from ..batching import DEFAULT_MAX_BATCH_TOKENS, plan_batches
 from ..errors import ZooError
 from ..model_config import ModelSpec
 
-__all__ = ["TextEncoder", "pool", "embed_sorted", "sorted_batches"]
+__all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows"]
 
 
 class TextEncoder:
-    """Fast tokenizer from an artifact folder, configured like sentence-transformers.
+    """A fast tokenizer configured like sentence-transformers: truncating, unpadded.
 
-    Tokenizes without padding; ``pad`` builds each batch's arrays, padded on the
-    right to the batch's longest text.
+    ``pad`` builds one batch's arrays, padded on the right to the batch's longest text.
+    ``full_length`` counts a text's tokens without truncation (for error messages).
     """
 
-    def __init__(self, path: Path, max_length: int, input_names: list[str]):
+    def __init__(self, tokenizer, max_length: int, input_names: list[str], pad_id: int = 0):
+        self.max_length = max_length
+        self.tokenizer = tokenizer
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=max_length)
+        self._untruncated = None
+        self.pad_id = pad_id
+        self.input_names = input_names
+
+    @classmethod
+    def from_folder(cls, path: Path, max_length: int, input_names: list[str]) -> "TextEncoder":
         from tokenizers import Tokenizer
 
         tok_file = Path(path) / "tokenizer.json"
         if not tok_file.exists():
             raise ZooError(f"{path} has no tokenizer.json; rebuild the artifact with `zoo convert --rebuild`")
-        self.tokenizer = Tokenizer.from_file(str(tok_file))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=max_length)
+        tokenizer = Tokenizer.from_file(str(tok_file))
         config_file = Path(path) / "tokenizer_config.json"
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
         pad_token = config.get("pad_token") or "[PAD]"
         if isinstance(pad_token, dict):
             pad_token = pad_token.get("content", "[PAD]")
-        self.pad_id = self.tokenizer.token_to_id(pad_token) or 0
-        self.input_names = input_names
+        return cls(tokenizer, max_length, input_names, tokenizer.token_to_id(pad_token) or 0)
 
     def encode(self, texts: list[str]) -> list:
         return self.tokenizer.encode_batch(texts, add_special_tokens=True)
+
+    def full_length(self, text: str) -> int:
+        if self._untruncated is None:  # a private copy: truncation is tokenizer state
+            from tokenizers import Tokenizer
+
+            self._untruncated = Tokenizer.from_str(self.tokenizer.to_str())
+            self._untruncated.no_truncation()
+        return len(self._untruncated.encode(text, add_special_tokens=True).ids)
 
     def pad(self, encodings: list) -> dict[str, np.ndarray]:
         width = max(len(e.ids) for e in encodings)
@@ -60,12 +77,20 @@ class TextEncoder:
         arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return {name: arrays[name] for name in self.input_names}
 
-    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        return self.pad(self.encode(texts))
+    def mask(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The attention mask of a padded batch, for pooling (from the pad ids if the graph takes none)."""
+        mask = feed.get("attention_mask")
+        return (feed["input_ids"] != self.pad_id).astype(np.int64) if mask is None else mask
 
 
-def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Pool (batch, seq, dim) to (batch, dim) as the model's Pooling module does, then normalise."""
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+
+def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSpec,
+         normalize: Optional[bool] = None) -> np.ndarray:
+    """Pool (batch, seq, dim) to (batch, dim) as the model's Pooling module does, then
+    L2-normalise if ``normalize`` (default: if the model has a Normalize module)."""
     h = token_embeddings.astype(np.float32, copy=False)
     mask = attention_mask.astype(np.float32)[:, :, None]
     counts = np.clip(mask.sum(axis=1), 1e-9, None)
@@ -87,28 +112,53 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSp
     else:
         raise ZooError(f"pooling mode {mode!r} is not supported by the ONNX/OpenVINO runtimes; "
                        "use the torch-fp32 artifact")
-    if spec.normalize:
-        out = out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+    if spec.normalize if normalize is None else normalize:
+        out = normalize_rows(out)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def sorted_batches(texts: list[str], batch_size: int, encoder: TextEncoder):
-    """Yield (row indices, padded inputs, attention mask) in batches of similar token length."""
-    encodings = encoder.encode(texts)
-    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-    for start in range(0, len(texts), batch_size):
-        idx = order[start:start + batch_size]
-        feed = encoder.pad([encodings[i] for i in idx])
-        mask = feed.get("attention_mask")
-        if mask is None:
-            mask = (feed["input_ids"] != encoder.pad_id).astype(np.int64)
-        yield idx, feed, mask
+@dataclass
+class Prepared:
+    """Texts tokenized once: what batching, truncation reporting and the runtimes read."""
+    texts: list[str]
+    encodings: list
+    lengths: list[int]
+    truncated: list[bool]
+
+    @classmethod
+    def of(cls, encoder: TextEncoder, texts: list[str]) -> "Prepared":
+        encodings = encoder.encode(texts)
+        return cls(texts, encodings, [len(e.ids) for e in encodings], [bool(e.overflowing) for e in encodings])
 
 
-def embed_sorted(texts: list[str], batch_size: int, encoder: TextEncoder,
-                 run: Callable[[dict[str, np.ndarray]], np.ndarray], spec: ModelSpec) -> np.ndarray:
-    """Embed in batches of similar token length; return rows in input order."""
-    out = np.empty((len(texts), spec.dim), dtype=np.float32)
-    for idx, feed, mask in sorted_batches(texts, batch_size, encoder):
-        out[idx] = pool(run(feed), mask, spec)
-    return out
+class BatchedBackend:
+    """The batching every runtime shares; a runtime supplies ``encoder``, ``spec`` and
+    ``embed_batch`` (one batch of similar-length texts), and may override ``run_batches``
+    to keep several batches in flight."""
+
+    encoder: TextEncoder
+    spec: ModelSpec
+
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
+                    on_batch: Callable[[int], None] = lambda n: None) -> None:
+        for idx in batches:
+            out[idx] = self.embed_batch([prepared.texts[i] for i in idx],
+                                        [prepared.encodings[i] for i in idx], normalize)
+            on_batch(len(idx))
+
+    def embed_prepared(self, prepared: Prepared, batch_size: int, *, normalize: Optional[bool] = None,
+                       max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS,
+                       on_batch: Callable[[int], None] = lambda n: None) -> np.ndarray:
+        """Embed in length-sorted batches; rows come back in input order."""
+        out = np.empty((len(prepared.texts), self.spec.dim), dtype=np.float32)
+        normalize = self.spec.normalize if normalize is None else normalize
+        self.run_batches(prepared, plan_batches(prepared.lengths, batch_size, max_tokens), normalize, out, on_batch)
+        return out
+
+    def embed(self, texts: list[str], batch_size: int, *, normalize: Optional[bool] = None,
+              max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS) -> np.ndarray:
+        return self.embed_prepared(Prepared.of(self.encoder, texts), batch_size,
+                                   normalize=normalize, max_tokens=max_tokens)

@@ -9,12 +9,12 @@ import numpy as np
 
 from ..errors import ZooError, require
 from ..model_config import ModelSpec
-from .lean import TextEncoder, embed_sorted
+from .lean import BatchedBackend, TextEncoder, pool
 
 __all__ = ["OnnxBackend"]
 
 
-class OnnxBackend:
+class OnnxBackend(BatchedBackend):
     def __init__(self, path: Path, spec: ModelSpec, device: Optional[str] = None, precision: str = "fp32",
                  settings: Optional[dict[str, Any]] = None, options: Optional[dict[str, Any]] = None):
         ort = require("onnxruntime", "onnx")
@@ -42,16 +42,14 @@ class OnnxBackend:
             session_options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(Path(path) / "model.onnx"), session_options, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.encoder = TextEncoder(path, spec.max_seq_length, self.input_names)
+        self.encoder = TextEncoder.from_folder(path, spec.max_seq_length, self.input_names)
         self.spec = spec
         self.device = device if device.startswith("cuda") else "cpu"
         self.name = "onnxruntime"
 
-    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(None, feed)[0]
-
-    def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return embed_sorted(texts, batch_size, self.encoder, self._run, self.spec)
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+        feed = self.encoder.pad(encodings)  # InferenceSession.run is thread-safe
+        return pool(self.session.run(None, feed)[0], self.encoder.mask(feed), self.spec, normalize)
 
     @staticmethod
     def option_variants(hardware) -> list[dict[str, Any]]:
@@ -60,3 +58,4 @@ class OnnxBackend:
         if hardware.logical_cores > hardware.physical_cores > 0:
             variants.append({"threads": hardware.logical_cores})
         return variants
+

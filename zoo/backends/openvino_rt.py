@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ZooError, require
 from ..model_config import ModelSpec
-from .lean import TextEncoder, embed_sorted, pool, sorted_batches
+from .lean import BatchedBackend, Prepared, TextEncoder, pool
 
 __all__ = ["OpenVinoBackend", "compile_config", "precision_name"]
 
@@ -38,7 +38,7 @@ def compile_config(settings: Optional[dict[str, Any]], mode: str = "latency") ->
     return config
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(BatchedBackend):
     def __init__(self, path: Path, spec: ModelSpec, device: Optional[str] = None, precision: str = "fp32",
                  settings: Optional[dict[str, Any]] = None, options: Optional[dict[str, Any]] = None):
         ov = require("openvino", "openvino")
@@ -57,37 +57,40 @@ class OpenVinoBackend:
                                              self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.runtime_precision = precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
-        self.request = self.compiled.create_infer_request()
-        self.encoder = TextEncoder(path, spec.max_seq_length, self.input_names)
+        self._requests = threading.local()  # an InferRequest is not thread-safe: one per thread
+        self.encoder = TextEncoder.from_folder(path, spec.max_seq_length, self.input_names)
         self.spec = spec
         self.device = "cpu"
         self.name = f"openvino ({self.runtime_precision})"
 
-    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.request.infer(feed)[self.compiled.output(0)]
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        feed = self.encoder.pad(encodings)
+        return pool(request.infer(feed)[self.compiled.output(0)], self.encoder.mask(feed), self.spec, normalize)
 
-    def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        if self.mode != "throughput" or len(texts) <= batch_size:
-            return embed_sorted(texts, batch_size, self.encoder, self._run, self.spec)
-        return self._embed_async(texts, batch_size)
-
-    def _embed_async(self, texts: list[str], batch_size: int) -> np.ndarray:
-        out = np.empty((len(texts), self.spec.dim), dtype=np.float32)
+    def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
+                    on_batch=lambda n: None) -> None:
+        batches = list(batches)
+        if self.mode != "throughput" or len(batches) < 2:
+            return super().run_batches(prepared, batches, normalize, out, on_batch)
         spec = self.spec  # the callback must not hold `self`: OpenVINO's threads would finalise it
 
         def done(request, userdata):
             idx, mask = userdata
-            out[idx] = pool(request.get_output_tensor(0).data, mask, spec)
+            out[idx] = pool(request.get_output_tensor(0).data, mask, spec, normalize)
+            on_batch(len(idx))
 
         with self._queue_lock:  # one queue per model; concurrent callers take turns
             self._queue.set_callback(done)
             try:
-                for idx, feed, mask in sorted_batches(texts, batch_size, self.encoder):
-                    self._queue.start_async(feed, (idx, mask))
+                for idx in batches:
+                    feed = self.encoder.pad([prepared.encodings[i] for i in idx])
+                    self._queue.start_async(feed, (idx, self.encoder.mask(feed)))
                 self._queue.wait_all()
             finally:
                 self._queue.set_callback(_ignore)  # drop this call's arrays
-        return out
 
     @staticmethod
     def option_variants(hardware) -> list[dict[str, Any]]:

@@ -1,0 +1,130 @@
+"""The persistent vector cache: the same text is never embedded twice by the same configuration.
+
+A vector is stored under a digest of everything that shapes it: the artifact's
+content digest, the precision the runtime computes in, the effective prompt,
+normalisation and output dimensions, and the exact text. Switching any of these
+can only miss, never return another configuration's vector. A stored row also
+remembers whether its text was truncated, so a cached answer reports truncation
+exactly as a computed one does.
+
+Backends: ``SqliteCache`` (``cache.db`` in the zoo home, WAL; the default) and
+``RedisCache`` (``redis://`` URLs, the ``redis`` extra) for a cache shared by hosts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from typing import Iterable, Optional, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInput
+
+__all__ = ["VectorCache", "CacheConfig", "Entry", "open_cache", "parse_size", "DEFAULT_MAX_BYTES",
+           "TRUNCATED", "encode_entry", "decode_entry"]
+
+DEFAULT_MAX_BYTES = 2 * 1024 ** 3
+TRUNCATED = 1  # entry flag: the text was cut to the model's max length before embedding
+KEY_VERSION = b"zoo-cache-v1"
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Everything besides the text that decides a vector; its digest namespaces the keys."""
+    model: str
+    artifact_digest: str
+    runtime_precision: str
+    prompt: str
+    normalize: bool
+    dimensions: int
+
+    @property
+    def digest(self) -> bytes:
+        fields = {"artifact": self.artifact_digest, "precision": self.runtime_precision, "prompt": self.prompt,
+                  "normalize": self.normalize, "dimensions": self.dimensions}
+        return hashlib.sha256(KEY_VERSION + json.dumps(fields, sort_keys=True).encode()).digest()
+
+    def keys(self, texts: Iterable[str]) -> list[bytes]:
+        prefix = self.digest
+        return [hashlib.sha256(prefix + t.encode("utf-8")).digest() for t in texts]
+
+
+@dataclass(frozen=True)
+class Entry:
+    vector: np.ndarray  # float32, (dimensions,)
+    flags: int = 0
+
+
+def encode_entry(vector: np.ndarray, flags: int) -> bytes:
+    return struct.pack("<B", flags) + np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def decode_entry(blob: bytes) -> Entry:
+    return Entry(np.frombuffer(blob, dtype="<f4", offset=1).astype(np.float32), blob[0])
+
+
+class VectorCache(Protocol):
+    """What the engine needs from a cache; all methods are safe across threads and processes."""
+    location: str
+
+    def get_many(self, config: CacheConfig, keys: Sequence[bytes]) -> dict[bytes, Entry]: ...
+
+    def put_many(self, config: CacheConfig, items: Sequence[tuple[bytes, np.ndarray, int]]) -> None: ...
+
+    def stats(self) -> dict: ...
+
+    def clear(self, model: Optional[str] = None) -> int: ...
+
+    def prune(self, max_bytes: int) -> dict: ...
+
+
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
+         "t": 1000 ** 4, "tb": 1000 ** 4, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4}
+
+
+def parse_size(value) -> int:
+    """Bytes from 123, "500MB", "1.5GiB" (decimal and binary units)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        m = SIZE_RE.match(str(value))
+        unit = (m.group(2) or "").lower() if m else None
+        if not m or unit not in UNITS:
+            raise InvalidInput(f"cannot read size {value!r}; use bytes or a unit such as 500MB or 2GiB")
+        size = int(float(m.group(1)) * UNITS[unit])
+    if size < 0:
+        raise InvalidInput(f"size must be >= 0, got {value!r}")
+    return size
+
+
+def open_cache(location: Optional[str] = None, *, home=None, max_bytes: Optional[int] = None) -> VectorCache:
+    """The cache at ``location``: a ``redis://``/``rediss://`` URL, a SQLite file path, or
+    (default) ``$ZOO_CACHE`` or the zoo home's ``cache.db``."""
+    if not location and not cache_disabled_by_env():
+        location = os.environ.get("ZOO_CACHE") or None
+    if max_bytes is None and os.environ.get("ZOO_CACHE_MAX_BYTES"):
+        max_bytes = parse_size(os.environ["ZOO_CACHE_MAX_BYTES"])
+    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    if location and location.startswith(("redis://", "rediss://", "unix://")):
+        from .redis import RedisCache
+
+        return RedisCache(location)
+    from .sqlite import SqliteCache
+
+    if not location:
+        if home is None:
+            from ..home import resolve_home
+
+            home = resolve_home()
+        location = str(home.cache_path)
+    return SqliteCache(location.removeprefix("sqlite:///"), max_bytes=max_bytes)
+
+
+def cache_disabled_by_env() -> bool:
+    return os.environ.get("ZOO_CACHE", "").strip().lower() in ("0", "off", "false", "no", "none")
