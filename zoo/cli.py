@@ -418,6 +418,19 @@ def _write_output(path: str, texts: list[str], vectors) -> None:
 
 
 @cli.command()
+@click.argument("name")
+@click.option("--query", help="Text prepended to queries (embed_query); '' removes it.")
+@click.option("--document", help="Text prepended to documents (embed_documents); '' removes it.")
+@click.option("--clear", is_flag=True, help="Remove both prompts.")
+@click.pass_context
+def prompt(ctx, name, query, document, clear):
+    """Show or set NAME's query and document prompts (read from the model's config at registration)."""
+    prompts = _registry(ctx).set_prompts(name, query=query, document=document, clear=clear)
+    for kind, text in prompts.items():
+        click.echo(f"{kind}: {'-' if text is None else repr(text)}")
+
+
+@cli.command()
 @click.argument("texts", nargs=-1)
 @click.option("--model", "-m", "model_name", default=None, help="Model name or alias (default: all-minilm-l6-v2).")
 @click.option("--input", "-i", "input_path", help="File of texts: one per line, or .jsonl; '-' for stdin.")
@@ -426,36 +439,111 @@ def _write_output(path: str, texts: list[str], vectors) -> None:
 @click.option("--artifact", help="Use this artifact (target name such as torch-fp32, or id).")
 @click.option("--device", help="Run on this device (cpu, cuda, cuda:1).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Default: the best batch measured here, else 32.")
+@click.option("--prompt-name", type=click.Choice(["query", "document"]), help="Prepend the model's prompt of this kind.")
+@click.option("--prompt", "prompt_text", help="Prepend this text to every input.")
+@click.option("--dimensions", type=click.IntRange(min=1), help="Keep the first N components (Matryoshka), re-normalised.")
+@click.option("--normalize/--no-normalize", default=None, help="L2-normalise (default: as the model does).")
+@click.option("--truncate/--no-truncate", default=True, show_default=True,
+              help="Cut inputs longer than the model's max length (--no-truncate: fail instead).")
+@click.option("--no-cache", is_flag=True, help="Bypass the vector cache.")
 @_selection_options
 @click.pass_context
-def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, device, batch_size, objective,
-          min_fidelity, exact):
+def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, device, batch_size, prompt_name,
+          prompt_text, dimensions, normalize, truncate, no_cache, objective, min_fidelity, exact):
     """Embed TEXT arguments (or --input) with a model, by name."""
-    from .api import load
-    from .registry import DEFAULT_MODEL
+    import warnings
 
+    from .api import load
+    from .model import TruncationWarning
+    from .registry import DEFAULT_MODEL
     from .textfiles import read_texts
 
     items = list(texts) + (read_texts(input_path, "--input") if input_path else [])
     if not items:
         raise InvalidInput("nothing to embed: give TEXT arguments or --input FILE")
     m = load(model_name or DEFAULT_MODEL, artifact=artifact, device=device, objective=objective,
-             min_fidelity=min_fidelity, exact=exact, registry=_registry(ctx))
-    vectors = m.embed(items, batch_size=batch_size)
+             min_fidelity=min_fidelity, exact=exact, registry=_registry(ctx), cache=not no_cache)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncationWarning)
+        vectors = m.embed(items, batch_size=batch_size, prompt=prompt_text, prompt_name=prompt_name,
+                          dimensions=dimensions, normalize=normalize, truncate=truncate)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
     if output_path:
         _write_output(output_path, items, vectors)
     if as_json:
         click.echo(json.dumps({"model": m.name, "revision": m.info["revision"], "artifact": m.info["artifact"],
-                               "dim": m.dim, "embeddings": vectors.tolist()}))
+                               "dim": vectors.shape[1], "truncated": list(vectors.truncated),
+                               "cache_hits": vectors.cache_hits, "embeddings": vectors.tolist()}))
     elif output_path:
-        click.echo(f"wrote {len(items)} x {m.dim} embeddings to {output_path} "
+        click.echo(f"wrote {len(items)} x {vectors.shape[1]} embeddings to {output_path} "
                    f"({m.name}, {m.info['artifact']}, {m.info['revision'][:16]})")
     else:
         click.echo(f"{m.name} ({m.info['artifact']} on {m.info['device']}, revision "
-                   f"{m.info['revision'][:16]}), dim {m.dim}")
+                   f"{m.info['revision'][:16]}), dim {vectors.shape[1]}, {vectors.cache_hits} from cache")
         for t, v in zip(items, vectors):
             head = " ".join(f"{x:+.4f}" for x in v[:6])
             click.echo(f"  [{head} ...]  {t[:60]!r}")
+
+
+@cli.group(cls=ZooGroup)
+@click.option("--cache", "location", envvar="ZOO_CACHE",
+              help="Cache location: a SQLite file or redis:// URL (default: $ZOO_CACHE, else the home's cache.db).")
+@click.pass_context
+def cache(ctx, location):
+    """The persistent vector cache: stats, clear, prune."""
+    ctx.obj["cache_location"] = location
+
+
+def _cache(ctx):
+    from .cache import cache_disabled_by_env, open_cache
+
+    location = ctx.obj.get("cache_location")
+    if location and cache_disabled_by_env():
+        location = None  # ZOO_CACHE=off disables use, not administration of the default cache
+    return open_cache(location, home=_registry(ctx).home)
+
+
+def _rate(r) -> str:
+    return "-" if r is None else f"{100 * r:.1f} %"
+
+
+@cache.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def cache_stats(ctx, as_json):
+    """Entries, bytes, hits, misses and hit rate, overall and per model."""
+    stats = _cache(ctx).stats()
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    cap = stats.get("max_bytes")
+    click.echo(f"{stats['backend']} cache {stats['location']}")
+    click.echo(f"  entries {stats['entries']}, {_mb(stats['bytes'])} of {_mb(cap) if cap else 'no cap'}, "
+               f"hits {stats['hits']}, misses {stats['misses']}, hit rate {_rate(stats['hit_rate'])}")
+    for model, f in sorted(stats["models"].items()):
+        click.echo(f"  {model:<28} {f['entries']:>9} entries {_mb(f['bytes']):>11}  hits {f['hits']:>9}  "
+                   f"misses {f['misses']:>9}  hit rate {_rate(f['hit_rate'])}")
+
+
+@cache.command("clear")
+@click.option("--model", "-m", "model_name", help="Only this model's vectors (default: all).")
+@click.pass_context
+def cache_clear(ctx, model_name):
+    """Delete cached vectors (and their counters)."""
+    removed = _cache(ctx).clear(model_name)
+    click.echo(f"removed {removed} cached vectors" + (f" of {model_name}" if model_name else ""))
+
+
+@cache.command("prune")
+@click.option("--max-size", required=True, help="Evict least recently used vectors down to this size, e.g. 500MB.")
+@click.pass_context
+def cache_prune(ctx, max_size):
+    """Evict least recently used vectors until the cache holds at most --max-size."""
+    from .cache import parse_size
+
+    result = _cache(ctx).prune(parse_size(max_size))
+    click.echo(f"removed {result['removed']} cached vectors; {result['entries']} remain ({_mb(result['bytes'])})")
 
 
 def main() -> None:

@@ -303,6 +303,22 @@ class Registry:
             model.fidelity_floor = floor or None
             return floor
 
+    def set_prompts(self, name: str, *, query: Optional[str] = None, document: Optional[str] = None,
+                    clear: bool = False) -> dict:
+        """Set the model's query/document prompts (``""`` removes one; ``clear`` removes both)."""
+        from .schema import Model
+
+        model_id = self.resolve(name).model.id
+        with self.session() as s:
+            model = s.get(Model, model_id)
+            if clear:
+                model.query_prompt = model.document_prompt = None
+            if query is not None:
+                model.query_prompt = query or None
+            if document is not None:
+                model.document_prompt = document or None
+            return {"query": model.query_prompt, "document": model.document_prompt}
+
     def remove(self, name: str) -> str:
         """Remove a model (all revisions and artifact rows) or an alias. Blobs stay until gc."""
         from sqlalchemy import select

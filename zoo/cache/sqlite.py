@@ -15,7 +15,6 @@ written with the next write (or every few seconds, and at exit).
 
 from __future__ import annotations
 
-import atexit
 import math
 import os
 import random
@@ -80,8 +79,8 @@ class SqliteCache:
         except OSError as exc:
             raise ZooError(f"cannot create the cache directory {self.path.parent}: {exc.strerror}") from None
         self._retry(self._create_schema)
-        ref = weakref.ref(self)
-        atexit.register(lambda: (c := ref()) is not None and c._flush_quietly())
+        # counters not yet written are written when this object goes away or the process exits
+        weakref.finalize(self, _write_pending, self.path, self._pending, self._pending_lock)
 
     # -- connections and retries ------------------------------------------------------------
 
@@ -154,8 +153,9 @@ class SqliteCache:
             counts[1] += misses
 
     def _take_counters(self) -> dict[str, list[int]]:
-        with self._pending_lock:
-            pending, self._pending = self._pending, {}
+        with self._pending_lock:  # emptied in place: the finalizer holds this very dict
+            pending = dict(self._pending)
+            self._pending.clear()
             self._last_flush = time.monotonic()
         return pending
 
@@ -171,12 +171,6 @@ class SqliteCache:
         """Write pending hit/miss counters now."""
         if self._pending:
             self._write(lambda conn: None)
-
-    def _flush_quietly(self) -> None:
-        try:
-            self.flush()
-        except Exception:  # at exit: counters are statistics, never worth a traceback
-            pass
 
     # -- the engine's interface -------------------------------------------------------------------
 
@@ -281,7 +275,10 @@ class SqliteCache:
             conn.execute("UPDATE totals SET bytes = (SELECT coalesce(sum(size), 0) FROM vectors) WHERE id = 1")
             return n
         with self._pending_lock:  # counts not yet written belong to what is cleared
-            self._pending.clear() if model is None else self._pending.pop(model, None)
+            if model is None:
+                self._pending.clear()
+            else:
+                self._pending.pop(model, None)
         removed = self._write(delete)
         self._compact()
         return removed
@@ -305,3 +302,22 @@ class SqliteCache:
 
     def integrity(self) -> str:
         return self._retry(lambda c: c.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _write_pending(path: Path, pending: dict[str, list[int]], lock: threading.Lock) -> None:
+    """Finalizer: write the hit/miss counters a cache object still holds (best effort)."""
+    with lock:
+        rows = [(model, h, m) for model, (h, m) in pending.items() if h or m]
+        pending.clear()
+    if not rows:
+        return
+    try:
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            SqliteCache._write_counters(conn, {model: [h, m] for model, h, m in rows})
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+    except sqlite3.Error:  # statistics only: never worth a traceback at exit
+        pass

@@ -1,0 +1,68 @@
+"""A LlamaIndex ``BaseEmbedding`` served by zoo (``pip install 'zoo[llama-index]'``).
+
+    from zoo.integrations.llama_index import ZooEmbedding
+    Settings.embed_model = ZooEmbedding(model_name="all-minilm-l6-v2")
+
+LlamaIndex cuts inputs into chunks of ``embed_batch_size``; each chunk is one zoo
+call with that batch size, so it is length-sorted, cached and batched by tokens.
+Queries get the model's query prompt, texts its document prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from ..errors import require
+
+require("llama_index.core", "llama-index")
+
+from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, BaseEmbedding  # noqa: E402
+from pydantic import Field, PrivateAttr  # noqa: E402
+
+__all__ = ["ZooEmbedding"]
+
+
+class ZooEmbedding(BaseEmbedding):
+    home: Optional[str] = Field(default=None, description="zoo home (default: $ZOO_HOME or the per-user home)")
+    artifact: Optional[str] = Field(default=None, description="force one artifact, e.g. openvino-int8")
+    device: Optional[str] = Field(default=None, description="cpu, cuda or cuda:N")
+    dimensions: Optional[int] = Field(default=None, description="keep the first N components (Matryoshka)")
+    cache: bool = Field(default=True, description="use zoo's persistent vector cache")
+    _model: Any = PrivateAttr()
+
+    def __init__(self, model_name: str = "all-minilm-l6-v2", embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+                 **kwargs: Any):
+        super().__init__(model_name=model_name, embed_batch_size=embed_batch_size, **kwargs)
+        from ..api import load
+
+        self._model = load(model_name, home=self.home, artifact=self.artifact, device=self.device, cache=self.cache)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ZooEmbedding"
+
+    @property
+    def zoo_model(self):
+        """The underlying ``zoo.model.EmbeddingModel``."""
+        return self._model
+
+    def _options(self) -> dict:
+        return {"batch_size": self.embed_batch_size, "dimensions": self.dimensions}
+
+    def _get_query_embedding(self, query: str) -> List[float]:
+        return self._model.embed_query(query, **self._options()).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> List[float]:
+        return (await self._model.aembed_query(query, **self._options())).tolist()
+
+    def _get_text_embedding(self, text: str) -> List[float]:
+        return self._model.embed_documents([text], **self._options())[0].tolist()
+
+    async def _aget_text_embedding(self, text: str) -> List[float]:
+        return (await self._model.aembed_documents([text], **self._options()))[0].tolist()
+
+    def _get_text_embeddings(self, texts: List[str]) -> List[List[float]]:
+        return self._model.embed_documents(texts, **self._options()).tolist()
+
+    async def _aget_text_embeddings(self, texts: List[str]) -> List[List[float]]:
+        return (await self._model.aembed_documents(texts, **self._options())).tolist()
