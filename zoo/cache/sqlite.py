@@ -91,18 +91,23 @@ class SqliteCache:
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
             except sqlite3.Error as exc:
                 raise ZooError(f"cannot open the vector cache {self.path}: {exc}") from None
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+            try:
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+            except sqlite3.Error:
+                conn.close()
+                raise
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     def _retry(self, fn: Callable[[sqlite3.Connection], object]):
         delay, deadline = 0.002, time.monotonic() + self.busy_timeout
         while True:
-            conn = self._conn()
+            conn = None
             try:
+                conn = self._conn()
                 return fn(conn)
             except sqlite3.OperationalError as exc:
-                if conn.in_transaction:
+                if conn is not None and conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if not _busy(exc):
                     raise ZooError(f"vector cache {self.path}: {exc}") from None

@@ -1,0 +1,68 @@
+"""The LlamaIndex and LangChain adapters, driven through the real libraries' own interfaces."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+import zoo
+
+
+@pytest.fixture
+def tiny_home(registry, tiny_model_dir):
+    registry.register("tiny", str(tiny_model_dir))
+    return str(registry.home.root)
+
+
+TEXTS = [f"document number {i} about cats" for i in range(7)]
+
+
+def test_llama_index_embedding(tiny_home):
+    pytest.importorskip("llama_index.core", reason="the llama-index extra is not installed")
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    from zoo.integrations.llama_index import ZooEmbedding
+
+    emb = ZooEmbedding(model_name="tiny", home=tiny_home, embed_batch_size=3, cache=False)
+    assert isinstance(emb, BaseEmbedding) and emb.embed_batch_size == 3
+    m = zoo.load("tiny", home=tiny_home, cache=False)
+    calls = []
+    original = emb.zoo_model.embed
+
+    def counting(texts, **options):
+        calls.append((len(texts), options.get("batch_size")))
+        return original(texts, **options)
+
+    emb.zoo_model.embed = counting  # observe how LlamaIndex chunks the input
+    got = emb.get_text_embedding_batch(TEXTS)
+    assert calls == [(3, 3), (3, 3), (1, 3)]  # embed_batch_size honoured, and passed on as zoo's batch
+    np.testing.assert_allclose(np.array(got), m.embed_documents(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(emb.get_query_embedding("where are the cats"),
+                               m.embed_query("where are the cats"), atol=1e-6)
+    assert not np.allclose(emb.get_query_embedding("cats"), emb.get_text_embedding("cats"), atol=1e-3)  # prompts
+    agg = emb.get_agg_embedding_from_queries(["cats", "felines"])
+    assert len(agg) == 32
+    got_async = asyncio.run(emb.aget_text_embedding_batch(TEXTS))
+    np.testing.assert_allclose(np.array(got_async), np.array(got), atol=1e-6)
+    assert emb.similarity(got[0], got[0]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_langchain_embeddings(tiny_home):
+    pytest.importorskip("langchain_core", reason="the langchain extra is not installed")
+    from langchain_core.embeddings import Embeddings
+
+    from zoo.integrations.langchain import ZooEmbeddings
+
+    emb = ZooEmbeddings("tiny", home=tiny_home, dimensions=16)
+    assert isinstance(emb, Embeddings)
+    m = zoo.load("tiny", home=tiny_home, cache=False)
+    docs = emb.embed_documents(TEXTS)
+    assert isinstance(docs, list) and isinstance(docs[0], list) and len(docs[0]) == 16
+    np.testing.assert_allclose(np.array(docs), m.embed_documents(TEXTS, dimensions=16), atol=1e-6)
+    np.testing.assert_allclose(emb.embed_query("cats"), m.embed_query("cats", dimensions=16), atol=1e-6)
+    async def both():
+        return await asyncio.gather(emb.aembed_documents(TEXTS), emb.aembed_query("cats"))
+
+    adocs, aq = asyncio.run(both())
+    np.testing.assert_allclose(np.array(adocs), np.array(docs), atol=1e-6)
+    np.testing.assert_allclose(aq, emb.embed_query("cats"), atol=1e-6)
