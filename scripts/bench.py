@@ -30,7 +30,7 @@ from pathlib import Path
 def cold_embed(home: str, name: str, artifact: str | None, rounds: int) -> float:
     from zoo.benchmark import median_time
 
-    cmd = [sys.executable, "-m", "zoo.cli", "embed", "-m", name, "cold start check"] + (
+    cmd = [sys.executable, "-m", "zoo.cli", "embed", "--no-cache", "-m", name, "cold start check"] + (
         ["--artifact", artifact] if artifact else [])
     env = {**os.environ, "ZOO_HOME": home}
 

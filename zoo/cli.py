@@ -486,6 +486,67 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
             click.echo(f"  [{head} ...]  {t[:60]!r}")
 
 
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.pass_context
+def apply(ctx, config):
+    """Register, alias, prompt and convert what the YAML file CONFIG declares (idempotent)."""
+    from .deploy import apply_deployment, load_deployment
+
+    deployment = load_deployment(config)  # validated whole before anything changes
+    actions = apply_deployment(_registry(ctx), deployment, progress=lambda line: click.echo(f"  .. {line}", err=True),
+                               convert_progress=_progress)
+    click.echo(f"applied {config}: " + ("; ".join(actions) if actions else "nothing to change"))
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1: this machine only).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8000).")
+@click.option("--models", help="Comma-separated models to preload and serve (default: all registered, on demand).")
+@click.option("--api-key", envvar="ZOO_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 endpoints.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="Apply this YAML deployment, then serve it.")
+@click.option("--no-cache", is_flag=True, help="Do not use the vector cache.")
+@click.option("--max-inputs", type=click.IntRange(min=1), help="Inputs per request (default 2048).")
+@click.option("--max-input-chars", type=click.IntRange(min=1), help="Characters per input (default 100000).")
+@click.option("--max-queue", "max_queue_texts", type=click.IntRange(min=1),
+              help="Texts queued per model before answering 429 (default 8192).")
+@click.option("--max-batch-rows", type=click.IntRange(min=1), help="Rows per dynamic batch (default 64).")
+@click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Padded tokens per dynamic batch (default 16384).")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), help="Extra wait to fill a batch while busy (default 2).")
+@click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.pass_context
+def serve(ctx, host, port, models, api_key, config, no_cache, log_level, **limits):
+    """Serve embeddings over HTTP: OpenAI-compatible /v1/embeddings, /v1/models, /health, /metrics."""
+    from .server import ServeSettings, serve as run_server
+
+    options: dict = {}
+    if config:
+        from .deploy import apply_deployment, load_deployment
+
+        deployment = load_deployment(config)
+        apply_deployment(_registry(ctx), deployment, progress=lambda line: click.echo(f"  .. {line}", err=True),
+                         convert_progress=_progress)
+        options = dict(deployment.serve)
+        options.setdefault("models", [m.name for m in deployment.models])
+    host = host or options.pop("host", "127.0.0.1")
+    port = port if port is not None else options.pop("port", 8000)
+    options.pop("host", None), options.pop("port", None)
+    if models:
+        options["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    if api_key:
+        options["api_key"] = api_key
+    if no_cache:
+        options["cache"] = False
+    options.update({k: v for k, v in limits.items() if v is not None})
+    settings = ServeSettings(home=ctx.obj.get("home"), registry_url=ctx.obj.get("registry_url"), **options)
+    reg = _registry(ctx)
+    for name in settings.models:
+        reg.resolve(name)  # an unknown model is an error now, not at the first request
+    click.echo(f"zoo serve: http://{host}:{port} (home {reg.home.root}; models: "
+               f"{', '.join(settings.models) or 'all registered, loaded on first use'})", err=True)
+    run_server(settings, host=host, port=port, log_level=log_level)
+
+
 @cli.group(cls=ZooGroup)
 @click.option("--cache", "location", envvar="ZOO_CACHE",
               help="Cache location: a SQLite file or redis:// URL (default: $ZOO_CACHE, else the home's cache.db).")

@@ -1,0 +1,253 @@
+"""`zoo serve` for real: a uvicorn server on 127.0.0.1, called with the openai client and raw HTTP."""
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import zoo
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'zoo[serve]'")
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, home: str, *args: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "--home", home, "serve", "--port", str(self.port),
+                                      "--log-level", "warning", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"zoo serve exited: {self.proc.stdout.read()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("zoo serve did not come up in 120 s")
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, tiny_model_dir):
+    from zoo.registry import Registry
+    from zoo.home import resolve_home
+
+    reg = Registry(resolve_home(tmp_path_factory.mktemp("serve") / "zoo"))
+    reg.register("tiny", str(tiny_model_dir))
+    reg.add_alias("tiny-alias", "tiny")
+    return str(reg.home.root)
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    s = Server(home, "--api-key", KEY, "--models", "tiny", "--max-inputs", "64", "--max-input-chars", "2000")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def local(home):
+    return zoo.load("tiny", home=home, cache=False)
+
+
+def test_openai_client_float_base64_list_and_dimensions(server, local):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY)
+    one = client.embeddings.create(model="tiny", input="the cat sleeps")
+    np.testing.assert_allclose(one.data[0].embedding, local.embed(["the cat sleeps"])[0], atol=1e-5)
+    assert one.model == "tiny" and one.usage.prompt_tokens == local.count_tokens(["the cat sleeps"])[0]
+    texts = ["a dog runs", "", "le chat dort sur le canapé", "x " * 30]
+    many = client.embeddings.create(model="tiny-alias", input=texts, encoding_format="float")
+    assert [d.index for d in many.data] == [0, 1, 2, 3]
+    np.testing.assert_allclose(np.array([d.embedding for d in many.data]), local.embed(texts), atol=1e-5)
+    assert many.usage.total_tokens == sum(local.count_tokens(texts))
+    # base64 on the wire: little-endian float32, as OpenAI sends it
+    raw = httpx.post(server.url + "/v1/embeddings", headers=AUTH,
+                     json={"model": "tiny", "input": texts, "encoding_format": "base64"}).json()
+    decoded = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in raw["data"]])
+    np.testing.assert_allclose(decoded, local.embed(texts), atol=1e-5)
+    b64 = client.embeddings.create(model="tiny", input=texts, encoding_format="base64")  # the client passes it through
+    got = np.stack([np.frombuffer(base64.b64decode(d.embedding), dtype="<f4") for d in b64.data])
+    np.testing.assert_array_equal(got, decoded)
+    small = client.embeddings.create(model="tiny", input=texts, dimensions=8)
+    np.testing.assert_allclose(np.array([d.embedding for d in small.data]), local.embed(texts, dimensions=8), atol=1e-5)
+
+
+def test_models_health_and_metrics(server):
+    models = httpx.get(server.url + "/v1/models", headers=AUTH).json()
+    assert models["object"] == "list"
+    (entry,) = models["data"]
+    assert entry["id"] == "tiny" and entry["object"] == "model"
+    assert entry["zoo"]["dim"] == 32 and entry["zoo"]["aliases"] == ["tiny-alias"]
+    assert entry["zoo"]["prompts"] == {"query": "query: ", "document": "passage: "}
+    assert entry["zoo"]["serving_artifact"] == "torch-fp32"
+    health = httpx.get(server.url + "/health").json()
+    assert health["status"] == "ok" and health["models_loaded"] == ["tiny"]
+    httpx.post(server.url + "/v1/embeddings", headers=AUTH, json={"model": "tiny", "input": ["metric probe"] * 3})
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'zoo_requests_total{endpoint="/v1/embeddings",status="200"}' in metrics
+    assert "zoo_request_seconds_bucket" in metrics and 'zoo_batch_size_count{model="tiny"}' in metrics
+    assert 'zoo_queue_depth{model="tiny"} 0.0' in metrics
+    hits = float(metrics.split('zoo_cache_hits_total{model="tiny"} ')[1].split()[0])
+    assert hits >= 1  # "metric probe" three times: one computed, then from the cache
+    assert float(metrics.split('zoo_tokens_total{model="tiny"} ')[1].split()[0]) > 0
+
+
+@pytest.mark.parametrize("body, status, param, code", [
+    (b"{not json", 400, None, "invalid_json"),
+    ({"model": "tiny"}, 400, "input", "missing_required_parameter"),
+    ({"model": "tiny", "input": 5}, 400, "input", "invalid_type"),
+    ({"model": "tiny", "input": ["ok", 7]}, 400, "input[1]", "invalid_type"),
+    ({"model": "tiny", "input": [[1, 2, 3]]}, 400, "input[0]", "invalid_type"),
+    ({"model": "tiny", "input": []}, 400, "input", "invalid_value"),
+    ({"input": "x"}, 400, "model", "missing_required_parameter"),
+    ({"model": "tiny", "input": "x", "encoding_format": "int8"}, 400, "encoding_format", "invalid_value"),
+    ({"model": "tiny", "input": "x", "dimensions": 0}, 400, "dimensions", "invalid_value"),
+    ({"model": "tiny", "input": "x", "dimensions": 33}, 400, "dimensions", "invalid_value"),
+    ({"model": "tiny", "input": "x", "temperature": 1}, 400, "temperature", "unknown_parameter"),
+    ({"model": "tiny", "input": ["x"] * 65}, 413, "input", "too_many_inputs"),
+    ({"model": "tiny", "input": ["y" * 2001]}, 413, "input[0]", "input_too_long"),
+    ({"model": "nope", "input": "x"}, 404, "model", "model_not_found"),
+])
+def test_bad_requests_get_openai_style_errors(server, body, status, param, code):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = httpx.post(server.url + "/v1/embeddings", headers={**AUTH, "content-type": "application/json"}, content=content)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert (err["param"], err["code"]) == (param, code) and err["message"]
+
+
+def test_api_key_is_required_and_checked(server):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        r = httpx.post(server.url + "/v1/embeddings", headers=headers, json={"model": "tiny", "input": "x"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(server.url + "/v1/models").status_code == 401
+    assert httpx.post(server.url + "/v1/zoo/models", json={"name": "a", "source": "/tmp"}).status_code == 401
+    assert httpx.get(server.url + "/health").status_code == 200  # probes stay open
+    # and the server keeps serving after all of that
+    assert httpx.post(server.url + "/v1/embeddings", headers=AUTH, json={"model": "tiny", "input": "x"}).status_code == 200
+
+
+def test_many_parallel_clients_each_get_their_own_vectors(server, local):
+    texts = [f"client {i} says " + "word " * (i % 23) for i in range(200)]
+    expected = local.embed(texts)
+
+    def call(i):
+        chunk = list(range(i, min(i + 1 + i % 5, len(texts))))
+        r = httpx.post(server.url + "/v1/embeddings", headers=AUTH,
+                       json={"model": "tiny", "input": [texts[j] for j in chunk]}, timeout=60)
+        assert r.status_code == 200, r.text
+        return chunk, np.array([d["embedding"] for d in r.json()["data"]])
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(call, range(len(texts))))
+    for chunk, got in results:
+        np.testing.assert_allclose(got, expected[chunk], atol=1e-5)
+    sizes = httpx.get(server.url + "/metrics").text.split('zoo_batch_size_sum{model="tiny"} ')[1].split()[0]
+    count = httpx.get(server.url + "/metrics").text.split('zoo_batch_size_count{model="tiny"} ')[1].split()[0]
+    assert float(sizes) / float(count) > 1.0  # concurrent requests were coalesced
+
+
+def test_full_queue_answers_429_with_retry_after(home):
+    s = Server(home, "--models", "tiny", "--max-queue", "8", "--max-wait-ms", "20")
+    try:
+        body = {"model": "tiny", "input": [f"busy text {i} " + "long " * 50 for i in range(8)]}
+
+        def call(i):
+            return httpx.post(s.url + "/v1/embeddings", json={**body, "input": [t + str(i) for t in body["input"]]},
+                              timeout=60)
+
+        with ThreadPoolExecutor(12) as pool:
+            responses = list(pool.map(call, range(12)))
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {200, 429} and 429 in codes and 200 in codes, codes
+        refused = next(r for r in responses if r.status_code == 429)
+        assert refused.headers["retry-after"] == "1" and refused.json()["error"]["code"] == "queue_full"
+        too_big = httpx.post(s.url + "/v1/embeddings", json={"model": "tiny", "input": ["x"] * 9})
+        assert too_big.status_code == 413
+        assert httpx.post(s.url + "/v1/embeddings", json={"model": "tiny", "input": "x"}).status_code == 200
+    finally:
+        s.stop()
+
+
+def test_register_convert_job_and_restart_recovery(tmp_path, tiny_model_dir):
+    from zoo.registry import Registry
+    from zoo.home import resolve_home
+    from zoo.schema import Job, JobStatus
+
+    reg = Registry(resolve_home(tmp_path / "zoo"))
+    home = str(reg.home.root)
+    s = Server(home, "--api-key", KEY)
+    try:
+        r = httpx.post(s.url + "/v1/zoo/models", headers=AUTH, json={"name": "tiny", "source": str(tiny_model_dir)})
+        assert r.status_code == 201 and r.json()["name"] == "tiny"
+        again = httpx.post(s.url + "/v1/zoo/models", headers=AUTH, json={"name": "tiny", "source": str(tiny_model_dir)})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "model_exists"
+        bad = httpx.post(s.url + "/v1/zoo/models/tiny/convert", headers=AUTH, json={"targets": ["onnx-fp64"]})
+        assert bad.status_code == 400 and "onnx-fp64" in bad.json()["error"]["message"]
+        missing = httpx.post(s.url + "/v1/zoo/models/ghost/convert", headers=AUTH, json={"targets": ["onnx-fp32"]})
+        assert missing.status_code == 404
+        job = httpx.post(s.url + "/v1/zoo/models/tiny/convert", headers=AUTH, json={"targets": ["onnx-fp32"]}).json()
+        assert job["status"] in ("queued", "running") and job["object"] == "zoo.job"
+        deadline = time.time() + 180
+        while job["status"] in ("queued", "running") and time.time() < deadline:
+            time.sleep(0.3)
+            job = httpx.get(s.url + f"/v1/zoo/jobs/{job['id']}", headers=AUTH).json()
+        assert job["status"] == "succeeded", job
+        assert job["progress"] == 1.0 and job["result"]["outcomes"][0]["status"] == "ready"
+        assert httpx.get(s.url + "/v1/zoo/jobs/nope", headers=AUTH).status_code == 404
+        # the artifact serves at once
+        r = httpx.post(s.url + "/v1/embeddings", headers=AUTH, json={"model": "tiny", "input": "x"})
+        assert r.status_code == 200
+    finally:
+        s.stop()
+    # a job whose worker died with the server: after a restart it is marked interrupted, and can be retried
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with reg.session() as session:
+        session.add(Job(id="j-interrupted", kind="convert", model="tiny", params={"targets": ["openvino-fp32"]},
+                        status=JobStatus.running, pid=dead.pid, host=socket.gethostname()))
+    s = Server(home, "--api-key", KEY)
+    try:
+        job = httpx.get(s.url + "/v1/zoo/jobs/j-interrupted", headers=AUTH).json()
+        assert job["status"] == "interrupted"
+        job = httpx.post(s.url + "/v1/zoo/jobs/j-interrupted/retry", headers=AUTH).json()
+        deadline = time.time() + 180
+        while job["status"] in ("queued", "running") and time.time() < deadline:
+            time.sleep(0.3)
+            job = httpx.get(s.url + "/v1/zoo/jobs/j-interrupted", headers=AUTH).json()
+        assert job["status"] == "succeeded" and job["attempts"] == 1, job
+        again = httpx.post(s.url + "/v1/zoo/jobs/j-interrupted/retry", headers=AUTH)
+        assert again.status_code == 400  # only failed or interrupted jobs are retried
+    finally:
+        s.stop()
