@@ -52,6 +52,7 @@ def main() -> None:
     from zoo.model import TruncationWarning
     from zoo.registry import DEFAULT_MODEL, open_registry
     from zoo.schema import ArtifactStatus
+    from zoo.selection import CUDA_ONLY
 
     warnings.simplefilter("ignore", TruncationWarning)
     name = args.model or DEFAULT_MODEL
@@ -61,7 +62,7 @@ def main() -> None:
     rows = []
     selected = zoo.load(name, registry=reg, cache=False)
     for a in reg.resolve(name).revision.artifacts:
-        if a.status != ArtifactStatus.ready or a.device == "cuda":
+        if a.status != ArtifactStatus.ready or a.target in CUDA_ONLY:
             continue
         m = zoo.load(name, artifact=a.id, registry=reg, cache=False, runtime_options={})
         backend = m.backend

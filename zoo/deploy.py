@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .errors import InvalidInput, ModelNotFound, require
+from .errors import InvalidInput, ModelNotFound, ZooError, require
 
 __all__ = ["Deployment", "ModelDecl", "load_deployment", "apply_deployment", "SERVE_KEYS"]
 
@@ -136,7 +136,7 @@ class _Validator:
         try:
             _check_name(name)
             parse_source(source)
-        except InvalidInput as exc:
+        except ZooError as exc:
             raise InvalidInput(f"{self.at(node)}: {exc}") from None
         decl = ModelDecl(name=name, source=source, line=node.start_mark.line + 1)
         if "revision" in fields:

@@ -18,7 +18,6 @@ from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import numpy as np
 
 from .errors import InvalidInput, ModelExists, ModelNotFound, SourceUnavailable, ZooError, require
 
@@ -169,7 +168,7 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
 
 
 def create_app(settings: ServeSettings):
-    fastapi = require("fastapi", "serve")
+    require("fastapi", "serve")
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
