@@ -1,6 +1,6 @@
 """The engine's two speed claims, measured in one process on this machine.
 
-    .venv/bin/python scripts/bench_engine.py [--model all-minilm-l6-v2] [--texts 1000] [--out bench-results]
+    .venv/bin/python scripts/bench_engine.py [--model all-minilm-l6-v2] [--texts 1000] [--artifacts A,B]
 
 1. Length bucketing: each ready artifact embeds the bundled mixed-length corpus
    (shuffled, as users send it) at batch 32, once in input order and once sorted by
@@ -39,8 +39,10 @@ def main() -> None:
     ap.add_argument("--cached-texts", type=int, default=10_000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--artifacts", help="Comma-separated targets to measure (default: every ready CPU artifact).")
     ap.add_argument("--out", default="bench-results")
     args = ap.parse_args()
+    only = set(args.artifacts.split(",")) if args.artifacts else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -62,7 +64,7 @@ def main() -> None:
     rows = []
     selected = zoo.load(name, registry=reg, cache=False)
     for a in reg.resolve(name).revision.artifacts:
-        if a.status != ArtifactStatus.ready or a.target in CUDA_ONLY:
+        if a.status != ArtifactStatus.ready or a.target in CUDA_ONLY or (only and a.target not in only):
             continue
         m = zoo.load(name, artifact=a.id, registry=reg, cache=False, runtime_options={})
         backend = m.backend

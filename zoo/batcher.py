@@ -157,8 +157,8 @@ class DynamicBatcher:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)  # the service reports usage, not warnings
-            return self.model.embed(texts, dimensions=dims, batch_size=len(texts),
-                                    max_batch_tokens=self.max_batch_tokens)
+            # the engine sorts the coalesced texts by length and runs them at the model's best batch size
+            return self.model.embed(texts, dimensions=dims, max_batch_tokens=self.max_batch_tokens)
 
     def close(self) -> None:
         if self._worker is not None:

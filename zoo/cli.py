@@ -510,7 +510,7 @@ def apply(ctx, config):
 @click.option("--max-input-chars", type=click.IntRange(min=1), help="Characters per input (default 100000).")
 @click.option("--max-queue", "max_queue_texts", type=click.IntRange(min=1),
               help="Texts queued per model before answering 429 (default 8192).")
-@click.option("--max-batch-rows", type=click.IntRange(min=1), help="Rows per dynamic batch (default 64).")
+@click.option("--max-batch-rows", type=click.IntRange(min=1), help="Texts coalesced per engine call (default 256).")
 @click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Padded tokens per dynamic batch (default 16384).")
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), help="Extra wait to fill a batch while busy (default 2).")
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))

@@ -34,7 +34,7 @@ class ServeSettings:
     max_inputs: int = 2048  # per request, as OpenAI
     max_input_chars: int = 100_000  # per input
     max_queue_texts: int = 8192  # per model: beyond it, 429
-    max_batch_rows: int = 64
+    max_batch_rows: int = 256  # coalesced texts per engine call; the engine cuts them by its best batch size
     max_batch_tokens: int = 16384
     max_wait_ms: float = 2.0
 
