@@ -96,12 +96,11 @@ def _open_cache(cache, reg: Registry, max_bytes):
 
     if cache is False or cache is None:
         return None
+    cap = None if max_bytes is None else parse_size(max_bytes)
     if cache is True:
-        if cache_disabled_by_env():
-            return None
-        return open_cache(home=reg.home, max_bytes=None if max_bytes is None else parse_size(max_bytes))
+        return None if cache_disabled_by_env() else open_cache(home=reg.home, max_bytes=cap)
     if isinstance(cache, str):
-        return open_cache(cache, home=reg.home, max_bytes=None if max_bytes is None else parse_size(max_bytes))
+        return open_cache(cache, home=reg.home, max_bytes=cap)
     if all(hasattr(cache, m) for m in ("get_many", "put_many")):
         return cache
     raise InvalidInput(f"cache must be True, False, a path, a redis:// URL or a VectorCache, not {type(cache).__name__}")

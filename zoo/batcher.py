@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -40,7 +40,6 @@ class _Request:
     out: Optional[np.ndarray] = None
     cursor: int = 0  # next text to schedule
     done: int = 0  # texts embedded
-    enqueued: float = field(default_factory=time.perf_counter)
 
 
 class DynamicBatcher:

@@ -24,7 +24,7 @@ __all__ = ["submit_convert", "job_dict", "get_job", "recover", "retry", "run_job
 
 
 class JobNotFound(ZooError):
-    exit_code = 1
+    pass
 
 
 def job_dict(job) -> dict[str, Any]:
@@ -40,8 +40,7 @@ def submit_convert(reg, model: str, targets: list[str], *, rebuild: bool = False
     from .build import plan
     from .schema import Job
 
-    reg.resolve(model)
-    plan(reg, model, targets)  # raises InvalidInput for unknown or impossible targets
+    plan(reg, model, targets)  # raises ModelNotFound, or InvalidInput for unknown or impossible targets
     job_id = uuid.uuid4().hex
     with reg.session() as s:
         s.add(Job(id=job_id, kind="convert", model=model, params={"targets": targets, "rebuild": rebuild},

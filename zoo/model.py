@@ -230,8 +230,10 @@ class EmbeddingModel:
 
     def count_tokens(self, texts: str | Sequence[str], prompt: str = "") -> list[int]:
         """Tokens each text costs the model (with special tokens, after truncation)."""
+        from .backends.lean import Prepared
+
         items = validate_texts(texts)
-        return [len(e.ids) for e in self.backend.encoder.encode([prompt + t for t in items])] if items else []
+        return Prepared.of(self.backend.encoder, [prompt + t for t in items]).lengths if items else []
 
     async def aembed(self, texts, **options) -> np.ndarray:
         return await asyncio.to_thread(self.embed, texts, **options)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
-from .errors import InvalidInput, ModelExists, ModelNotFound, SourceUnavailable, ZooError, require
+from .errors import (InvalidInput, InvalidSource, ModelExists, ModelNotFound, NotAModel, RevisionNotFound,
+                     SourceUnavailable, ZooError, require)
 
 __all__ = ["ServeSettings", "create_app", "ApiError"]
 
@@ -60,7 +61,7 @@ def _from_zoo_error(exc: ZooError) -> ApiError:
         return ApiError(409, str(exc), code="model_exists", param="name")
     if isinstance(exc, SourceUnavailable):
         return ApiError(502, str(exc), type="upstream_error", code="source_unavailable")
-    if isinstance(exc, InvalidInput) or type(exc).__name__ in ("InvalidSource", "RevisionNotFound", "NotAModel"):
+    if isinstance(exc, (InvalidInput, InvalidSource, RevisionNotFound, NotAModel)):
         return ApiError(400, str(exc), code="invalid_value")
     return ApiError(500, str(exc), type="server_error", code="internal_error")
 

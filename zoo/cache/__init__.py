@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InvalidInput
 
 __all__ = ["VectorCache", "CacheConfig", "Entry", "open_cache", "parse_size", "DEFAULT_MAX_BYTES",
-           "TRUNCATED", "encode_entry", "decode_entry"]
+           "TRUNCATED", "encode_entry", "decode_entry", "summarize"]
 
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 TRUNCATED = 1  # entry flag: the text was cut to the model's max length before embedding
@@ -124,6 +124,21 @@ def open_cache(location: Optional[str] = None, *, home=None, max_bytes: Optional
             home = resolve_home()
         location = str(home.cache_path)
     return SqliteCache(location.removeprefix("sqlite:///"), max_bytes=max_bytes)
+
+
+def summarize(per_model: dict[str, dict]) -> dict:
+    """Fill each model's hit/miss figures and hit rate; return the totals over all models."""
+    for f in per_model.values():
+        f.setdefault("hits", 0)
+        f.setdefault("misses", 0)
+        looked = f["hits"] + f["misses"]
+        f["hit_rate"] = f["hits"] / looked if looked else None
+    hits = sum(f["hits"] for f in per_model.values())
+    misses = sum(f["misses"] for f in per_model.values())
+    return {"entries": sum(f["entries"] for f in per_model.values()),
+            "bytes": sum(f["bytes"] for f in per_model.values()),
+            "hits": hits, "misses": misses, "hit_rate": hits / (hits + misses) if hits + misses else None,
+            "models": per_model}
 
 
 def cache_disabled_by_env() -> bool:

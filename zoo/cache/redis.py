@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InvalidInput, ZooError, require
-from . import CacheConfig, Entry, decode_entry, encode_entry
+from . import CacheConfig, Entry, decode_entry, encode_entry, summarize
 
 __all__ = ["RedisCache"]
 
@@ -90,23 +90,13 @@ class RedisCache:
         for field, value in (self.client.hgetall(self._stats_key()) or {}).items():
             model, kind = field.decode().rsplit(":", 1)
             per_model.setdefault(model, {"entries": 0, "bytes": 0})[kind] = int(value)
-        for f in per_model.values():
-            f.setdefault("hits", 0)
-            f.setdefault("misses", 0)
-            f["hit_rate"] = f["hits"] / (f["hits"] + f["misses"]) if f["hits"] + f["misses"] else None
-        hits = sum(f["hits"] for f in per_model.values())
-        misses = sum(f["misses"] for f in per_model.values())
         try:
             policy = self.client.config_get("maxmemory*")
         except Exception:  # CONFIG may be disabled on managed Redis
             policy = {}
-        return {"backend": "redis", "location": self.location,
-                "entries": sum(f["entries"] for f in per_model.values()),
-                "bytes": sum(f["bytes"] for f in per_model.values()),
+        return {"backend": "redis", "location": self.location, **summarize(per_model),
                 "max_bytes": int(policy.get("maxmemory", 0)) or None,
-                "eviction_policy": policy.get("maxmemory-policy"),
-                "hits": hits, "misses": misses, "hit_rate": hits / (hits + misses) if hits + misses else None,
-                "models": per_model}
+                "eviction_policy": policy.get("maxmemory-policy")}
 
     def clear(self, model: Optional[str] = None) -> int:
         removed = 0

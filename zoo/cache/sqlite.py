@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import ZooError
-from . import DEFAULT_MAX_BYTES, CacheConfig, Entry, decode_entry, encode_entry
+from . import DEFAULT_MAX_BYTES, CacheConfig, Entry, decode_entry, encode_entry, summarize
 
 __all__ = ["SqliteCache", "CacheBusy"]
 
@@ -78,7 +78,8 @@ class SqliteCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ZooError(f"cannot create the cache directory {self.path.parent}: {exc.strerror}") from None
-        self._retry(self._create_schema)
+        self._retry(self._use_wal)
+        self._write(lambda conn: [conn.execute(statement) for statement in SCHEMA])
         # counters not yet written are written when this object goes away or the process exits
         weakref.finalize(self, _write_pending, self.path, self._pending, self._pending_lock)
 
@@ -137,17 +138,10 @@ class SqliteCache:
             return result
         return self._retry(transaction)
 
-    def _create_schema(self, conn) -> None:
+    @staticmethod
+    def _use_wal(conn) -> None:
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in SCHEMA:
-                conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     # -- counters ----------------------------------------------------------------------------
 
@@ -255,19 +249,9 @@ class SqliteCache:
                 per_model.setdefault(m, {"entries": 0, "bytes": 0}).update(hits=hits, misses=misses)
             return total, per_model
         total, per_model = self._retry(read)
-        for figures in per_model.values():
-            figures.setdefault("hits", 0)
-            figures.setdefault("misses", 0)
-            looked = figures["hits"] + figures["misses"]
-            figures["hit_rate"] = figures["hits"] / looked if looked else None
-        hits = sum(f["hits"] for f in per_model.values())
-        misses = sum(f["misses"] for f in per_model.values())
         files = [self.path, Path(f"{self.path}-wal")]
-        return {"backend": "sqlite", "location": self.location,
-                "entries": sum(f["entries"] for f in per_model.values()), "bytes": total,
-                "max_bytes": self.max_bytes, "file_bytes": sum(p.stat().st_size for p in files if p.exists()),
-                "hits": hits, "misses": misses, "hit_rate": hits / (hits + misses) if hits + misses else None,
-                "models": per_model}
+        return {"backend": "sqlite", "location": self.location, **summarize(per_model), "bytes": total,
+                "max_bytes": self.max_bytes, "file_bytes": sum(p.stat().st_size for p in files if p.exists())}
 
     def clear(self, model: Optional[str] = None) -> int:
         def delete(conn):
