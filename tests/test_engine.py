@@ -15,7 +15,7 @@ import pytest
 
 import zoo
 from conftest import TINY_PROMPTS, row_cosines
-from zoo.batching import plan_batches
+from zoo.batching import CPU_BATCH_OVERHEAD, GPU_BATCH_OVERHEAD, plan_batches, plan_cost
 from zoo.build import convert
 from zoo.errors import InvalidInput
 from zoo.hardware import Hardware
@@ -63,9 +63,44 @@ def test_plan_batches_respects_rows_and_token_budget():
     for b in batches:
         assert len(b) <= 4
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 100
-    assert [len(b) for b in batches] == [4, 3, 1, 1, 1]  # 2,3,5,9 | 17,30,30 (90) | 60 | 60 | 64
     assert [len(b) for b in plan_batches([300, 10], max_rows=8, max_tokens=100)] == [1, 1]  # too long alone: own batch
-    assert [len(b) for b in plan_batches(lengths, max_rows=3, max_tokens=None)] == [3, 3, 3, 1]
+    assert all(len(b) <= 3 for b in plan_batches(lengths, max_rows=3, max_tokens=None))
+    assert list(plan_batches([], max_rows=4)) == []
+    with pytest.raises(ValueError, match="max_rows"):
+        list(plan_batches(lengths, max_rows=0))
+
+
+def test_plan_batches_cuts_where_padding_costs():
+    # equal lengths: nothing to save by splitting, so full batches
+    assert sorted(len(b) for b in plan_batches([40] * 10, max_rows=4, max_tokens=None)) == [2, 4, 4]
+    # 15 short texts and one long one: the long one must not pad the short ones to 256
+    lengths = [10] * 15 + [256]
+    assert [len(b) for b in plan_batches(lengths, max_rows=16, max_tokens=None)] == [15, 1]
+    # a GPU call costs far more than padding: there the same texts share one batch
+    assert [len(b) for b in plan_batches(lengths, 16, None, overhead=GPU_BATCH_OVERHEAD)] == [16]
+
+
+def test_plan_batches_is_optimal_for_its_cost_model():
+    """The DP's plan costs no more than the greedy fixed-size cut, and equals brute force on small inputs."""
+    rng = np.random.default_rng(3)
+    for trial in range(30):
+        n = int(rng.integers(1, 9))
+        lengths = rng.integers(2, 257, n).tolist()
+        max_rows = int(rng.integers(1, 5))
+        got = plan_cost(lengths, list(plan_batches(lengths, max_rows, None)))
+        ordered = sorted(lengths)
+        best = min(  # every way to cut the sorted run into batches of at most max_rows
+            sum(CPU_BATCH_OVERHEAD + (hi - lo) * ordered[hi - 1] * (1 + ordered[hi - 1] / 256)
+                for lo, hi in zip((0,) + cuts, cuts + (n,)))
+            for mask in range(2 ** (n - 1))
+            for cuts in [tuple(i + 1 for i in range(n - 1) if mask >> i & 1)]
+            if all(hi - lo <= max_rows for lo, hi in zip((0,) + cuts, cuts + (n,))))
+        assert got == pytest.approx(best), (lengths, max_rows)
+    # a request as users send them: mostly short texts and a few long ones
+    lengths = rng.integers(8, 41, 60).tolist() + rng.integers(200, 257, 4).tolist()
+    order = np.argsort(lengths, kind="stable")
+    greedy = [order[i:i + 32] for i in range(0, len(order), 32)]  # the fixed-size cut this replaced
+    assert plan_cost(lengths, list(plan_batches(lengths, 32, None))) < 0.6 * plan_cost(lengths, greedy)
 
 
 def test_order_restored_after_sorting_every_runtime(model):

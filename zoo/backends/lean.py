@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..batching import DEFAULT_MAX_BATCH_TOKENS, plan_batches
+from ..batching import CPU_BATCH_OVERHEAD, DEFAULT_MAX_BATCH_TOKENS, GPU_BATCH_OVERHEAD, plan_batches
 from ..errors import ZooError
 from ..model_config import ModelSpec
 
@@ -138,6 +138,12 @@ class BatchedBackend:
 
     encoder: TextEncoder
     spec: ModelSpec
+    device: str = "cpu"
+
+    @property
+    def batch_overhead(self) -> float:
+        """What one runtime call costs beyond its padding, in tokens: how eagerly batches are split."""
+        return GPU_BATCH_OVERHEAD if self.device.startswith("cuda") else CPU_BATCH_OVERHEAD
 
     def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
         raise NotImplementedError
@@ -155,7 +161,8 @@ class BatchedBackend:
         """Embed in length-sorted batches; rows come back in input order."""
         out = np.empty((len(prepared.texts), self.spec.dim), dtype=np.float32)
         normalize = self.spec.normalize if normalize is None else normalize
-        self.run_batches(prepared, plan_batches(prepared.lengths, batch_size, max_tokens), normalize, out, on_batch)
+        self.run_batches(prepared, plan_batches(prepared.lengths, batch_size, max_tokens, self.batch_overhead),
+                         normalize, out, on_batch)
         return out
 
     def embed(self, texts: list[str], batch_size: int, *, normalize: Optional[bool] = None,
