@@ -302,8 +302,9 @@ def test_cli_convert_list_and_show(tmp_path, tiny_model_dir):
 
 def test_openvino_throughput_mode_and_onnx_threads_give_the_same_vectors(built):
     reg, _ = built
-    texts = TEXTS * 20  # more than a batch, so the async queue really has batches in flight
-    for target, option in (("openvino-int8", {"mode": "throughput"}), ("onnx-int8-avx2", {"threads": 1})):
+    texts = TEXTS * 20  # more than a batch, so the async queue / the parallel runs really have batches in flight
+    for target, option in (("openvino-int8", {"mode": "throughput"}), ("onnx-int8-avx2", {"threads": 1}),
+                           ("onnx-int8-avx2", {"parallel": 2}), ("onnx-fp32", {"parallel": 3, "threads": 1})):
         base = zoo.load("tiny", artifact=target, registry=reg, runtime_options={}).embed(texts, batch_size=8)
         other = zoo.load("tiny", artifact=target, registry=reg, runtime_options=option)
         assert other.info["runtime_options"] == option

@@ -136,7 +136,11 @@ def test_bench_stores_sane_figures(registry, tiny_model_dir):
     (o,) = convert(registry, "tiny", ["onnx-fp32"], hardware=BF16_X86)
     artifact = next(a for a in registry.resolve("tiny").revision.artifacts if a.target == "onnx-fp32")
     f = bench_artifact(registry, "tiny", artifact, BF16_X86, SMALL)
-    assert f["throughput"] == max(f["throughput_by_batch"].values()) > 0
+    # every runtime variant measured at the best batch; the fastest is kept
+    assert set(f["throughput_by_options"]) == {'{"threads": 0}', '{"parallel": 2}'}
+    assert f["throughput"] == max(f["throughput_by_options"].values()) >= max(f["throughput_by_batch"].values()) > 0
+    assert json.dumps(f["runtime_options"], sort_keys=True) == max(f["throughput_by_options"],
+                                                                   key=f["throughput_by_options"].get)
     assert f["batch_size"] in (8, 16) and 0 < f["latency_p50_ms"] <= f["latency_p95_ms"]
     assert 0 < f["load_s"] < 60 and 50 < f["peak_rss_mb"] < 4000 and f["backend"] == "onnxruntime"
     assert latest_figures(registry, [artifact.id], BF16_X86.fingerprint) == {artifact.id: f}
@@ -167,6 +171,14 @@ def test_optimize_measures_selects_and_resumes(registry, tiny_model_dir):
     assert (m.info["artifact_id"], m.info["selection"]) == (best, "measured")
     assert m.default_batch_size == report.measured[best]["batch_size"]
     assert "picked" in m.info["explanation"]
+    # the service's load: the latency pick, run with that artifact's measured best batch settings
+    fast = zoo.load("tiny", objective="latency", registry=registry)
+    assert fast.info["runtime_options"] == {}  # one request at a time: the runtime's default, every core on it
+    served = zoo.load("tiny", objective="latency", runtime_objective="throughput", registry=registry)
+    assert served.info["artifact_id"] == fast.info["artifact_id"]
+    assert served.info["runtime_options"] == report.measured[fast.info["artifact_id"]]["runtime_options"]
+    with pytest.raises(InvalidInput, match="runtime_objective"):
+        zoo.load("tiny", runtime_objective="fastest", registry=registry)
     exact = zoo.load("tiny", exact=True, registry=registry)
     assert exact.info["artifact"] in ("torch-fp32", "onnx-fp32", "onnx-o2", "openvino-fp32")
 

@@ -39,6 +39,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
          objective: str = "throughput", min_fidelity: Optional[float] = None, exact: bool = False,
          home: Optional[str] = None, registry_url: Optional[str] = None,
          registry: Optional[Registry] = None, runtime_options: Optional[dict] = None,
+         runtime_objective: Optional[str] = None,
          cache: Union[bool, str, "VectorCache"] = True, cache_max_bytes: Union[int, str, None] = None,
          max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS) -> EmbeddingModel:
     """Load a registered model (or alias) by name, served by the best artifact for this machine.
@@ -47,8 +48,11 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     cosine to the reference; ``exact`` keeps to fp32-exact formats; ``artifact`` forces one
     artifact (a target name such as ``openvino-int8``, or an id); ``device`` overrides where it
     runs. See ``zoo.selection`` for the decision. ``runtime_options`` overrides how the runtime
-    runs (OpenVINO ``mode``, onnxruntime ``threads``); by default the fastest measured here is used
-    for the throughput objective. The embedded default model registers itself on first use.
+    runs (OpenVINO ``mode``, onnxruntime ``threads`` / ``parallel``); by default the fastest
+    measured here is used for the throughput objective, and the runtime's default (every core on
+    one request) for latency. ``runtime_objective`` decouples the two: the service picks its
+    artifact for latency but runs it for throughput, since its engine calls are coalesced batches.
+    The embedded default model registers itself on first use.
 
     ``cache``: the persistent vector cache; True (default) uses ``$ZOO_CACHE`` or the home's
     ``cache.db`` (``ZOO_CACHE=off`` disables it), False disables it, a string is a SQLite path or a
@@ -71,8 +75,11 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         device = "cuda"  # torch artifacts pick the GPU themselves; ONNX needs telling
     path = reg.artifact_path(chosen)
     measured = figures.get(chosen.id) or {}
+    if runtime_objective not in (None, "throughput", "latency"):
+        raise InvalidInput(f"runtime_objective must be 'throughput' or 'latency', not {runtime_objective!r}")
     if runtime_options is None:  # single requests are fastest in the default (latency) mode
-        runtime_options = measured.get("runtime_options", {}) if objective == "throughput" else {}
+        wanted = runtime_objective or objective
+        runtime_options = measured.get("runtime_options", {}) if wanted == "throughput" else {}
     backend = load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
                            settings=(chosen.provenance or {}).get("settings"), options=runtime_options)
     info = {
