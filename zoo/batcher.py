@@ -3,12 +3,17 @@
 Each request's texts wait in a bounded queue. One worker per model takes texts
 from the waiting requests round-robin (one text per request per turn) until the
 batch reaches its row cap or its token budget, runs the engine on it off the
-event loop, and hands each request its rows. Round-robin is what keeps a huge
-request from starving small ones: a query that arrives behind 10,000 texts rides
-in the very next batch. When the model is idle a request starts at once; while it
-is busy, arrivals accumulate (up to ``max_wait_ms`` more) into the next batch.
-A full queue refuses new work (``Overloaded``: HTTP 429 with Retry-After) instead
-of growing memory.
+event loop, and hands each request its rows. The budget is the sum of the texts'
+tokens, as text-embeddings-inference counts it: the engine re-sorts the group by
+length and cuts its own padded batches, so padding is not the coalescer's concern.
+
+Round-robin is what keeps a huge request from starving small ones: a query that
+arrives behind 10,000 texts rides in the very next batch. When the model is idle,
+a batch that is not full waits up to ``max_wait_ms`` for a burst to join; while it
+is busy, arrivals queue, and the next batch is started the moment the running one
+returns, before its rows are handed out, so the engine never idles while the event
+loop writes responses. A full queue refuses new work (``Overloaded``: HTTP 429 with
+Retry-After) instead of growing memory.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ class _Request:
     out: Optional[np.ndarray] = None
     cursor: int = 0  # next text to schedule
     done: int = 0  # texts embedded
+
+
+@dataclass(eq=False)
+class _Batch:
+    rows: list[tuple[_Request, int]]  # (request, index of its text)
+    future: asyncio.Future
+    started: float
 
 
 class DynamicBatcher:
@@ -91,18 +103,18 @@ class DynamicBatcher:
         """Round-robin over waiting requests of one output size, within the row and token caps."""
         batch: list[tuple[_Request, int]] = []
         head = self._waiting[0]
-        dims, longest = head.dimensions, 0
+        dims, total = head.dimensions, 0
         while len(batch) < self.max_batch_rows:
             progressed = False
             for request in list(self._waiting):
                 if request.dimensions != dims or request.cursor >= len(request.texts):
                     continue
                 n = request.tokens[request.cursor]
-                if batch and (len(batch) + 1) * max(longest, n) > self.max_batch_tokens:
+                if batch and total + n > self.max_batch_tokens:
                     return batch, dims
                 batch.append((request, request.cursor))
                 request.cursor += 1
-                longest = max(longest, n)
+                total += n
                 progressed = True
                 if len(batch) >= self.max_batch_rows:
                     break
@@ -112,42 +124,61 @@ class DynamicBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        running: Optional[_Batch] = None
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._waiting:
+            if running is None:
+                if not self._waiting:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    continue
                 pending = sum(len(r.texts) - r.cursor for r in self._waiting)
-                if self.max_wait and pending < self.max_batch_rows:  # room left: let arrivals join briefly
+                if self.max_wait and pending < self.max_batch_rows:  # idle, room left: let a burst join briefly
                     await asyncio.sleep(self.max_wait)
-                batch, dims = self._take()
-                for request in [r for r in self._waiting if r.cursor >= len(r.texts)]:
-                    self._waiting.remove(request)  # fully scheduled; finished when its rows come back
-                if not batch:
-                    continue
-                texts = [request.texts[i] for request, i in batch]
-                started = time.perf_counter()
-                try:
-                    vectors = await loop.run_in_executor(self._executor, self._embed, texts, dims)
-                except Exception as exc:  # the engine refused or failed: fail every request in the batch
-                    self._queued -= len(batch)
-                    for request in {r for r, _ in batch}:
-                        self._drop(request)
-                        if not request.future.done():
-                            request.future.set_exception(exc)
-                    continue
-                hits = int(getattr(vectors, "cache_hits", 0))
-                self.on_batch(len(batch), sum(request.tokens[i] for request, i in batch), hits,
-                              time.perf_counter() - started)
-                for row, (request, i) in enumerate(batch):
-                    self._queued -= 1
-                    if request.future.done():  # failed or cancelled meanwhile
-                        continue
-                    if request.out is None:
-                        request.out = np.empty((len(request.texts), vectors.shape[1]), dtype=np.float32)
-                    request.out[i] = vectors[row]
-                    request.done += 1
-                    if request.done == len(request.texts):
-                        request.future.set_result(request.out)
+                running = self._start(loop)
+                continue
+            try:
+                outcome = await running.future
+            except Exception as exc:  # the engine refused or failed this batch
+                outcome = exc
+            finished = running
+            # start the next batch before handing out rows: the engine runs while the loop writes responses
+            running = self._start(loop) if self._waiting else None
+            self._finish(finished, outcome)
+
+    def _start(self, loop) -> Optional["_Batch"]:
+        """Take the next batch off the queue and submit it to the engine thread."""
+        batch, dims = self._take()
+        for request in [r for r in self._waiting if r.cursor >= len(r.texts)]:
+            self._waiting.remove(request)  # fully scheduled; finished when its rows come back
+        if not batch:
+            return None
+        texts = [request.texts[i] for request, i in batch]
+        future = loop.run_in_executor(self._executor, self._embed, texts, dims)
+        return _Batch(batch, future, time.perf_counter())
+
+    def _finish(self, finished: "_Batch", outcome) -> None:
+        batch = finished.rows
+        if isinstance(outcome, BaseException):  # fail every request in the batch
+            self._queued -= len(batch)
+            for request in {r for r, _ in batch}:
+                self._drop(request)
+                if not request.future.done():
+                    request.future.set_exception(outcome)
+            return
+        vectors = outcome
+        hits = int(getattr(vectors, "cache_hits", 0))
+        self.on_batch(len(batch), sum(request.tokens[i] for request, i in batch), hits,
+                      time.perf_counter() - finished.started)
+        for row, (request, i) in enumerate(batch):
+            self._queued -= 1
+            if request.future.done():  # failed or cancelled meanwhile
+                continue
+            if request.out is None:
+                request.out = np.empty((len(request.texts), vectors.shape[1]), dtype=np.float32)
+            request.out[i] = vectors[row]
+            request.done += 1
+            if request.done == len(request.texts):
+                request.future.set_result(request.out)
 
     def _embed(self, texts: list[str], dims: Optional[int]) -> np.ndarray:
         import warnings
@@ -157,7 +188,7 @@ class DynamicBatcher:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)  # the service reports usage, not warnings
             # the engine sorts the coalesced texts by length and runs them at the model's best batch size
-            return self.model.embed(texts, dimensions=dims, max_batch_tokens=self.max_batch_tokens)
+            return self.model.embed(texts, dimensions=dims)
 
     def close(self) -> None:
         if self._worker is not None:

@@ -511,8 +511,8 @@ def apply(ctx, config):
 @click.option("--max-queue", "max_queue_texts", type=click.IntRange(min=1),
               help="Texts queued per model before answering 429 (default 8192).")
 @click.option("--max-batch-rows", type=click.IntRange(min=1), help="Texts coalesced per engine call (default 256).")
-@click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Padded tokens per dynamic batch (default 16384).")
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), help="Extra wait to fill a batch while busy (default 2).")
+@click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Tokens (summed over texts) per coalesced engine call (default 16384).")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), help="Wait for a burst to join when idle (default 2).")
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.pass_context
 def serve(ctx, host, port, models, api_key, config, no_cache, log_level, **limits):

@@ -36,8 +36,13 @@ class ServeSettings:
     max_input_chars: int = 100_000  # per input
     max_queue_texts: int = 8192  # per model: beyond it, 429
     max_batch_rows: int = 256  # coalesced texts per engine call; the engine cuts them by its best batch size
-    max_batch_tokens: int = 16384
-    max_wait_ms: float = 2.0
+    max_batch_tokens: int = 16384  # tokens summed over a coalesced engine call's texts
+    max_wait_ms: float = 2.0  # idle: how long a partial batch waits for a burst to join
+
+
+# A registry lookup per request cost ~6 % of the box under load; a name's resolution is reused
+# this long, so an alias moved by `zoo alias` in another process shows within it.
+NAME_TTL_S = 5.0
 
 
 class ApiError(Exception):
@@ -78,6 +83,7 @@ class Service:
         self.metrics = Metrics()
         self.batchers: dict[str, Any] = {}
         self._loading: dict[str, asyncio.Lock] = {}
+        self._names: dict[str, tuple[str, float]] = {}  # requested name -> (canonical, trusted until)
         self.started = time.time()
 
     def canonical(self, name: str) -> str:
@@ -91,7 +97,11 @@ class Service:
     async def batcher(self, name: str):
         from .batcher import DynamicBatcher
 
+        known = self._names.get(name)
+        if known is not None and known[1] > time.monotonic() and known[0] in self.batchers:
+            return self.batchers[known[0]]
         canonical = await asyncio.to_thread(self.canonical, name)
+        self._names[name] = (canonical, time.monotonic() + NAME_TTL_S)
         if canonical in self.batchers:
             return self.batchers[canonical]
         lock = self._loading.setdefault(canonical, asyncio.Lock())
@@ -99,8 +109,9 @@ class Service:
             if canonical not in self.batchers:
                 from .api import load
 
+                # the artifact with the best single-text latency, run as measured best for batches
                 model = await asyncio.to_thread(load, canonical, registry=self.registry, cache=self.settings.cache,
-                                                objective="latency")
+                                                objective="latency", runtime_objective="throughput")
                 m = self.metrics
 
                 def on_batch(rows, tokens, hits, seconds, name=canonical):
@@ -170,6 +181,8 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
 
 def create_app(settings: ServeSettings):
     require("fastapi", "serve")
+    orjson = require("orjson", "serve")
+    import numpy as np
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -262,11 +275,12 @@ def create_app(settings: ServeSettings):
         if req["format"] == "base64":
             data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
         else:
-            data = vectors.tolist()
+            data = list(np.ascontiguousarray(vectors, dtype=np.float32))  # rows; orjson writes float32 exactly
         body = {"object": "list", "model": model.name,
                 "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
                 "usage": {"prompt_tokens": sum(tokens), "total_tokens": sum(tokens)}}
-        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+        # orjson: ~10x json's speed on float arrays, which is most of a response's cost on the event loop
+        return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     @app.get("/v1/models")
     async def list_models():
