@@ -108,3 +108,23 @@ def test_converted_artifacts_embed_like_sentence_transformers(converted, referen
         cos = row_cosines(got, reference)
         assert cos.min() >= floor, (target, cos)
         assert got[0] @ got[1] > got[0] @ got[2]
+
+
+def test_every_padded_width_is_faithful_openvino_int8(converted, minilm_dir_module):
+    """OpenVINO's bf16 kernels broke static-int8 MiniLM at a padded width of exactly 32 (cos ~0.8);
+    zoo pads such batches one column more. Widths 30-34, alone and in a batch, against ST fp32."""
+    from sentence_transformers import SentenceTransformer
+
+    reg, _ = converted
+    m = zoo.load(DEFAULT_MODEL, artifact="openvino-int8", registry=reg, cache=False)
+    texts = {}
+    for words in range(20, 40):
+        text = " ".join(["river", "stone", "light", "cloud"] * 10)[: 6 * words].rsplit(" ", 1)[0]
+        texts.setdefault(m.count_tokens([text])[0], text)
+    texts = [texts[n] for n in range(30, 35)]
+    assert m.count_tokens(texts) == [30, 31, 32, 33, 34]
+    reference = SentenceTransformer(str(minilm_dir_module), device="cpu").encode(texts)
+    alone = np.concatenate([m.embed([t]) for t in texts])
+    assert row_cosines(alone, reference).min() >= 0.98
+    together = m.embed(texts[:3], batch_size=3)  # one batch padded to 32
+    assert row_cosines(together, reference[:3]).min() >= 0.98

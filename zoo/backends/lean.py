@@ -39,6 +39,7 @@ class TextEncoder:
         self._untruncated = None
         self.pad_id = pad_id
         self.input_names = input_names
+        self.avoid_widths: frozenset[int] = frozenset()  # padded widths a runtime gets wrong: pad one more
 
     @classmethod
     def from_folder(cls, path: Path, max_length: int, input_names: list[str]) -> "TextEncoder":
@@ -68,6 +69,8 @@ class TextEncoder:
 
     def pad(self, encodings: list) -> dict[str, np.ndarray]:
         width = max(len(e.ids) for e in encodings)
+        while width in self.avoid_widths:  # masked extra columns: pooling ignores them
+            width += 1
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
