@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--model", help="Model name (default: the embedded all-minilm-l6-v2).")
     ap.add_argument("--source", help="Register --model from this source first (a local folder, hf://, pkg://).")
+    ap.add_argument("--keep-home", help="Optimize into this new directory and keep it (for bench_engine.py and "
+                                        "bench_serve.py); default: a temporary home.")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,8 +64,10 @@ def main() -> None:
 
     hw = detect()
     texts = benchmark_texts(args.texts)
+    if args.keep_home and Path(args.keep_home).exists() and any(Path(args.keep_home).iterdir()):
+        raise SystemExit(f"--keep-home {args.keep_home} is not empty; the benchmark needs a fresh home")
     with tempfile.TemporaryDirectory() as tmp:
-        home = str(Path(tmp) / "zoo")
+        home = args.keep_home or str(Path(tmp) / "zoo")
         reg = zoo.open_registry(home)
         name = args.model or DEFAULT_MODEL
         if args.source:

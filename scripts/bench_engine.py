@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 
-def padding_efficiency(lengths, batches) -> float:
+def padding_efficiency(lengths, batches, width_multiple: int = 1) -> float:
     real = sum(int(sum(lengths[i] for i in b)) for b in batches)
-    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    padded = sum(len(b) * -(-max(lengths[i] for i in b) // width_multiple) * width_multiple for b in batches)
     return real / padded
 
 
@@ -48,7 +48,7 @@ def main() -> None:
 
     import zoo
     from zoo.backends.lean import Prepared
-    from zoo.batching import DEFAULT_MAX_BATCH_TOKENS, plan_batches
+    from zoo.batching import DEFAULT_MAX_BATCH_TOKENS
     from zoo.benchmark import median_time
     from zoo.corpora import benchmark_texts
     from zoo.model import TruncationWarning
@@ -70,7 +70,7 @@ def main() -> None:
         backend = m.backend
         prepared = Prepared.of(backend.encoder, texts)
         in_order = [np.arange(i, min(i + bs, len(texts))) for i in range(0, len(texts), bs)]
-        bucketed = list(plan_batches(prepared.lengths, bs, DEFAULT_MAX_BATCH_TOKENS))
+        bucketed = list(backend.plan(prepared.lengths, bs, DEFAULT_MAX_BATCH_TOKENS))
         out_arr = np.empty((len(texts), m.dim), dtype=np.float32)
         backend.run_batches(prepared, in_order[:2], m.spec.normalize, out_arr)  # warm-up
         t_order = median_time(lambda: backend.run_batches(prepared, in_order, m.spec.normalize, out_arr), args.rounds)
@@ -79,7 +79,7 @@ def main() -> None:
         cos = float(((ordered * out_arr).sum(1) / np.linalg.norm(ordered, axis=1) / np.linalg.norm(out_arr, axis=1)).min())
         row = {"artifact": a.target, "input_order_per_s": len(texts) / t_order, "sorted_per_s": len(texts) / t_sorted,
                "ratio": t_order / t_sorted, "real_tokens_input_order": padding_efficiency(prepared.lengths, in_order),
-               "real_tokens_sorted": padding_efficiency(prepared.lengths, bucketed), "min_cos_between": cos}
+               "real_tokens_sorted": padding_efficiency(prepared.lengths, bucketed, backend.encoder.width_multiple), "min_cos_between": cos}
         rows.append(row)
         print(f"{a.target:<22} input order {row['input_order_per_s']:7.1f}/s  sorted {row['sorted_per_s']:7.1f}/s  "
               f"x{row['ratio']:.2f}  real tokens {row['real_tokens_input_order']:.0%} -> {row['real_tokens_sorted']:.0%}",

@@ -96,11 +96,43 @@ def test_plan_batches_is_optimal_for_its_cost_model():
             for cuts in [tuple(i + 1 for i in range(n - 1) if mask >> i & 1)]
             if all(hi - lo <= max_rows for lo, hi in zip((0,) + cuts, cuts + (n,))))
         assert got == pytest.approx(best), (lengths, max_rows)
+    # shape-limited plans (OpenVINO): only the allowed row counts and padded widths, still optimal among them
+    for trial in range(30):
+        n = int(rng.integers(1, 9))
+        lengths = rng.integers(2, 257, n).tolist()
+        sizes, multiple = (1, 2, 4), int(rng.choice([1, 8]))
+        plan = list(plan_batches(lengths, 8, None, row_sizes=sizes, width_multiple=multiple))
+        assert all(len(b) in sizes for b in plan)
+        ordered = sorted(lengths)
+        best = min(
+            sum(CPU_BATCH_OVERHEAD + (hi - lo) * w * (1 + w / 256)
+                for lo, hi in zip((0,) + cuts, cuts + (n,)) for w in [-(-ordered[hi - 1] // multiple) * multiple])
+            for mask in range(2 ** (n - 1))
+            for cuts in [tuple(i + 1 for i in range(n - 1) if mask >> i & 1)]
+            if all(hi - lo in sizes for lo, hi in zip((0,) + cuts, cuts + (n,))))
+        assert plan_cost(lengths, plan, width_multiple=multiple) == pytest.approx(best), (lengths, multiple)
     # a request as users send them: mostly short texts and a few long ones
     lengths = rng.integers(8, 41, 60).tolist() + rng.integers(200, 257, 4).tolist()
     order = np.argsort(lengths, kind="stable")
     greedy = [order[i:i + 32] for i in range(0, len(order), 32)]  # the fixed-size cut this replaced
     assert plan_cost(lengths, list(plan_batches(lengths, 32, None))) < 0.6 * plan_cost(lengths, greedy)
+
+
+def test_openvino_keeps_to_few_shapes(reg):
+    m = zoo.load("tiny", artifact="openvino-fp32", registry=reg, cache=False)
+    backend = m.backend
+    lengths = list(range(3, 60))
+    plan = list(backend.plan(lengths, 16))
+    assert all(len(b) in (1, 2, 4, 8, 16) for b in plan) and sum(len(b) for b in plan) == len(lengths)
+    encodings = backend.encoder.encode(["x " * 9, "y"])
+    assert backend.encoder.pad(encodings)["input_ids"].shape[1] % 8 == 0
+    backend.encoder.avoid_widths = frozenset({8})  # a width a runtime gets wrong: one masked column more
+    try:
+        assert backend.encoder.pad(backend.encoder.encode(["y"]))["input_ids"].shape[1] == 9
+    finally:
+        backend.encoder.avoid_widths = frozenset()
+    texts = [f"text {i} " + "word " * i for i in range(40)]
+    np.testing.assert_allclose(m.embed(texts), np.concatenate([m.embed([t]) for t in texts]), atol=2e-5)
 
 
 def test_order_restored_after_sorting_every_runtime(model):

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..batching import CPU_BATCH_OVERHEAD, DEFAULT_MAX_BATCH_TOKENS, GPU_BATCH_OVERHEAD, plan_batches
+from ..batching import CPU_BATCH_OVERHEAD, DEFAULT_MAX_BATCH_TOKENS, GPU_BATCH_OVERHEAD, padded_width, plan_batches
 from ..errors import ZooError
 from ..model_config import ModelSpec
 
@@ -40,6 +40,7 @@ class TextEncoder:
         self.pad_id = pad_id
         self.input_names = input_names
         self.avoid_widths: frozenset[int] = frozenset()  # padded widths a runtime gets wrong: pad one more
+        self.width_multiple = 1  # pad widths up to a multiple of this (runtimes that compile per shape)
 
     @classmethod
     def from_folder(cls, path: Path, max_length: int, input_names: list[str]) -> "TextEncoder":
@@ -68,7 +69,7 @@ class TextEncoder:
         return len(self._untruncated.encode(text, add_special_tokens=True).ids)
 
     def pad(self, encodings: list) -> dict[str, np.ndarray]:
-        width = max(len(e.ids) for e in encodings)
+        width = padded_width(max(len(e.ids) for e in encodings), self.width_multiple)
         while width in self.avoid_widths:  # masked extra columns: pooling ignores them
             width += 1
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
@@ -142,6 +143,7 @@ class BatchedBackend:
     encoder: TextEncoder
     spec: ModelSpec
     device: str = "cpu"
+    row_sizes: Optional[tuple[int, ...]] = None  # the only batch row counts, for runtimes that compile per shape
 
     @property
     def batch_overhead(self) -> float:
@@ -158,14 +160,18 @@ class BatchedBackend:
                                         [prepared.encodings[i] for i in idx], normalize)
             on_batch(len(idx))
 
+    def plan(self, lengths: list[int], batch_size: int, max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS):
+        """This runtime's batches for texts of these token lengths (see ``zoo.batching``)."""
+        return plan_batches(lengths, batch_size, max_tokens, self.batch_overhead, self.row_sizes,
+                            self.encoder.width_multiple)
+
     def embed_prepared(self, prepared: Prepared, batch_size: int, *, normalize: Optional[bool] = None,
                        max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS,
                        on_batch: Callable[[int], None] = lambda n: None) -> np.ndarray:
         """Embed in length-sorted batches; rows come back in input order."""
         out = np.empty((len(prepared.texts), self.spec.dim), dtype=np.float32)
         normalize = self.spec.normalize if normalize is None else normalize
-        self.run_batches(prepared, plan_batches(prepared.lengths, batch_size, max_tokens, self.batch_overhead),
-                         normalize, out, on_batch)
+        self.run_batches(prepared, self.plan(prepared.lengths, batch_size, max_tokens), normalize, out, on_batch)
         return out
 
     def embed(self, texts: list[str], batch_size: int, *, normalize: Optional[bool] = None,
