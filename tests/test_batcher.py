@@ -52,6 +52,12 @@ def test_concurrent_requests_are_coalesced_and_get_their_own_rows(model):
     np.testing.assert_allclose(np.concatenate(outs), model.embed(TEXTS), atol=1e-6)
     assert calls == [(64, sum(model.count_tokens(TEXTS)))]  # 16 requests, one engine call
 
+    async def pretokenized(b):  # as the server sends them: tokenized once, reused by the engine
+        return await asyncio.gather(*(b.embed(p, t.lengths, tokenized=t) for p in parts for t in [model.tokenize(p)]))
+
+    outs, _ = run(model, pretokenized, max_batch_rows=256, max_batch_tokens=100_000, max_wait_ms=20)
+    np.testing.assert_allclose(np.concatenate(outs), model.embed(TEXTS), atol=1e-6)
+
 
 def test_batches_keep_within_the_token_budget(model):
     tokens = model.count_tokens(TEXTS)

@@ -219,6 +219,24 @@ def test_empty_string_is_a_consistent_vector_and_empty_list_is_empty(model):
     assert empty.shape == (0, 4) and empty.dtype == np.float32
 
 
+def test_tokenized_texts_are_reused_not_tokenized_again(model):
+    from zoo.backends.lean import Prepared
+
+    texts = ["hello there", "goodbye now", "hello there"]
+    tokenized = model.tokenize(texts)
+    assert tokenized.lengths == model.count_tokens(texts)
+    np.testing.assert_allclose(model.embed(texts, tokenized=tokenized), model.embed(texts), atol=1e-6)
+    if model.info["format"] == "torch":
+        return  # sentence-transformers tokenizes inside its own preprocess: only the lean runtimes take encodings
+    # proof of reuse: encodings of other text under this text's name are what gets embedded
+    swapped = Prepared(["hello there"], tokenized.encodings[1:2], tokenized.lengths[1:2], tokenized.truncated[1:2])
+    np.testing.assert_allclose(model.embed(["hello there"], tokenized=swapped, cache=False),
+                               model.embed(["goodbye now"]), atol=1e-6)
+    # a prompt changes the tokens: the given tokenization is ignored then
+    np.testing.assert_allclose(model.embed(["hello there"], tokenized=swapped, prompt="query: "),
+                               model.embed(["hello there"], prompt="query: "), atol=1e-6)
+
+
 def test_threads_share_one_model(model):
     texts = [f"thread text number {i} " + "pad " * (i % 17) for i in range(96)]
     expected = model.embed(texts, batch_size=8)

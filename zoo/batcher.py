@@ -23,7 +23,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -42,6 +42,7 @@ class _Request:
     tokens: list[int]
     dimensions: Optional[int]
     future: asyncio.Future
+    tokenized: Any = None  # the texts' Prepared, when the caller tokenized them already
     out: Optional[np.ndarray] = None
     cursor: int = 0  # next text to schedule
     done: int = 0  # texts embedded
@@ -73,8 +74,9 @@ class DynamicBatcher:
     def queue_depth(self) -> int:
         return self._queued
 
-    async def embed(self, texts: list[str], tokens: list[int], dimensions: Optional[int] = None) -> np.ndarray:
-        """Vectors for ``texts``, in order."""
+    async def embed(self, texts: list[str], tokens: list[int], dimensions: Optional[int] = None,
+                    tokenized=None) -> np.ndarray:
+        """Vectors for ``texts``, in order; ``tokenized``: ``model.tokenize(texts)``, reused by the engine."""
         if len(texts) > self.max_queue_texts:
             raise ValueError(f"{len(texts)} inputs exceed this server's queue of {self.max_queue_texts}")
         if self._queued + len(texts) > self.max_queue_texts:
@@ -82,7 +84,7 @@ class DynamicBatcher:
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(self._run())
-        request = _Request(texts, tokens, dimensions, asyncio.get_running_loop().create_future())
+        request = _Request(texts, tokens, dimensions, asyncio.get_running_loop().create_future(), tokenized)
         self._waiting.append(request)
         self._queued += len(texts)
         self._wake.set()
@@ -153,7 +155,12 @@ class DynamicBatcher:
         if not batch:
             return None
         texts = [request.texts[i] for request, i in batch]
-        future = loop.run_in_executor(self._executor, self._embed, texts, dims)
+        tokenized = None
+        if all(request.tokenized is not None for request, _ in batch):
+            from .backends.lean import Prepared
+
+            tokenized = Prepared.join([(request.tokenized, i) for request, i in batch])
+        future = loop.run_in_executor(self._executor, self._embed, texts, dims, tokenized)
         return _Batch(batch, future, time.perf_counter())
 
     def _finish(self, finished: "_Batch", outcome) -> None:
@@ -180,7 +187,7 @@ class DynamicBatcher:
             if request.done == len(request.texts):
                 request.future.set_result(request.out)
 
-    def _embed(self, texts: list[str], dims: Optional[int]) -> np.ndarray:
+    def _embed(self, texts: list[str], dims: Optional[int], tokenized) -> np.ndarray:
         import warnings
 
         from .model import TruncationWarning
@@ -188,7 +195,7 @@ class DynamicBatcher:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)  # the service reports usage, not warnings
             # the engine sorts the coalesced texts by length and runs them at the model's best batch size
-            return self.model.embed(texts, dimensions=dims)
+            return self.model.embed(texts, dimensions=dims, tokenized=tokenized)
 
     def close(self) -> None:
         if self._worker is not None:

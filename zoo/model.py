@@ -86,14 +86,16 @@ class EmbeddingModel:
     def embed(self, texts: str | Sequence[str], *, batch_size: Optional[int] = None,
               normalize: Optional[bool] = None, dimensions: Optional[int] = None, prompt: Optional[str] = None,
               prompt_name: Optional[str] = None, truncate: bool = True, cache: bool = True,
-              show_progress: Optional[bool] = None, max_batch_tokens: Optional[int] = _UNSET) -> Embeddings:
+              show_progress: Optional[bool] = None, max_batch_tokens: Optional[int] = _UNSET,
+              tokenized=None) -> Embeddings:
         """Embed texts; float32 of shape (len(texts), dimensions or dim), in input order.
 
         ``normalize``: L2-normalise (default: as the model does); ``dimensions``: keep the first
         N components (Matryoshka), then re-normalise; ``prompt`` / ``prompt_name`` ("query",
         "document"): text prepended to every input, as sentence-transformers does;
         ``truncate=False``: raise instead of cutting inputs longer than the model's max length;
-        ``cache=False``: bypass the vector cache for this call.
+        ``cache=False``: bypass the vector cache for this call; ``tokenized``: what
+        :meth:`tokenize` made of these texts, so they are not tokenized twice (ignored with a prompt).
         """
         items = validate_texts(texts)
         batch_size = self.default_batch_size if batch_size is None else batch_size
@@ -134,7 +136,11 @@ class EmbeddingModel:
         if missing:
             from .backends.lean import Prepared
 
-            prepared = Prepared.of(self.backend.encoder, [prefix + t for t in missing] if prefix else missing)
+            known = {t: k for k, t in enumerate(tokenized.texts)} if tokenized is not None and not prefix else {}
+            if known and all(t in known for t in missing):
+                prepared = tokenized.subset([known[t] for t in missing])
+            else:
+                prepared = Prepared.of(self.backend.encoder, [prefix + t for t in missing] if prefix else missing)
             cut.update(t for t, flag in zip(missing, prepared.truncated) if flag)
             if not truncate and cut:  # refuse before spending any compute
                 self._refuse_long(items, cut, prefix)
@@ -230,10 +236,14 @@ class EmbeddingModel:
 
     def count_tokens(self, texts: str | Sequence[str], prompt: str = "") -> list[int]:
         """Tokens each text costs the model (with special tokens, after truncation)."""
+        items = validate_texts(texts)
+        return self.tokenize([prompt + t for t in items]).lengths if items else []
+
+    def tokenize(self, texts: Sequence[str]):
+        """The texts tokenized as the engine does (a ``Prepared``); pass it to ``embed(tokenized=)``."""
         from .backends.lean import Prepared
 
-        items = validate_texts(texts)
-        return Prepared.of(self.backend.encoder, [prompt + t for t in items]).lengths if items else []
+        return Prepared.of(self.backend.encoder, validate_texts(texts))
 
     async def aembed(self, texts, **options) -> np.ndarray:
         return await asyncio.to_thread(self.embed, texts, **options)

@@ -257,11 +257,12 @@ def create_app(settings: ServeSettings):
         if req["dimensions"] is not None and req["dimensions"] > model.dim:
             raise ApiError(400, f"dimensions must be at most {model.dim} for {model.name}, got {req['dimensions']}",
                            param="dimensions", code="invalid_value")
-        tokens = await asyncio.to_thread(model.count_tokens, req["texts"])
+        tokenized = await asyncio.to_thread(model.tokenize, req["texts"])  # once: for usage, the budget, the engine
+        tokens = tokenized.lengths
         from .batcher import Overloaded
 
         try:
-            vectors = await batcher.embed(req["texts"], tokens, req["dimensions"])
+            vectors = await batcher.embed(req["texts"], tokens, req["dimensions"], tokenized)
         except Overloaded as exc:
             metrics.rejected.labels(model.name).inc()
             raise ApiError(429, str(exc), type="rate_limit_error", code="queue_full",

@@ -131,8 +131,17 @@ class Prepared:
 
     @classmethod
     def of(cls, encoder: TextEncoder, texts: list[str]) -> "Prepared":
-        encodings = encoder.encode(texts)
+        encodings = encoder.encode(texts) if texts else []
         return cls(texts, encodings, [len(e.ids) for e in encodings], [bool(e.overflowing) for e in encodings])
+
+    @classmethod
+    def join(cls, parts: list[tuple["Prepared", int]]) -> "Prepared":
+        """Rows picked from several tokenized lists: (prepared, row) pairs, in order."""
+        return cls([p.texts[i] for p, i in parts], [p.encodings[i] for p, i in parts],
+                   [p.lengths[i] for p, i in parts], [p.truncated[i] for p, i in parts])
+
+    def subset(self, rows: list[int]) -> "Prepared":
+        return Prepared.join([(self, i) for i in rows])
 
 
 class BatchedBackend:
