@@ -27,8 +27,10 @@ import numpy as np
 
 
 def padding_efficiency(lengths, batches, width_multiple: int = 1) -> float:
+    from zoo.batching import padded_width
+
     real = sum(int(sum(lengths[i] for i in b)) for b in batches)
-    padded = sum(len(b) * -(-max(lengths[i] for i in b) // width_multiple) * width_multiple for b in batches)
+    padded = sum(len(b) * padded_width(max(lengths[i] for i in b), width_multiple) for b in batches)
     return real / padded
 
 

@@ -46,17 +46,12 @@ def test_concurrent_requests_are_coalesced_and_get_their_own_rows(model):
     parts = [TEXTS[i:i + 4] for i in range(0, len(TEXTS), 4)]
 
     async def body(b):
-        return await asyncio.gather(*(b.embed(p, model.count_tokens(p)) for p in parts))
+        return await asyncio.gather(*(b.embed(model.tokenize(p)) for p in parts))
 
     outs, calls = run(model, body, max_batch_rows=256, max_batch_tokens=100_000, max_wait_ms=20)
     np.testing.assert_allclose(np.concatenate(outs), model.embed(TEXTS), atol=1e-6)
     assert calls == [(64, sum(model.count_tokens(TEXTS)))]  # 16 requests, one engine call
 
-    async def pretokenized(b):  # as the server sends them: tokenized once, reused by the engine
-        return await asyncio.gather(*(b.embed(p, t.lengths, tokenized=t) for p in parts for t in [model.tokenize(p)]))
-
-    outs, _ = run(model, pretokenized, max_batch_rows=256, max_batch_tokens=100_000, max_wait_ms=20)
-    np.testing.assert_allclose(np.concatenate(outs), model.embed(TEXTS), atol=1e-6)
 
 
 def test_batches_keep_within_the_token_budget(model):
@@ -64,7 +59,7 @@ def test_batches_keep_within_the_token_budget(model):
     budget = 3 * max(tokens)
 
     async def body(b):
-        return await asyncio.gather(*(b.embed([t], [n]) for t, n in zip(TEXTS, tokens)))
+        return await asyncio.gather(*(b.embed(model.tokenize([t])) for t in TEXTS))
 
     outs, calls = run(model, body, max_batch_rows=256, max_batch_tokens=budget, max_wait_ms=20)
     np.testing.assert_allclose(np.concatenate(outs), model.embed(TEXTS), atol=1e-6)
@@ -77,9 +72,9 @@ def test_a_huge_request_does_not_starve_a_small_one(model):
     huge = TEXTS * 8  # 512 texts, 16 engine calls of 32
 
     async def body(b):
-        big = asyncio.ensure_future(b.embed(huge, model.count_tokens(huge)))
+        big = asyncio.ensure_future(b.embed(model.tokenize(huge)))
         await asyncio.sleep(0.01)  # the huge request is queued and its first batch is running
-        small = await b.embed(["a quick query"], model.count_tokens(["a quick query"]))
+        small = await b.embed(model.tokenize(["a quick query"]))
         assert not big.done()  # the query rode in an early batch, not after 512 texts
         return small, await big
 
@@ -92,8 +87,8 @@ def test_a_huge_request_does_not_starve_a_small_one(model):
 def test_a_failed_batch_fails_its_requests_and_the_batcher_keeps_serving(model):
     async def body(b):
         with pytest.raises(InvalidInput, match="dimensions"):
-            await b.embed(["x"], [3], dimensions=10 ** 6)  # the engine refuses it
-        return await b.embed(["still here"], [4])
+            await b.embed(model.tokenize(["x"]), dimensions=10 ** 6)  # the engine refuses it
+        return await b.embed(model.tokenize(["still here"]))
 
     out, _ = run(model, body, max_wait_ms=0)
     np.testing.assert_allclose(out, model.embed(["still here"]), atol=1e-6)
@@ -101,12 +96,12 @@ def test_a_failed_batch_fails_its_requests_and_the_batcher_keeps_serving(model):
 
 def test_a_full_queue_refuses_instead_of_growing(model):
     async def body(b):
-        first = asyncio.ensure_future(b.embed(TEXTS[:8], model.count_tokens(TEXTS[:8])))
+        first = asyncio.ensure_future(b.embed(model.tokenize(TEXTS[:8])))
         await asyncio.sleep(0)
         with pytest.raises(Overloaded, match="busy"):
-            await b.embed(["one more"], [4])
+            await b.embed(model.tokenize(["one more"]))
         with pytest.raises(ValueError, match="exceed this server's queue"):
-            await b.embed(TEXTS[:9], model.count_tokens(TEXTS[:9]))
+            await b.embed(model.tokenize(TEXTS[:9]))
         return await first
 
     out, _ = run(model, body, max_queue_texts=8, max_wait_ms=50)

@@ -66,6 +66,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
 
     if device is not None and not DEVICE_RE.match(device):
         raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    if runtime_objective not in (None, "throughput", "latency"):
+        raise InvalidInput(f"runtime_objective must be 'throughput' or 'latency', not {runtime_objective!r}")
     reg = registry or open_registry(home, registry_url)
     resolved, hw, figures, selection = choose(reg, name, objective=objective, min_fidelity=min_fidelity,
                                               exact=exact, artifact=artifact, device=device)
@@ -75,8 +77,6 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         device = "cuda"  # torch artifacts pick the GPU themselves; ONNX needs telling
     path = reg.artifact_path(chosen)
     measured = figures.get(chosen.id) or {}
-    if runtime_objective not in (None, "throughput", "latency"):
-        raise InvalidInput(f"runtime_objective must be 'throughput' or 'latency', not {runtime_objective!r}")
     if runtime_options is None:  # single requests are fastest in the default (latency) mode
         wanted = runtime_objective or objective
         runtime_options = measured.get("runtime_options", {}) if wanted == "throughput" else {}

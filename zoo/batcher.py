@@ -38,14 +38,20 @@ class Overloaded(Exception):
 
 @dataclass(eq=False)
 class _Request:
-    texts: list[str]
-    tokens: list[int]
+    tokenized: Any  # the texts' Prepared: its lengths drive the budget, and the engine reuses it
     dimensions: Optional[int]
     future: asyncio.Future
-    tokenized: Any = None  # the texts' Prepared, when the caller tokenized them already
     out: Optional[np.ndarray] = None
     cursor: int = 0  # next text to schedule
     done: int = 0  # texts embedded
+
+    @property
+    def texts(self) -> list[str]:
+        return self.tokenized.texts
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.tokenized.lengths
 
 
 @dataclass(eq=False)
@@ -74,9 +80,9 @@ class DynamicBatcher:
     def queue_depth(self) -> int:
         return self._queued
 
-    async def embed(self, texts: list[str], tokens: list[int], dimensions: Optional[int] = None,
-                    tokenized=None) -> np.ndarray:
-        """Vectors for ``texts``, in order; ``tokenized``: ``model.tokenize(texts)``, reused by the engine."""
+    async def embed(self, tokenized, dimensions: Optional[int] = None) -> np.ndarray:
+        """Vectors for ``model.tokenize(texts)``, in order (tokenized once: the engine reuses it)."""
+        texts = tokenized.texts
         if len(texts) > self.max_queue_texts:
             raise ValueError(f"{len(texts)} inputs exceed this server's queue of {self.max_queue_texts}")
         if self._queued + len(texts) > self.max_queue_texts:
@@ -84,7 +90,7 @@ class DynamicBatcher:
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(self._run())
-        request = _Request(texts, tokens, dimensions, asyncio.get_running_loop().create_future(), tokenized)
+        request = _Request(tokenized, dimensions, asyncio.get_running_loop().create_future())
         self._waiting.append(request)
         self._queued += len(texts)
         self._wake.set()
@@ -154,13 +160,10 @@ class DynamicBatcher:
             self._waiting.remove(request)  # fully scheduled; finished when its rows come back
         if not batch:
             return None
-        texts = [request.texts[i] for request, i in batch]
-        tokenized = None
-        if all(request.tokenized is not None for request, _ in batch):
-            from .backends.lean import Prepared
+        from .backends.lean import Prepared
 
-            tokenized = Prepared.join([(request.tokenized, i) for request, i in batch])
-        future = loop.run_in_executor(self._executor, self._embed, texts, dims, tokenized)
+        tokenized = Prepared.join([(request.tokenized, i) for request, i in batch])
+        future = loop.run_in_executor(self._executor, self._embed, tokenized, dims)
         return _Batch(batch, future, time.perf_counter())
 
     def _finish(self, finished: "_Batch", outcome) -> None:
@@ -187,7 +190,7 @@ class DynamicBatcher:
             if request.done == len(request.texts):
                 request.future.set_result(request.out)
 
-    def _embed(self, texts: list[str], dims: Optional[int], tokenized) -> np.ndarray:
+    def _embed(self, tokenized, dims: Optional[int]) -> np.ndarray:
         import warnings
 
         from .model import TruncationWarning
@@ -195,7 +198,7 @@ class DynamicBatcher:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)  # the service reports usage, not warnings
             # the engine sorts the coalesced texts by length and runs them at the model's best batch size
-            return self.model.embed(texts, dimensions=dims, tokenized=tokenized)
+            return self.model.embed(tokenized.texts, dimensions=dims, tokenized=tokenized)
 
     def close(self) -> None:
         if self._worker is not None:

@@ -236,8 +236,7 @@ class EmbeddingModel:
 
     def count_tokens(self, texts: str | Sequence[str], prompt: str = "") -> list[int]:
         """Tokens each text costs the model (with special tokens, after truncation)."""
-        items = validate_texts(texts)
-        return self.tokenize([prompt + t for t in items]).lengths if items else []
+        return self.tokenize([prompt + t for t in validate_texts(texts)]).lengths
 
     def tokenize(self, texts: Sequence[str]):
         """The texts tokenized as the engine does (a ``Prepared``); pass it to ``embed(tokenized=)``."""

@@ -262,7 +262,7 @@ def create_app(settings: ServeSettings):
         from .batcher import Overloaded
 
         try:
-            vectors = await batcher.embed(req["texts"], tokens, req["dimensions"], tokenized)
+            vectors = await batcher.embed(tokenized, req["dimensions"])
         except Overloaded as exc:
             metrics.rejected.labels(model.name).inc()
             raise ApiError(429, str(exc), type="rate_limit_error", code="queue_full",

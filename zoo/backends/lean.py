@@ -131,7 +131,7 @@ class Prepared:
 
     @classmethod
     def of(cls, encoder: TextEncoder, texts: list[str]) -> "Prepared":
-        encodings = encoder.encode(texts) if texts else []
+        encodings = encoder.encode(texts)
         return cls(texts, encodings, [len(e.ids) for e in encodings], [bool(e.overflowing) for e in encodings])
 
     @classmethod
@@ -162,11 +162,14 @@ class BatchedBackend:
     def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
         raise NotImplementedError
 
+    def embed_rows(self, prepared: Prepared, idx, normalize: bool) -> np.ndarray:
+        """One planned batch: the rows ``idx`` of ``prepared``."""
+        return self.embed_batch([prepared.texts[i] for i in idx], [prepared.encodings[i] for i in idx], normalize)
+
     def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
                     on_batch: Callable[[int], None] = lambda n: None) -> None:
         for idx in batches:
-            out[idx] = self.embed_batch([prepared.texts[i] for i in idx],
-                                        [prepared.encodings[i] for i in idx], normalize)
+            out[idx] = self.embed_rows(prepared, idx, normalize)
             on_batch(len(idx))
 
     def plan(self, lengths: list[int], batch_size: int, max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS):

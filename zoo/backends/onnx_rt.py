@@ -72,8 +72,7 @@ class OnnxBackend(BatchedBackend):
         lengths = prepared.lengths
 
         def run(idx):
-            out[idx] = self.embed_batch([prepared.texts[i] for i in idx], [prepared.encodings[i] for i in idx],
-                                        normalize)
+            out[idx] = self.embed_rows(prepared, idx, normalize)
             return len(idx)
 
         # dearest first (rows x longest): the long tail does not run alone at the end
