@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo.errors import ZooError, require
-from zoo.sources import list_local_files
+from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Target
 from .support import copy_model_configs, exportable_reason

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo.errors import require
-from zoo.sources import list_local_files
+from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Target
 from .onnx import export_onnx
@@ -76,7 +76,7 @@ def _runtime_precision(out_dir: Path, hint: Optional[str]) -> str:
     """Compile the IR as the runtime will and read back the precision it computes in."""
     import openvino as ov
 
-    from zoo.backends.openvino_rt import compile_config, precision_name
+    from zoo.engine.backends.openvino_rt import compile_config, precision_name
 
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(out_dir / XML)), "CPU",
@@ -86,7 +86,7 @@ def _runtime_precision(out_dir: Path, hint: Optional[str]) -> str:
 
 def _quantize(model, out_dir: Path, input_names: list[str], settings: dict[str, Any]):
     nncf = require("nncf", "openvino")
-    from zoo.backends.lean import TextEncoder
+    from zoo.engine.backends.lean import TextEncoder
 
     texts = list(settings["calibration"])
     encoder = TextEncoder.from_folder(out_dir, int(settings["max_seq_length"]), input_names)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo.errors import require
-from zoo.sources import list_local_files
+from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Target
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 
 def cold_embed(home: str, name: str, artifact: str | None, rounds: int) -> float:
-    from zoo.benchmark import median_time
+    from zoo.selection.benchmark import median_time
 
     cmd = [sys.executable, "-m", "zoo.cli", "embed", "--no-cache", "-m", name, "cold start check"] + (
         ["--artifact", artifact] if artifact else [])
@@ -56,11 +56,11 @@ def main() -> None:
     import zoo
     from sentence_transformers import SentenceTransformer
 
-    from zoo.benchmark import median_time
-    from zoo.corpora import benchmark_texts
-    from zoo.hardware import detect
-    from zoo.optimize import optimize
-    from zoo.registry import DEFAULT_MODEL
+    from zoo.selection.benchmark import median_time
+    from zoo.build.corpora import benchmark_texts
+    from zoo.core.hardware import detect
+    from zoo.selection.optimize import optimize
+    from zoo.registry.catalog import DEFAULT_MODEL
 
     hw = detect()
     texts = benchmark_texts(args.texts)

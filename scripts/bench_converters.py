@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def throughput(embed, texts: list[str], rounds: int = 3) -> float:
-    from zoo.benchmark import median_time
+    from zoo.selection.benchmark import median_time
 
     embed(texts[:64])
     return len(texts) / median_time(lambda: embed(texts), rounds)
@@ -38,12 +38,13 @@ def main() -> None:
     import zoo
     from sentence_transformers import SentenceTransformer
 
-    from zoo.backends import load_backend
-    from zoo.build import convert
-    from zoo.corpora import benchmark_texts, probe_set
-    from zoo.fidelity import DEFAULT_FLOOR, embed_probe, measure
-    from zoo.model_config import spec_of
-    from zoo.registry import DEFAULT_MODEL
+    from zoo.engine.backends import load_backend
+    from zoo.build.pipeline import convert
+    from zoo.build.corpora import benchmark_texts, probe_set
+    from zoo.core.floor import DEFAULT_FLOOR
+    from zoo.build.fidelity import embed_probe, measure
+    from zoo.engine.model_config import spec_of
+    from zoo.registry.catalog import DEFAULT_MODEL
 
     texts = benchmark_texts(args.texts)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ import numpy as np
 
 
 def padding_efficiency(lengths, batches, width_multiple: int = 1) -> float:
-    from zoo.batching import padded_width
+    from zoo.engine.batching import padded_width
 
     real = sum(int(sum(lengths[i] for i in b)) for b in batches)
     padded = sum(len(b) * padded_width(max(lengths[i] for i in b), width_multiple) for b in batches)
@@ -49,14 +49,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     import zoo
-    from zoo.backends.lean import Prepared
-    from zoo.batching import DEFAULT_MAX_BATCH_TOKENS
-    from zoo.benchmark import median_time
-    from zoo.corpora import benchmark_texts
-    from zoo.model import TruncationWarning
-    from zoo.registry import DEFAULT_MODEL, open_registry
-    from zoo.schema import ArtifactStatus
-    from zoo.selection import CUDA_ONLY
+    from zoo.engine.backends.lean import Prepared
+    from zoo.engine.batching import DEFAULT_MAX_BATCH_TOKENS
+    from zoo.selection.benchmark import median_time
+    from zoo.build.corpora import benchmark_texts
+    from zoo.engine.model import TruncationWarning
+    from zoo.registry.catalog import DEFAULT_MODEL, open_registry
+    from zoo.registry.schema import ArtifactStatus
+    from zoo.selection.select import CUDA_ONLY
 
     warnings.simplefilter("ignore", TruncationWarning)
     name = args.model or DEFAULT_MODEL
@@ -108,7 +108,7 @@ def main() -> None:
     print(f"cache: {len(distinct)} texts computed in {t_compute:.2f} s, re-embedded from the cache in "
           f"{t_cached * 1000:.0f} ms: x{cache['ratio']:.0f}", flush=True)
 
-    from zoo.hardware import detect
+    from zoo.core.hardware import detect
 
     hw = detect()
     results = {"machine": f"{hw.cpu_model} ({hw.physical_cores} cores)", "model": name,

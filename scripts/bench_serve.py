@@ -46,10 +46,10 @@ def main() -> None:
     import numpy as np
 
     import zoo
-    from zoo.corpora import benchmark_texts
-    from zoo.hardware import detect
-    from zoo.model import TruncationWarning
-    from zoo.registry import DEFAULT_MODEL
+    from zoo.build.corpora import benchmark_texts
+    from zoo.core.hardware import detect
+    from zoo.engine.model import TruncationWarning
+    from zoo.registry.catalog import DEFAULT_MODEL
 
     warnings.simplefilter("ignore", TruncationWarning)
     name = args.model or DEFAULT_MODEL

@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 
-from zoo.cache import CacheConfig
-from zoo.cache.sqlite import SqliteCache
+from zoo.engine.cache import CacheConfig
+from zoo.engine.cache.sqlite import SqliteCache
 
 DIM = 64
 CONFIG = CacheConfig(model="worker-model", artifact_digest="sha256:test", runtime_precision="f32", prompt="",

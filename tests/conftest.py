@@ -101,14 +101,14 @@ def tiny_cls_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def home(tmp_path):
-    from zoo.home import resolve_home
+    from zoo.store.home import resolve_home
 
     return resolve_home(tmp_path / "zoo")
 
 
 @pytest.fixture
 def registry(home):
-    from zoo.registry import Registry
+    from zoo.registry.catalog import Registry
 
     return Registry(home)
 
@@ -143,7 +143,7 @@ def table_counts(registry) -> dict[str, int]:
     """Row count of every registry table: the 'registry unchanged' check."""
     from sqlalchemy import func, select
 
-    from zoo.schema import Base
+    from zoo.registry.schema import Base
 
     with registry.engine.connect() as conn:
         return {name: conn.execute(select(func.count()).select_from(t)).scalar()

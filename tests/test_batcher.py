@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.batcher import DynamicBatcher, Overloaded
-from zoo.build import convert
+from zoo.service.batcher import DynamicBatcher, Overloaded
+from zoo.build.pipeline import convert
 from zoo.errors import InvalidInput
-from zoo.hardware import Hardware
+from zoo.core.hardware import Hardware
 
 X86 = Hardware(arch="x86_64", flags=frozenset({"avx2"}))
 TEXTS = [f"text number {i} " + "about the sea " * (i % 9) for i in range(64)]
-pytestmark = pytest.mark.filterwarnings("ignore::zoo.model.TruncationWarning")  # some exceed the tiny max length
+pytestmark = pytest.mark.filterwarnings("ignore::zoo.engine.model.TruncationWarning")  # some exceed the tiny max length
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, tiny_model_dir):
-    from zoo.home import resolve_home
-    from zoo.registry import Registry
+    from zoo.store.home import resolve_home
+    from zoo.registry.catalog import Registry
 
     registry = Registry(resolve_home(tmp_path_factory.mktemp("batcher") / "zoo"))
     registry.register("tiny", str(tiny_model_dir))

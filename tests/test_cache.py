@@ -15,17 +15,17 @@ from click.testing import CliRunner
 
 import zoo
 from cache_worker import CONFIG, DIM, vector_of
-from zoo.build import convert
-from zoo.cache import CacheConfig, open_cache, parse_size
-from zoo.cache.sqlite import SqliteCache
+from zoo.build.pipeline import convert
+from zoo.engine.cache import CacheConfig, open_cache, parse_size
+from zoo.engine.cache.sqlite import SqliteCache
 from zoo.cli import cli
 from zoo.errors import InvalidInput
-from zoo.hardware import Hardware
+from zoo.core.hardware import Hardware
 
 X86 = Hardware(arch="x86_64", flags=frozenset({"avx2", "avx512f"}))
 TEXTS = ["the cat sleeps", "a dog runs", "", "the cat sleeps", "rain in spain " * 30]
 WORKER = str(Path(__file__).with_name("cache_worker.py"))
-pytestmark = pytest.mark.filterwarnings("ignore::zoo.model.TruncationWarning")  # TEXTS has one long text
+pytestmark = pytest.mark.filterwarnings("ignore::zoo.engine.model.TruncationWarning")  # TEXTS has one long text
 
 
 def items(texts, config=CONFIG):
@@ -81,7 +81,7 @@ def test_a_failed_call_caches_nothing(tiny_reg):
 
 
 def test_lru_eviction_keeps_the_recently_used(tmp_path, monkeypatch):
-    import zoo.cache.sqlite as sqlite_cache
+    import zoo.engine.cache.sqlite as sqlite_cache
 
     monkeypatch.setattr(sqlite_cache, "TOUCH_EVERY", 0.0)  # record every use (default: once a minute)
     row = 32 + 1 + 4 * DIM + sqlite_cache.ROW_OVERHEAD

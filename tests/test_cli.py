@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import table_counts
-from zoo.home import resolve_home
-from zoo.registry import Registry
+from zoo.store.home import resolve_home
+from zoo.registry.catalog import Registry
 
 ZOO = [sys.executable, "-m", "zoo.cli"]
 

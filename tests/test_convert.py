@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 import zoo
 from conftest import add_dense_module, row_cosines, table_counts
-from zoo.build import convert
-from zoo.corpora import calibration_texts, corpus_digest
+from zoo.build.pipeline import convert
+from zoo.build.corpora import calibration_texts, corpus_digest
 from zoo.errors import ArtifactNotFound, InvalidInput, ZooError
-from zoo.hardware import Hardware
-from zoo.schema import Artifact
+from zoo.core.hardware import Hardware
+from zoo.registry.schema import Artifact
 
 CPU_TARGETS = ["onnx-fp32", "onnx-o1", "onnx-o2", "onnx-o3", "onnx-int8-avx2", "onnx-int8-avx512",
                "onnx-int8-avx512_vnni", "openvino-fp32", "openvino-bf16", "openvino-fp16", "openvino-int8",
@@ -31,8 +31,8 @@ TEXTS = ["the quick brown fox", "le chat dort sur le canapé", "numbers 42 and 3
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, tiny_model_dir):
     """One home with every CPU target (plus torch-fp16) built from the tiny model."""
-    from zoo.home import resolve_home
-    from zoo.registry import Registry
+    from zoo.store.home import resolve_home
+    from zoo.registry.catalog import Registry
 
     reg = Registry(resolve_home(tmp_path_factory.mktemp("conv") / "zoo"))
     reg.register("tiny", str(tiny_model_dir))
@@ -238,8 +238,8 @@ def test_bad_calibration_file_changes_nothing(registry, tiny_model_dir, tmp_path
 
 CONVERT = """
 import sys
-from zoo.build import convert
-from zoo.home import resolve_home
+from zoo.build.pipeline import convert
+from zoo.store.home import resolve_home
 from zoo.registry import Registry
 o, = convert(Registry(resolve_home(sys.argv[1])), "tiny", [sys.argv[2]])
 print(o.status, flush=True)

@@ -6,7 +6,7 @@ import pytest
 import zoo
 from conftest import row_cosines
 from zoo.errors import ArtifactNotFound, InvalidInput
-from zoo.schema import Artifact, ArtifactStatus
+from zoo.registry.schema import Artifact, ArtifactStatus
 
 TEXTS = ["the quick brown fox", "", "le chat dort", "numbers 42 and 3.14 " * 20]
 

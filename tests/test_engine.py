@@ -15,11 +15,11 @@ import pytest
 
 import zoo
 from conftest import TINY_PROMPTS, row_cosines
-from zoo.batching import CPU_BATCH_OVERHEAD, GPU_BATCH_OVERHEAD, plan_batches, plan_cost
-from zoo.build import convert
+from zoo.engine.batching import CPU_BATCH_OVERHEAD, GPU_BATCH_OVERHEAD, plan_batches, plan_cost
+from zoo.build.pipeline import convert
 from zoo.errors import InvalidInput
-from zoo.hardware import Hardware
-from zoo.model import Embeddings, TruncationWarning
+from zoo.core.hardware import Hardware
+from zoo.engine.model import Embeddings, TruncationWarning
 
 X86 = Hardware(arch="x86_64", flags=frozenset({"avx2", "avx512f", "avx512_vnni"}))
 MIXED = ["a", "a much longer text about the weather in the mountains and the sea " * 3, "",
@@ -29,8 +29,8 @@ LONG = "word " * 200  # > 64 tokens: the tiny model's max length
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory, tiny_model_dir):
-    from zoo.home import resolve_home
-    from zoo.registry import Registry
+    from zoo.store.home import resolve_home
+    from zoo.registry.catalog import Registry
 
     registry = Registry(resolve_home(tmp_path_factory.mktemp("engine") / "zoo"))
     registry.register("tiny", str(tiny_model_dir))
@@ -46,7 +46,7 @@ def st_model(tiny_model_dir):
 
 
 RUNTIMES = ["torch-fp32", "onnx-fp32", "openvino-fp32"]
-pytestmark = pytest.mark.filterwarnings("ignore::zoo.model.TruncationWarning")  # MIXED has one long text
+pytestmark = pytest.mark.filterwarnings("ignore::zoo.engine.model.TruncationWarning")  # MIXED has one long text
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)
@@ -220,7 +220,7 @@ def test_empty_string_is_a_consistent_vector_and_empty_list_is_empty(model):
 
 
 def test_tokenized_texts_are_reused_not_tokenized_again(model):
-    from zoo.backends.lean import Prepared
+    from zoo.engine.backends.lean import Prepared
 
     texts = ["hello there", "goodbye now", "hello there"]
     tokenized = model.tokenize(texts)

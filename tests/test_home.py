@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from zoo.home import resolve_home
+from zoo.store.home import resolve_home
 
 
 def test_explicit_home_wins_over_env(tmp_path, monkeypatch):

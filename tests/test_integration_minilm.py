@@ -10,7 +10,7 @@ import pytest
 
 import zoo
 from conftest import row_cosines
-from zoo.registry import DEFAULT_MODEL, DEFAULT_SOURCE
+from zoo.registry.catalog import DEFAULT_MODEL, DEFAULT_SOURCE
 
 pytestmark = pytest.mark.integration
 
@@ -71,9 +71,9 @@ def test_readme_main_command_in_a_fresh_home(tmp_path, reference):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """all-MiniLM-L6-v2 converted to every CPU target this machine can run (about 80 s)."""
-    from zoo.build import convert
-    from zoo.home import resolve_home
-    from zoo.registry import Registry
+    from zoo.build.pipeline import convert
+    from zoo.store.home import resolve_home
+    from zoo.registry.catalog import Registry
 
     reg = Registry(resolve_home(tmp_path_factory.mktemp("minilm") / "zoo"))
     return reg, {o.target: o for o in convert(reg, DEFAULT_MODEL, ["all-cpu"])}

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import add_dense_module
 from zoo.errors import NotAModel
-from zoo.model_config import read_model_spec
+from zoo.engine.model_config import read_model_spec
 
 
 def test_sentence_transformers_folder(tiny_model_dir):

@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from conftest import table_counts
 from zoo.errors import ModelExists
-from zoo.home import resolve_home
-from zoo.registry import SCHEMA_HEAD, Registry
+from zoo.store.home import resolve_home
+from zoo.registry.catalog import SCHEMA_HEAD, Registry
 
 
 def _free_port() -> int:
@@ -55,7 +55,7 @@ def test_registry_on_postgres(postgres_url, tmp_path, tiny_model_dir, tiny_cls_d
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from zoo.schema import Base
+    from zoo.registry.schema import Base
 
     reg = Registry(resolve_home(tmp_path / "zh", postgres_url))
     assert reg.engine.dialect.name == "postgresql"

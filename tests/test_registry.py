@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from conftest import table_counts
 from zoo.errors import InvalidInput, ModelExists, ModelNotFound, NotAModel
-from zoo.registry import SCHEMA_HEAD, Registry
-from zoo.schema import Alias, Artifact, Model, Revision
+from zoo.registry.catalog import SCHEMA_HEAD, Registry
+from zoo.registry.schema import Alias, Artifact, Model, Revision
 
 
 def rows(registry, cls):
@@ -21,10 +21,10 @@ def test_schema_head_constant_matches_migrations():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    import zoo.registry
+    import zoo.registry.catalog
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(zoo.registry.Path(zoo.registry.__file__).parent / "migrations"))
+    cfg.set_main_option("script_location", str(zoo.registry.catalog.Path(zoo.registry.catalog.__file__).parent / "migrations"))
     assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD
 
 
@@ -32,7 +32,7 @@ def test_migrations_applied_on_open_and_schema_matches_models(registry):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from zoo.schema import Base
+    from zoo.registry.schema import Base
 
     with registry.engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == SCHEMA_HEAD
@@ -187,7 +187,7 @@ def test_two_registries_share_one_sqlite_file(home, tiny_model_dir):
 
 CONCURRENT = """
 import sys
-from zoo.home import resolve_home
+from zoo.store.home import resolve_home
 from zoo.registry import Registry
 r = Registry(resolve_home(sys.argv[1]))
 r.register("tiny", sys.argv[2], if_missing=True)
@@ -205,7 +205,7 @@ def test_concurrent_first_registration_creates_one_model(tmp_path, tiny_model_di
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [o[1][-500:] for o in outs]
     assert len({o[0].strip() for o in outs}) == 1
-    from zoo.home import resolve_home
+    from zoo.store.home import resolve_home
 
     reg = Registry(resolve_home(home))
     assert table_counts(reg) == {"models": 1, "revisions": 1, "artifacts": 1, "benchmarks": 0, "aliases": 0, "jobs": 0}

@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import func, select as sql_select
 
 import zoo
-from zoo.benchmark import BenchConfig, bench_artifact, latest_figures
+from zoo.selection.benchmark import BenchConfig, bench_artifact
+from zoo.selection.figures import latest_figures
 from zoo.errors import ArtifactNotFound, InvalidInput
-from zoo.hardware import Gpu, Hardware, detect, doctor_warnings
-from zoo.optimize import candidates, optimize
-from zoo.schema import Artifact, ArtifactStatus, Benchmark
-from zoo.selection import select, static_ranking
+from zoo.core.hardware import Gpu, Hardware, detect, doctor_warnings
+from zoo.selection.optimize import candidates, optimize
+from zoo.registry.schema import Artifact, ArtifactStatus, Benchmark
+from zoo.selection.select import select, static_ranking
 
 BF16_X86 = Hardware("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}), physical_cores=2)
 PLAIN_X86 = Hardware("x86_64", frozenset({"avx2", "fma"}), physical_cores=8)
@@ -130,7 +131,7 @@ def test_doctor_warns_when_a_gpu_is_unusable():
 
 
 def test_bench_stores_sane_figures(registry, tiny_model_dir):
-    from zoo.build import convert
+    from zoo.build.pipeline import convert
 
     registry.register("tiny", str(tiny_model_dir))
     (o,) = convert(registry, "tiny", ["onnx-fp32"], hardware=BF16_X86)

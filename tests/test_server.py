@@ -57,8 +57,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, tiny_model_dir):
-    from zoo.registry import Registry
-    from zoo.home import resolve_home
+    from zoo.registry.catalog import Registry
+    from zoo.store.home import resolve_home
 
     reg = Registry(resolve_home(tmp_path_factory.mktemp("serve") / "zoo"))
     reg.register("tiny", str(tiny_model_dir))
@@ -200,9 +200,9 @@ def test_full_queue_answers_429_with_retry_after(home):
 
 
 def test_register_convert_job_and_restart_recovery(tmp_path, tiny_model_dir):
-    from zoo.registry import Registry
-    from zoo.home import resolve_home
-    from zoo.schema import Job, JobStatus
+    from zoo.registry.catalog import Registry
+    from zoo.store.home import resolve_home
+    from zoo.registry.schema import Job, JobStatus
 
     reg = Registry(resolve_home(tmp_path / "zoo"))
     home = str(reg.home.root)

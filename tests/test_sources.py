@@ -3,7 +3,7 @@
 import pytest
 
 from zoo.errors import InvalidSource, NotAModel, SourceUnavailable
-from zoo.sources import local_dir, parse_source, select_checkpoint_files
+from zoo.store.sources import local_dir, parse_source, select_checkpoint_files
 
 
 def test_parse_hub_package_and_local(tmp_path):

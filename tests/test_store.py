@@ -10,7 +10,7 @@ import time
 import pytest
 
 from zoo.errors import StoreCorruption
-from zoo.store import Store, manifest_digest
+from zoo.store.blobs import Store, manifest_digest
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_gc_removes_only_unreferenced_and_counts_bytes(store, src, tmp_path):
 WRITER = """
 import os, sys
 from pathlib import Path
-from zoo.store import Store
+from zoo.store.blobs import Store
 s = Store(Path(sys.argv[1]))
 src = Path(sys.argv[2])
 print("ready", flush=True)

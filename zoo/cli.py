@@ -25,8 +25,8 @@ class ZooGroup(click.Group):
 
 
 def _registry(ctx):
-    from .registry import Registry
-    from .home import resolve_home
+    from .registry.catalog import Registry
+    from .store.home import resolve_home
 
     obj = ctx.ensure_object(dict)
     if "registry" not in obj:
@@ -56,8 +56,8 @@ def cli(ctx, home, registry_url):
 @click.pass_context
 def init(ctx, directory):
     """Create a zoo home in DIRECTORY (default: --home/$ZOO_HOME, else the current directory)."""
-    from .home import resolve_home
-    from .registry import Registry
+    from .store.home import resolve_home
+    from .registry.catalog import Registry
 
     target = directory or ctx.obj.get("home") or "."
     existed = (Path(target) / "registry.db").exists()
@@ -88,7 +88,7 @@ def register(ctx, name, source, revision, force):
 @click.pass_context
 def list_(ctx, as_json):
     """List registered models."""
-    from .registry import DEFAULT_MODEL
+    from .registry.catalog import DEFAULT_MODEL
 
     models = _registry(ctx).list_models()
     rows = [{"name": m.name, "source": m.source, "dim": m.dim,
@@ -223,7 +223,7 @@ def _fidelity_line(fid: dict | None) -> str:
 @click.pass_context
 def convert(ctx, name, targets, list_targets, rebuild, calibration, **floor):
     """Build artifacts of NAME (ONNX, OpenVINO, torch casts), each gated by a fidelity check."""
-    from .hardware import detect
+    from .core.hardware import detect
 
     if list_targets:
         from converters import all_targets
@@ -238,7 +238,7 @@ def convert(ctx, name, targets, list_targets, rebuild, calibration, **floor):
         return
     if not name:
         raise InvalidInput("give a model NAME (or --list)")
-    from .build import convert as run_convert
+    from .build.pipeline import convert as run_convert
 
     def progress(step, _fraction):
         click.echo(f"  .. {step}", err=True)
@@ -263,7 +263,7 @@ def convert(ctx, name, targets, list_targets, rebuild, calibration, **floor):
 @click.pass_context
 def floor(ctx, name, reset, **values):
     """Show or set NAME's own fidelity floor (used by every later `zoo convert`)."""
-    from .fidelity import Floor
+    from .core.floor import Floor
 
     reg = _registry(ctx)
     current = reg.set_floor(name, None if reset else _floor(**values), reset=reset)
@@ -285,9 +285,9 @@ def _progress(step, _fraction):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def doctor(as_json):
     """The hardware profile, the runtimes installed, and what each can use here."""
-    from .hardware import detect, runtimes
+    from .core.hardware import detect, runtimes
 
-    from .hardware import doctor_warnings
+    from .core.hardware import doctor_warnings
 
     hw, rt = detect(), runtimes()
     warnings = doctor_warnings(hw, rt)
@@ -323,9 +323,9 @@ def doctor(as_json):
 @click.pass_context
 def bench(ctx, name, artifacts, rounds, texts):
     """Measure ready artifacts of NAME on this machine and store the figures."""
-    from .benchmark import BenchConfig, bench_artifact
-    from .hardware import detect
-    from .selection import pick_artifact
+    from .selection.benchmark import BenchConfig, bench_artifact
+    from .core.hardware import detect
+    from .selection.select import pick_artifact
 
     reg = _registry(ctx)
     revision = reg.resolve(name).revision
@@ -373,8 +373,8 @@ def select_(ctx, name, objective, min_fidelity, exact, device, explain, as_json)
 @click.pass_context
 def optimize(ctx, name, objective, rebuild):
     """Convert every candidate for this machine, gate, benchmark and select (resumable)."""
-    from .optimize import optimize as run_optimize
-    from .registry import DEFAULT_MODEL
+    from .selection.optimize import optimize as run_optimize
+    from .registry.catalog import DEFAULT_MODEL
 
     name = name or DEFAULT_MODEL
     report = run_optimize(_registry(ctx), name, objective=objective, rebuild=rebuild, progress=_progress)
@@ -454,9 +454,9 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
     import warnings
 
     from .api import load
-    from .model import TruncationWarning
-    from .registry import DEFAULT_MODEL
-    from .textfiles import read_texts
+    from .engine.model import TruncationWarning
+    from .registry.catalog import DEFAULT_MODEL
+    from .core.textfiles import read_texts
 
     items = list(texts) + (read_texts(input_path, "--input") if input_path else [])
     if not items:
@@ -491,7 +491,7 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
 @click.pass_context
 def apply(ctx, config):
     """Register, alias, prompt and convert what the YAML file CONFIG declares (idempotent)."""
-    from .deploy import apply_deployment, load_deployment
+    from .service.deploy import apply_deployment, load_deployment
 
     deployment = load_deployment(config)  # validated whole before anything changes
     actions = apply_deployment(_registry(ctx), deployment, progress=lambda line: click.echo(f"  .. {line}", err=True),
@@ -517,11 +517,11 @@ def apply(ctx, config):
 @click.pass_context
 def serve(ctx, host, port, models, api_key, config, no_cache, log_level, **limits):
     """Serve embeddings over HTTP: OpenAI-compatible /v1/embeddings, /v1/models, /health, /metrics."""
-    from .server import ServeSettings, serve as run_server
+    from .service.server import ServeSettings, serve as run_server
 
     options: dict = {}
     if config:
-        from .deploy import apply_deployment, load_deployment
+        from .service.deploy import apply_deployment, load_deployment
 
         deployment = load_deployment(config)
         apply_deployment(_registry(ctx), deployment, progress=lambda line: click.echo(f"  .. {line}", err=True),
@@ -557,7 +557,7 @@ def cache(ctx, location):
 
 
 def _cache(ctx):
-    from .cache import cache_disabled_by_env, open_cache
+    from .engine.cache import cache_disabled_by_env, open_cache
 
     location = ctx.obj.get("cache_location")
     if location and cache_disabled_by_env():
@@ -601,7 +601,7 @@ def cache_clear(ctx, model_name):
 @click.pass_context
 def cache_prune(ctx, max_size):
     """Evict least recently used vectors until the cache holds at most --max-size."""
-    from .cache import parse_size
+    from .engine.cache import parse_size
 
     result = _cache(ctx).prune(parse_size(max_size))
     click.echo(f"removed {result['removed']} cached vectors; {result['entries']} remain ({_mb(result['bytes'])})")

@@ -1,0 +1,1 @@
+"""Bundled text data (sentences for the probe, calibration and benchmark sets); no code."""

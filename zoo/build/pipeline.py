@@ -1,0 +1,204 @@
+"""``zoo convert``: build targets from a revision's checkpoint, gate them, record them.
+
+For each target, under a per-(revision, target) file lock:
+
+1. a ready artifact is kept as is (a no-op) unless ``rebuild``;
+2. the row is set to ``building`` (never served) and committed;
+3. the converter writes the target into a fresh staging directory under the store;
+4. the artifact is loaded by its real runtime and embeds the probe set, which is
+   compared with the reference (``torch-fp32``); the figures go into ``fidelity``;
+5. below the floor: ``rejected`` with its figures and the reason; otherwise the
+   files move into the store and the row becomes ``ready`` in one step under the
+   store's writer lock (so gc cannot interleave).
+
+A process killed anywhere leaves at most a ``building`` row and staging files;
+the next run (holding the lock, so it knows nobody else is building) rebuilds,
+and ``zoo gc`` clears the staging. Impossible requests (unknown target, CUDA on a
+CPU machine, an ISA the CPU lacks, an unsupported architecture) are refused
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from ..errors import InvalidInput, ZooError
+from ..core.floor import Floor
+from .fidelity import embed_probe, measure
+
+__all__ = ["convert", "Outcome", "read_calibration"]
+
+Progress = Callable[[str, Optional[float]], None]
+
+
+@dataclass
+class Outcome:
+    target: str
+    status: str  # ready | rejected | failed | exists
+    artifact_id: Optional[int] = None
+    fidelity: Optional[dict[str, Any]] = None
+    error: Optional[str] = None
+    seconds: float = 0.0
+    size_bytes: Optional[int] = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def read_calibration(path: Optional[str]) -> tuple[list[str], str]:
+    """Calibration texts from a file (one per line, or .jsonl) or the bundled corpus; and their source."""
+    from .corpora import calibration_texts
+    from ..core.textfiles import read_texts
+
+    if path is None:
+        return list(calibration_texts()), "bundled"
+    texts = read_texts(path, "--calibration", keep_blank=False)
+    if len(texts) < 10:
+        raise InvalidInput(f"--calibration {path} has {len(texts)} texts; give at least 10 (a few hundred is best)")
+    return texts, str(Path(path).resolve())
+
+
+def plan(registry, name: str, targets: Sequence[str], hardware=None):
+    """Resolve and validate a conversion request without writing anything."""
+    from converters import converter_for, expand_targets
+
+    from ..core.hardware import detect
+
+    hw = hardware or detect()
+    resolved = registry.resolve(name)
+    reference = next((a for a in resolved.revision.artifacts if a.target == "torch-fp32"), None)
+    if reference is None or reference.status.value != "ready":
+        raise ZooError(f"model {name!r} has no ready torch-fp32 checkpoint; re-register it with --force")
+    checkpoint = registry.artifact_path(reference)
+    if not targets:
+        raise InvalidInput("no target given; use --to TARGET (see `zoo convert --list`), --to all-cpu or --to all-cuda")
+    names = [n for n in expand_targets(targets, hw, checkpoint) if n != "torch-fp32"]
+    steps = []
+    for n in names:
+        try:
+            target, conv = converter_for(n)
+        except KeyError as exc:
+            raise InvalidInput(str(exc.args[0])) from None
+        why = conv.unavailable_reason(target, hw, checkpoint)
+        if why:
+            raise ZooError(f"cannot build {n} for {name}: {why}")
+        steps.append((target, conv))
+    return resolved, checkpoint, steps, hw
+
+
+def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = False,
+            floor: Optional[dict[str, float]] = None, calibration: Optional[str] = None,
+            hardware=None, progress: Optional[Progress] = None) -> list[Outcome]:
+    resolved, checkpoint, steps, hw = plan(registry, name, targets, hardware)
+    progress = progress or (lambda step, frac: None)
+    model = resolved.model
+    gate = Floor.from_dict({**(model.fidelity_floor or {}), **(floor or {})})
+    calib_texts, calib_source = read_calibration(calibration) if any(
+        t.precision == "int8" and t.format == "openvino" for t, _ in steps) else ([], None)
+    reference: dict[str, Any] = {}  # the reference probe embeddings, computed once, on first need
+    return [_build_one(registry, resolved, checkpoint, target, conv, gate, rebuild, calib_texts, calib_source,
+                       reference, progress, hw) for target, conv in steps]
+
+
+def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progress):
+    if "probe" not in cache:
+        from ..engine.backends import load_backend
+        from .corpora import probe_set
+
+        progress("embedding the probe set with the reference (torch-fp32)", None)
+        probe = probe_set()
+        backend = load_backend("torch", checkpoint, spec, device="cpu")
+        cache["probe"] = probe
+        cache["embeddings"] = embed_probe(lambda xs: backend.embed(list(xs), 32), probe)
+    return cache["probe"], cache["embeddings"]
+
+
+def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuild: bool, calib_texts,
+               calib_source, reference_cache, progress: Progress, hardware) -> Outcome:
+    from filelock import FileLock
+    from sqlalchemy import select
+
+    from ..engine.backends import load_backend
+    from .corpora import corpus_digest
+    from ..engine.model_config import spec_of
+    from ..core.provenance import library_versions
+    from ..registry.schema import Artifact, ArtifactStatus
+
+    rev, spec = resolved.revision, spec_of(resolved.model)
+    lock = FileLock(str(registry.home.locks_dir / f"build-{rev.id}-{target.name}.lock"))
+    with lock:
+        with registry.session() as s:
+            art = s.scalar(select(Artifact).where(Artifact.revision_id == rev.id, Artifact.target == target.name))
+            if art is not None and art.status == ArtifactStatus.ready and not rebuild:
+                return Outcome(target.name, "exists", art.id, art.fidelity, size_bytes=art.size_bytes)
+            if art is None:
+                art = Artifact(revision_id=rev.id, target=target.name, format=target.format,
+                               precision=target.precision, variant=target.variant, provenance={})
+                s.add(art)
+            # we hold the lock: any row still "building" is a leftover of a killed build
+            art.status, art.error, art.fidelity, art.store_digest, art.size_bytes = (
+                ArtifactStatus.building, None, None, None, None)
+            s.flush()
+            artifact_id = art.id
+
+        started = time.perf_counter()
+        staging = Path(tempfile.mkdtemp(prefix=f"build-{target.name}-", dir=registry.store.tmp))
+        out_dir = staging / "out"
+        out_dir.mkdir()
+        settings: dict[str, Any] = {"max_seq_length": spec.max_seq_length}
+        if calib_texts and target.format == "openvino" and target.precision == "int8":
+            settings["calibration"] = calib_texts
+        try:
+            result = conv.build(target, checkpoint, out_dir, settings, progress)
+            probe, ref = _reference_embeddings(checkpoint, spec, reference_cache, progress)
+            progress(f"{target.name}: checking fidelity on {len(probe.texts)} probe texts", None)
+            # gate where it will serve: a CUDA target on the GPU when there is one (torch-fp16 also runs on a CPU)
+            device = "cuda" if target.device == "cuda" and hardware.cuda else "cpu"
+            backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
+                                   settings=result.settings)
+            figures = measure(ref, embed_probe(lambda xs: backend.embed(list(xs), 32), probe), probe.relevant)
+            figures["runtime_precision"] = result.runtime_precision
+            figures["floor"] = gate.as_dict()
+            reason = gate.check(figures)
+            seconds = time.perf_counter() - started
+            provenance = {
+                "converter": conv.name, "converter_version": conv.version, "target": target.name,
+                "source_revision": rev.resolved_id, "reference_digest": next(
+                    a.store_digest for a in rev.artifacts if a.target == "torch-fp32"),
+                "settings": {k: v for k, v in result.settings.items()},
+                "runtime_precision": result.runtime_precision, "libraries": library_versions(),
+                "build_seconds": round(seconds, 2), "notes": result.notes,
+            }
+            if "calibration" in settings:
+                provenance["calibration"] = {"source": calib_source, "texts": len(calib_texts),
+                                             "digest": corpus_digest(calib_texts)}
+            if reason is not None:
+                _finish(registry, artifact_id, ArtifactStatus.rejected, provenance, figures,
+                        error=f"below the fidelity floor: {reason}")
+                return Outcome(target.name, "rejected", artifact_id, figures, f"below the fidelity floor: {reason}",
+                               seconds, provenance=provenance)
+            with registry.store.writing():
+                digest = registry.store.add_tree(out_dir, result.files, move=True)
+                size = sum(e.size for e in registry.store.manifest(digest))
+                _finish(registry, artifact_id, ArtifactStatus.ready, provenance, figures, digest=digest, size=size)
+            return Outcome(target.name, "ready", artifact_id, figures, None, seconds, size, provenance)
+        except Exception as exc:
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if not isinstance(exc, ZooError):
+                message = f"{type(exc).__name__}: {message}"
+            _finish(registry, artifact_id, ArtifactStatus.failed, {"converter": conv.name}, None, error=message)
+            return Outcome(target.name, "failed", artifact_id, None, message, time.perf_counter() - started)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _finish(registry, artifact_id: int, status, provenance, fidelity, *, error=None, digest=None, size=None):
+    from ..registry.schema import Artifact
+
+    with registry.session() as s:
+        art = s.get(Artifact, artifact_id)
+        art.status, art.provenance, art.fidelity, art.error = status, provenance, fidelity, error
+        art.store_digest, art.size_bytes = digest, size

@@ -1,0 +1,48 @@
+"""Runtimes that embed text with one artifact, behind one small interface.
+
+A backend is built from an artifact directory and the model's spec, and turns
+a list of strings into a float32 matrix with the model's pooling and
+normalisation applied. Each backend module imports its heavy runtime lazily, so
+choosing ONNX or OpenVINO never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ...errors import ZooError
+from ..model_config import ModelSpec
+
+__all__ = ["Backend", "load_backend", "BACKENDS"]
+
+
+class Backend(Protocol):
+    name: str  # e.g. "sentence-transformers/torch"
+    device: str  # e.g. "cpu", "cuda:0"
+
+    def embed(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+# artifact format -> "module:factory"; filled in as converters land.
+BACKENDS: dict[str, str] = {
+    "torch": "zoo.engine.backends.torch_st:TorchBackend",
+    "onnx": "zoo.engine.backends.onnx_rt:OnnxBackend",
+    "openvino": "zoo.engine.backends.openvino_rt:OpenVinoBackend",
+}
+
+
+def load_backend(fmt: str, path: Path, spec: ModelSpec, device: str | None = None,
+                 precision: str = "fp32", settings: dict | None = None, options: dict | None = None) -> Backend:
+    """``settings``: how the artifact was built (from provenance); ``options``: how to run it
+    here (measured by ``zoo bench``: OpenVINO mode, onnxruntime threads)."""
+    try:
+        module_name, factory = BACKENDS[fmt].split(":")
+    except KeyError:
+        raise ZooError(f"no runtime for artifact format {fmt!r}; known: {', '.join(sorted(BACKENDS))}") from None
+    import importlib
+
+    return getattr(importlib.import_module(module_name), factory)(path, spec, device=device, precision=precision,
+                                                                   settings=settings, options=options)

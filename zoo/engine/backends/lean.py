@@ -1,0 +1,192 @@
+"""What every runtime shares: tokenization, length-bucketed batches, pooling, normalisation.
+
+Pure ``tokenizers`` + numpy, so a lean runtime (ONNX, OpenVINO) never imports
+torch. It reproduces sentence-transformers exactly: the same ``tokenizer.json``
+(truncation at the model's max length, right padding), then the model's pooling
+(mean, CLS, max, mean-sqrt-len, weighted mean, last token) and its Normalize
+module. Every runtime, torch included, tokenizes once here: the token lengths
+cut the batches (``zoo.batching``) and say which inputs were truncated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..batching import CPU_BATCH_OVERHEAD, DEFAULT_MAX_BATCH_TOKENS, GPU_BATCH_OVERHEAD, padded_width, plan_batches
+from ...errors import ZooError
+from ..model_config import ModelSpec
+
+__all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows"]
+
+
+class TextEncoder:
+    """A fast tokenizer configured like sentence-transformers: truncating, unpadded.
+
+    ``pad`` builds one batch's arrays, padded on the right to the batch's longest text.
+    ``full_length`` counts a text's tokens without truncation (for error messages).
+    """
+
+    def __init__(self, tokenizer, max_length: int, input_names: list[str], pad_id: int = 0):
+        self.max_length = max_length
+        self.tokenizer = tokenizer
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=max_length)
+        self._untruncated = None
+        self.pad_id = pad_id
+        self.input_names = input_names
+        self.avoid_widths: frozenset[int] = frozenset()  # padded widths a runtime gets wrong: pad one more
+        self.width_multiple = 1  # pad widths up to a multiple of this (runtimes that compile per shape)
+
+    @classmethod
+    def from_folder(cls, path: Path, max_length: int, input_names: list[str]) -> "TextEncoder":
+        from tokenizers import Tokenizer
+
+        tok_file = Path(path) / "tokenizer.json"
+        if not tok_file.exists():
+            raise ZooError(f"{path} has no tokenizer.json; rebuild the artifact with `zoo convert --rebuild`")
+        tokenizer = Tokenizer.from_file(str(tok_file))
+        config_file = Path(path) / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+        pad_token = config.get("pad_token") or "[PAD]"
+        if isinstance(pad_token, dict):
+            pad_token = pad_token.get("content", "[PAD]")
+        return cls(tokenizer, max_length, input_names, tokenizer.token_to_id(pad_token) or 0)
+
+    def encode(self, texts: list[str]) -> list:
+        return self.tokenizer.encode_batch(texts, add_special_tokens=True)
+
+    def full_length(self, text: str) -> int:
+        if self._untruncated is None:  # a private copy: truncation is tokenizer state
+            from tokenizers import Tokenizer
+
+            self._untruncated = Tokenizer.from_str(self.tokenizer.to_str())
+            self._untruncated.no_truncation()
+        return len(self._untruncated.encode(text, add_special_tokens=True).ids)
+
+    def pad(self, encodings: list) -> dict[str, np.ndarray]:
+        width = padded_width(max(len(e.ids) for e in encodings), self.width_multiple)
+        while width in self.avoid_widths:  # masked extra columns: pooling ignores them
+            width += 1
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n], mask[row, :n], types[row, :n] = e.ids, 1, e.type_ids
+        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {name: arrays[name] for name in self.input_names}
+
+    def mask(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The attention mask of a padded batch, for pooling (from the pad ids if the graph takes none)."""
+        mask = feed.get("attention_mask")
+        return (feed["input_ids"] != self.pad_id).astype(np.int64) if mask is None else mask
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+
+def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSpec,
+         normalize: Optional[bool] = None) -> np.ndarray:
+    """Pool (batch, seq, dim) to (batch, dim) as the model's Pooling module does, then
+    L2-normalise if ``normalize`` (default: if the model has a Normalize module)."""
+    h = token_embeddings.astype(np.float32, copy=False)
+    mask = attention_mask.astype(np.float32)[:, :, None]
+    counts = np.clip(mask.sum(axis=1), 1e-9, None)
+    mode = spec.pooling
+    if mode == "mean":
+        out = (h * mask).sum(axis=1) / counts
+    elif mode == "cls":
+        out = h[:, 0]
+    elif mode == "max":
+        out = np.where(mask > 0, h, -1e9).max(axis=1)
+    elif mode == "mean_sqrt_len":
+        out = (h * mask).sum(axis=1) / np.sqrt(counts)
+    elif mode == "weightedmean":
+        weights = mask * np.arange(1, h.shape[1] + 1, dtype=np.float32)[None, :, None]
+        out = (h * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    elif mode == "lasttoken":
+        last = attention_mask.sum(axis=1).astype(np.int64) - 1
+        out = h[np.arange(h.shape[0]), np.clip(last, 0, None)]
+    else:
+        raise ZooError(f"pooling mode {mode!r} is not supported by the ONNX/OpenVINO runtimes; "
+                       "use the torch-fp32 artifact")
+    if spec.normalize if normalize is None else normalize:
+        out = normalize_rows(out)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+@dataclass
+class Prepared:
+    """Texts tokenized once: what batching, truncation reporting and the runtimes read."""
+    texts: list[str]
+    encodings: list
+    lengths: list[int]
+    truncated: list[bool]
+
+    @classmethod
+    def of(cls, encoder: TextEncoder, texts: list[str]) -> "Prepared":
+        encodings = encoder.encode(texts)
+        return cls(texts, encodings, [len(e.ids) for e in encodings], [bool(e.overflowing) for e in encodings])
+
+    @classmethod
+    def join(cls, parts: list[tuple["Prepared", int]]) -> "Prepared":
+        """Rows picked from several tokenized lists: (prepared, row) pairs, in order."""
+        return cls([p.texts[i] for p, i in parts], [p.encodings[i] for p, i in parts],
+                   [p.lengths[i] for p, i in parts], [p.truncated[i] for p, i in parts])
+
+    def subset(self, rows: list[int]) -> "Prepared":
+        return Prepared.join([(self, i) for i in rows])
+
+
+class BatchedBackend:
+    """The batching every runtime shares; a runtime supplies ``encoder``, ``spec`` and
+    ``embed_batch`` (one batch of similar-length texts), and may override ``run_batches``
+    to keep several batches in flight."""
+
+    encoder: TextEncoder
+    spec: ModelSpec
+    device: str = "cpu"
+    row_sizes: Optional[tuple[int, ...]] = None  # the only batch row counts, for runtimes that compile per shape
+
+    @property
+    def batch_overhead(self) -> float:
+        """What one runtime call costs beyond its padding, in tokens: how eagerly batches are split."""
+        return GPU_BATCH_OVERHEAD if self.device.startswith("cuda") else CPU_BATCH_OVERHEAD
+
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_rows(self, prepared: Prepared, idx, normalize: bool) -> np.ndarray:
+        """One planned batch: the rows ``idx`` of ``prepared``."""
+        return self.embed_batch([prepared.texts[i] for i in idx], [prepared.encodings[i] for i in idx], normalize)
+
+    def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
+                    on_batch: Callable[[int], None] = lambda n: None) -> None:
+        for idx in batches:
+            out[idx] = self.embed_rows(prepared, idx, normalize)
+            on_batch(len(idx))
+
+    def plan(self, lengths: list[int], batch_size: int, max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS):
+        """This runtime's batches for texts of these token lengths (see ``zoo.batching``)."""
+        return plan_batches(lengths, batch_size, max_tokens, self.batch_overhead, self.row_sizes,
+                            self.encoder.width_multiple)
+
+    def embed_prepared(self, prepared: Prepared, batch_size: int, *, normalize: Optional[bool] = None,
+                       max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS,
+                       on_batch: Callable[[int], None] = lambda n: None) -> np.ndarray:
+        """Embed in length-sorted batches; rows come back in input order."""
+        out = np.empty((len(prepared.texts), self.spec.dim), dtype=np.float32)
+        normalize = self.spec.normalize if normalize is None else normalize
+        self.run_batches(prepared, self.plan(prepared.lengths, batch_size, max_tokens), normalize, out, on_batch)
+        return out
+
+    def embed(self, texts: list[str], batch_size: int, *, normalize: Optional[bool] = None,
+              max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS) -> np.ndarray:
+        return self.embed_prepared(Prepared.of(self.encoder, texts), batch_size,
+                                   normalize=normalize, max_tokens=max_tokens)

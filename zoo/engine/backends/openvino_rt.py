@@ -1,0 +1,110 @@
+"""OpenVINO backend: tokenizers + openvino runtime + numpy pooling; never imports torch.
+
+The precision OpenVINO computes in is part of the artifact: on CPUs with
+avx512_bf16 an fp32 IR silently runs in bf16 unless INFERENCE_PRECISION_HINT says
+f32. The build records the hint it gated with (``settings["inference_precision"]``)
+and this backend applies exactly that hint, so what serves is what was measured.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ...errors import ZooError, require
+from ..model_config import ModelSpec
+from .lean import BatchedBackend, Prepared, TextEncoder, pool
+
+__all__ = ["OpenVinoBackend", "compile_config", "precision_name"]
+
+
+def precision_name(value) -> str:
+    """OpenVINO reports an element type; record its short name (f32, bf16, f16)."""
+    return value.to_string() if hasattr(value, "to_string") else str(value)
+
+
+BROKEN_INT8_BF16_WIDTHS = frozenset({32})
+OPENVINO_ROW_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+def _ignore(request, userdata) -> None:
+    pass
+
+
+def compile_config(settings: Optional[dict[str, Any]], mode: str = "latency") -> dict[str, str]:
+    config = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY"}
+    hint = (settings or {}).get("inference_precision")
+    if hint:
+        config["INFERENCE_PRECISION_HINT"] = hint
+    return config
+
+
+class OpenVinoBackend(BatchedBackend):
+    def __init__(self, path: Path, spec: ModelSpec, device: Optional[str] = None, precision: str = "fp32",
+                 settings: Optional[dict[str, Any]] = None, options: Optional[dict[str, Any]] = None):
+        ov = require("openvino", "openvino")
+        if device not in (None, "cpu"):
+            raise ZooError(f"the OpenVINO runtime serves on the CPU here; device {device!r} is not supported")
+        # options["mode"]: "latency" (one stream, synchronous; the default) or "throughput"
+        # (OpenVINO's streams, batches in flight at once through an async queue)
+        self.mode = (options or {}).get("mode", "latency")
+        core = ov.Core()
+        model = core.read_model(str(Path(path) / "openvino_model.xml"))
+        self.compiled = core.compile_model(model, "CPU", compile_config(settings, self.mode))
+        self._queue = None
+        self._queue_lock = threading.Lock()
+        if self.mode == "throughput":
+            self._queue = ov.AsyncInferQueue(self.compiled,
+                                             self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.runtime_precision = precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.input_names = [p.get_any_name() for p in self.compiled.inputs]
+        self._requests = threading.local()  # an InferRequest is not thread-safe: one per thread
+        self.encoder = TextEncoder.from_folder(path, spec.max_seq_length, self.input_names)
+        if precision == "int8" and self.runtime_precision == "bf16":
+            # OpenVINO's bf16 kernels give wrong vectors for a static-int8 model at a padded width of
+            # exactly 32 tokens (MiniLM, OpenVINO 2026.4, AVX-512/AMX: cosine 0.76-0.90 to the reference;
+            # 31 and 33 are right, and so is the f32 hint). Such batches get one more pad column.
+            self.encoder.avoid_widths = BROKEN_INT8_BF16_WIDTHS
+        # OpenVINO's CPU plugin compiles kernels for each new input shape (~40 ms each here, against
+        # ~15 ms for the batch itself), so batches keep to power-of-two rows and widths in steps of 8
+        self.row_sizes = OPENVINO_ROW_SIZES
+        self.encoder.width_multiple = 8
+        self.spec = spec
+        self.device = "cpu"
+        self.name = f"openvino ({self.runtime_precision})"
+
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        feed = self.encoder.pad(encodings)
+        return pool(request.infer(feed)[self.compiled.output(0)], self.encoder.mask(feed), self.spec, normalize)
+
+    def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
+                    on_batch=lambda n: None) -> None:
+        batches = list(batches)
+        if self.mode != "throughput" or len(batches) < 2:
+            return super().run_batches(prepared, batches, normalize, out, on_batch)
+        spec = self.spec  # the callback must not hold `self`: OpenVINO's threads would finalise it
+
+        def done(request, userdata):
+            idx, mask = userdata
+            out[idx] = pool(request.get_output_tensor(0).data, mask, spec, normalize)
+            on_batch(len(idx))
+
+        with self._queue_lock:  # one queue per model; concurrent callers take turns
+            self._queue.set_callback(done)
+            try:
+                for idx in batches:
+                    feed = self.encoder.pad([prepared.encodings[i] for i in idx])
+                    self._queue.start_async(feed, (idx, self.encoder.mask(feed)))
+                self._queue.wait_all()
+            finally:
+                self._queue.set_callback(_ignore)  # drop this call's arrays
+
+    @staticmethod
+    def option_variants(hardware) -> list[dict[str, Any]]:
+        return [{"mode": "latency"}, {"mode": "throughput"}]

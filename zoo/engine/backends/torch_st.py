@@ -1,0 +1,60 @@
+"""The reference runtime: sentence-transformers on torch, exactly as users run it today."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import ZooError, require
+from ..model_config import ModelSpec
+from .lean import BatchedBackend, TextEncoder
+
+__all__ = ["TorchBackend"]
+
+
+class TorchBackend(BatchedBackend):
+    def __init__(self, path: Path, spec: ModelSpec, device: str | None = None, precision: str = "fp32",
+                 settings: dict | None = None, options: dict | None = None):
+        torch = require("torch", "torch")
+        st = require("sentence_transformers", "torch")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ZooError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu'")
+        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        if precision not in dtypes:
+            raise ZooError(f"torch runtime cannot compute in {precision!r}; use one of {sorted(dtypes)}")
+        # fp32 is transformers' default load dtype; only casts need saying.
+        kwargs = {} if precision == "fp32" else {"model_kwargs": {"dtype": dtypes[precision]}}
+        self.model = st.SentenceTransformer(str(path), device=device, local_files_only=True, **kwargs)
+        self.model.eval()
+        self._torch = torch
+        backend_tokenizer = getattr(self.model.tokenizer, "backend_tokenizer", None)
+        if backend_tokenizer is None:
+            raise ZooError(f"{path} has only a slow (Python) tokenizer; zoo needs a fast tokenizer "
+                           "(tokenizer.json) to count tokens and batch by length")
+        from tokenizers import Tokenizer
+
+        # a private copy: sentence-transformers sets truncation/padding on its own per call
+        self.encoder = TextEncoder(Tokenizer.from_str(backend_tokenizer.to_str()), self.model.max_seq_length, [])
+        # the modules before a trailing Normalize, for raw (unnormalised) vectors on request
+        modules = list(self.model)
+        self._has_normalize = type(modules[-1]).__name__ == "Normalize"
+        self._raw_modules = modules[:-1] if self._has_normalize else modules
+        self.spec = spec
+        self.device = str(self.model.device)
+        self.name = "sentence-transformers/torch"
+
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+        if normalize or not self._has_normalize:  # the model's own path, as users run it
+            out = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False,
+                                    normalize_embeddings=normalize and not self._has_normalize)
+            return np.asarray(out, dtype=np.float32)
+        from sentence_transformers.util import batch_to_device
+
+        features = batch_to_device(self.model.preprocess(texts), self.model.device)
+        with self._torch.inference_mode():
+            for module in self._raw_modules:
+                features = module(features)
+        return features["sentence_embedding"].float().cpu().numpy()

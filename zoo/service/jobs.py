@@ -1,0 +1,169 @@
+"""Conversion jobs for the service: persisted in the registry, run in a worker process.
+
+A request only inserts a ``jobs`` row and starts ``python -m zoo.service.jobs HOME JOB_ID``
+in its own session, so a conversion never blocks or crashes the server, and a
+server restart does not kill it. The worker writes status, progress and the
+outcome into the row. On start the server marks rows whose worker is gone as
+``interrupted``; ``retry`` runs them again (a conversion resumes: finished targets
+are kept, a half-built one is rebuilt).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict
+from typing import Any, Optional
+
+from ..errors import InvalidInput, ZooError
+
+__all__ = ["submit_convert", "job_dict", "get_job", "recover", "retry", "run_job"]
+
+
+class JobNotFound(ZooError):
+    pass
+
+
+def job_dict(job) -> dict[str, Any]:
+    return {"id": job.id, "object": "zoo.job", "kind": job.kind, "model": job.model, "params": job.params,
+            "status": job.status.value, "progress": job.progress, "message": job.message, "error": job.error,
+            "result": job.result, "attempts": job.attempts,
+            "created_at": job.created_at.isoformat() if job.created_at else None,
+            "updated_at": job.updated_at.isoformat() if job.updated_at else None}
+
+
+def submit_convert(reg, model: str, targets: list[str], *, rebuild: bool = False) -> dict:
+    """Validate now (unknown model or target: an error, no job), then queue and start a worker."""
+    from ..build.pipeline import plan
+    from ..registry.schema import Job
+
+    plan(reg, model, targets)  # raises ModelNotFound, or InvalidInput for unknown or impossible targets
+    job_id = uuid.uuid4().hex
+    with reg.session() as s:
+        s.add(Job(id=job_id, kind="convert", model=model, params={"targets": targets, "rebuild": rebuild},
+                  message="queued"))
+    _start(reg, job_id)
+    return get_job(reg, job_id)
+
+
+def _start(reg, job_id: str) -> None:
+    log_dir = reg.home.root / "jobs"
+    log_dir.mkdir(exist_ok=True)
+    env = {**os.environ, "ZOO_HOME": str(reg.home.root), "ZOO_REGISTRY_URL": reg.home.registry_url}
+    with open(log_dir / f"{job_id}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "zoo.service.jobs", job_id], env=env, stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    _update(reg, job_id, pid=proc.pid, host=socket.gethostname())
+
+
+def _update(reg, job_id: str, **fields) -> None:
+    from ..registry.schema import Job
+
+    with reg.session() as s:
+        job = s.get(Job, job_id)
+        for k, v in fields.items():
+            setattr(job, k, v)
+
+
+def get_job(reg, job_id: str) -> dict:
+    from ..registry.schema import Job
+
+    with reg.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return job_dict(job)
+
+
+def _alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child of this process is a zombie until reaped: not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def recover(reg) -> list[str]:
+    """Mark this host's queued/running jobs whose worker is gone as interrupted; return their ids."""
+    from sqlalchemy import select
+
+    from ..registry.schema import Job, JobStatus
+
+    host, marked = socket.gethostname(), []
+    with reg.session() as s:
+        for job in s.scalars(select(Job).where(Job.status.in_([JobStatus.queued, JobStatus.running]))):
+            if job.host in (None, host) and not _alive(job.pid):
+                job.status, job.message = JobStatus.interrupted, "interrupted: its worker stopped; retry it"
+                marked.append(job.id)
+    return marked
+
+
+def retry(reg, job_id: str) -> dict:
+    from ..registry.schema import Job, JobStatus
+
+    with reg.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        if job.status not in (JobStatus.failed, JobStatus.interrupted):
+            raise InvalidInput(f"job {job_id} is {job.status.value}; only failed or interrupted jobs can be retried")
+        job.status, job.error, job.progress, job.message = JobStatus.queued, None, 0.0, "queued for retry"
+    _start(reg, job_id)
+    return get_job(reg, job_id)
+
+
+def run_job(reg, job_id: str) -> None:
+    """The worker: run the job, recording progress and the outcome in its row."""
+    from ..build.pipeline import convert, plan
+    from ..registry.schema import Job, JobStatus
+
+    with reg.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        job.status, job.pid, job.attempts = JobStatus.running, os.getpid(), job.attempts + 1
+        model, params = job.model, dict(job.params)
+    targets = params.get("targets") or []
+    seen: list[str] = []
+
+    def progress(step: str, fraction) -> None:  # steps read "<target>: <what>"; a new target ends the last
+        name = step.split(":", 1)[0]
+        if name in names and name not in seen:
+            seen.append(name)
+        done = max(0, len(seen) - 1)
+        _update(reg, job_id, message=step[:500], progress=round(done / max(1, len(names)), 3))
+
+    try:
+        names = [target.name for target, _ in plan(reg, model, targets)[2]]
+        outcomes = convert(reg, model, targets, rebuild=bool(params.get("rebuild")), progress=progress)
+    except Exception as exc:  # recorded, never raised: the job row is the report
+        _update(reg, job_id, status=JobStatus.failed, error=f"{type(exc).__name__}: {exc}"[:2000],
+                message="failed")
+        return
+    result = {"outcomes": [{k: v for k, v in asdict(o).items() if k != "provenance"} for o in outcomes]}
+    failed = [o.target for o in outcomes if o.status == "failed"]
+    _update(reg, job_id, status=JobStatus.failed if failed else JobStatus.succeeded, progress=1.0, result=result,
+            error=f"failed targets: {', '.join(failed)}" if failed else None,
+            message="; ".join(f"{o.target}: {o.status}" for o in outcomes)[:500])
+
+
+def main(argv: list[str]) -> int:
+    from ..registry.catalog import open_registry
+
+    run_job(open_registry(), argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,315 @@
+"""Content-addressed artifact store, laid out like the Hugging Face cache.
+
+    store/blobs/<sha256>               file contents, read-only, named by hash
+    store/manifests/<digest>.json      one artifact: [{path, sha256, size}] sorted by path
+    store/trees/<digest>/<path>        the artifact as a directory runtimes open (hard links)
+    store/tmp/                         staging; anything here is garbage after a crash
+
+An artifact's *digest* is the sha256 of its canonical manifest, so identical
+artifacts share one entry and a digest names exactly one set of bytes.
+
+Crash safety: every blob, manifest and tree is written under tmp/ and renamed
+into place, so a reader never sees a half-written file under its final name.
+Concurrency: writers hold a shared lock and ``gc`` an exclusive one (flock), so
+gc never deletes a blob that a registration is about to reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import stat
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..errors import StoreCorruption, ZooError
+
+__all__ = ["Store", "ManifestEntry", "Problem", "GcReport", "manifest_digest"]
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    path: str
+    sha256: str
+    size: int
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
+class Problem:
+    digest: str
+    path: str
+    issue: str  # "missing" | "hash mismatch" | "size mismatch" | "manifest missing"
+
+
+@dataclass
+class GcReport:
+    blobs: list[str] = field(default_factory=list)
+    manifests: list[str] = field(default_factory=list)
+    trees: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+    dry_run: bool = False
+
+
+def manifest_digest(entries: Iterable[ManifestEntry]) -> str:
+    canonical = json.dumps(sorted((e.as_dict() for e in entries), key=lambda d: d["path"]),
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _safe_relpath(path: str) -> str:
+    p = Path(path)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise ZooError(f"refusing to store file with unsafe path {path!r}")
+    return p.as_posix()
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.manifests = self.root / "manifests"
+        self.trees = self.root / "trees"
+        self.tmp = self.root / "tmp"
+        for d in (self.blobs, self.manifests, self.trees, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        self._gc_lock = self.root / ".gc.lock"
+
+    # -- locking -----------------------------------------------------------
+    @contextlib.contextmanager
+    def _flock(self, exclusive: bool) -> Iterator[None]:
+        import fcntl
+
+        fd = os.open(self._gc_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def writing(self):
+        """Hold while adding content until the registry references it (blocks gc)."""
+        return self._flock(exclusive=False)
+
+    # -- writing -----------------------------------------------------------
+    def blob_path(self, sha256: str) -> Path:
+        return self.blobs / sha256
+
+    def add_file(self, src: Path, rel: str, *, move: bool = False) -> ManifestEntry:
+        """Hash ``src`` and place its bytes at blobs/<sha256> atomically."""
+        rel = _safe_relpath(rel)
+        tmp = self.tmp / f"blob-{uuid.uuid4().hex}"
+        h, size = hashlib.sha256(), 0
+        try:
+            if move:
+                try:
+                    os.replace(src, tmp)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    shutil.copyfile(src, tmp)
+                digest, size = _hash_file(tmp)
+            else:
+                with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                    while chunk := fin.read(CHUNK):
+                        h.update(chunk)
+                        size += len(chunk)
+                        fout.write(chunk)
+                    fout.flush()
+                    os.fsync(fout.fileno())
+                digest = h.hexdigest()
+            final = self.blob_path(digest)
+            if final.exists():
+                os.utime(final)  # record the reuse
+                tmp.unlink()
+            else:
+                os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+                os.replace(tmp, final)
+                _fsync_dir(self.blobs)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return ManifestEntry(rel, digest, size)
+
+    def add_tree(self, directory: Path, files: Iterable[str], *, move: bool = False) -> str:
+        """Store ``files`` (paths relative to ``directory``) as one artifact; return its digest."""
+        entries = [self.add_file(Path(directory) / f, f, move=move) for f in files]
+        if not entries:
+            raise ZooError(f"nothing to store: no files selected in {directory}")
+        return self.write_manifest(entries)
+
+    def write_manifest(self, entries: list[ManifestEntry]) -> str:
+        digest = manifest_digest(entries)
+        final = self.manifests / f"{digest}.json"
+        if not final.exists():
+            body = json.dumps([e.as_dict() for e in sorted(entries, key=lambda e: e.path)], indent=1)
+            tmp = self.tmp / f"manifest-{uuid.uuid4().hex}"
+            with open(tmp, "w") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(self.manifests)
+        return digest
+
+    # -- reading -----------------------------------------------------------
+    def manifest(self, digest: str) -> list[ManifestEntry]:
+        try:
+            data = json.loads((self.manifests / f"{digest}.json").read_text())
+        except FileNotFoundError:
+            raise StoreCorruption(f"artifact {digest[:12]} has no manifest in {self.manifests}; "
+                                  "run `zoo verify` and re-register or rebuild it") from None
+        return [ManifestEntry(d["path"], d["sha256"], d["size"]) for d in data]
+
+    def has(self, digest: str) -> bool:
+        return (self.manifests / f"{digest}.json").exists()
+
+    def tree(self, digest: str) -> Path:
+        """The artifact as a directory; materialised on first use, atomically."""
+        final = self.trees / digest
+        if final.is_dir():
+            return final
+        from filelock import FileLock
+
+        # build once across processes; the shared lock keeps gc from clearing our staging dir
+        with FileLock(str(self.root / f".tree-{digest}.lock")), self.writing():
+            return self._materialise(digest, final)
+
+    def _materialise(self, digest: str, final: Path) -> Path:
+        if final.is_dir():
+            return final
+        entries = self.manifest(digest)
+        staging = self.tmp / f"tree-{digest[:12]}-{uuid.uuid4().hex}"
+        try:
+            for e in entries:
+                blob = self.blob_path(e.sha256)
+                if not blob.exists():
+                    raise StoreCorruption(f"artifact {digest[:12]}: blob for {e.path} is missing; "
+                                          "run `zoo verify` and re-register or rebuild it")
+                dst = staging / e.path
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(blob, dst)
+                except OSError:  # filesystems without hard links
+                    shutil.copyfile(blob, dst)
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if not final.is_dir():  # lost a race to another process: theirs is identical
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return final
+
+    # -- maintenance -------------------------------------------------------
+    def verify(self, digests: Iterable[str]) -> list[Problem]:
+        """Re-hash every blob of the given artifacts (each blob once) and their trees."""
+        problems: list[Problem] = []
+        checked: dict[str, str | None] = {}  # sha -> issue or None
+        for digest in digests:
+            try:
+                entries = self.manifest(digest)
+            except StoreCorruption:
+                problems.append(Problem(digest, "", "manifest missing"))
+                continue
+            if manifest_digest(entries) != digest:
+                problems.append(Problem(digest, "", "manifest hash mismatch"))
+            tree = self.trees / digest
+            for e in entries:
+                if e.sha256 not in checked:
+                    checked[e.sha256] = self._check_file(self.blob_path(e.sha256), e)
+                if checked[e.sha256]:
+                    problems.append(Problem(digest, e.path, checked[e.sha256]))
+                elif tree.is_dir():
+                    issue = self._check_tree_file(tree / e.path, e)
+                    if issue:
+                        problems.append(Problem(digest, f"trees/{e.path}", issue))
+        return problems
+
+    def _check_file(self, path: Path, e: ManifestEntry) -> str | None:
+        if not path.exists():
+            return "missing"
+        sha, size = _hash_file(path)
+        if size != e.size:
+            return f"size mismatch ({size} bytes, expected {e.size})"
+        return None if sha == e.sha256 else "hash mismatch"
+
+    def _check_tree_file(self, path: Path, e: ManifestEntry) -> str | None:
+        try:
+            st, blob_st = path.stat(), self.blob_path(e.sha256).stat()
+        except FileNotFoundError:
+            return "missing"
+        if (st.st_ino, st.st_dev) == (blob_st.st_ino, blob_st.st_dev):
+            return None  # the same inode as the blob we just hashed
+        return self._check_file(path, e)
+
+    def repair_tree(self, digest: str) -> None:
+        """Drop a materialised tree so the next use rebuilds it from blobs."""
+        shutil.rmtree(self.trees / digest, ignore_errors=True)
+
+    def gc(self, referenced: set[str], *, dry_run: bool = False) -> GcReport:
+        """Remove manifests, trees and blobs that no referenced artifact needs.
+
+        Call with the registry's referenced digests read *inside* ``exclusive()``.
+        """
+        report = GcReport(dry_run=dry_run)
+        keep_blobs: set[str] = set()
+        for m in self.manifests.glob("*.json"):
+            digest = m.stem
+            if digest in referenced:
+                with contextlib.suppress(StoreCorruption):
+                    keep_blobs.update(e.sha256 for e in self.manifest(digest))
+            else:
+                report.manifests.append(digest)
+        for t in self.trees.iterdir():
+            if t.name not in referenced:
+                report.trees.append(t.name)
+        for b in self.blobs.iterdir():
+            if b.name not in keep_blobs:
+                report.blobs.append(b.name)
+                report.bytes_freed += b.stat().st_size
+        leftovers = list(self.tmp.iterdir())
+        if not dry_run:
+            for t in report.trees:
+                shutil.rmtree(self.trees / t, ignore_errors=True)
+                (self.root / f".tree-{t}.lock").unlink(missing_ok=True)
+            for d in report.manifests:
+                (self.manifests / f"{d}.json").unlink(missing_ok=True)
+            for b in report.blobs:
+                (self.blobs / b).unlink(missing_ok=True)
+            for t in leftovers:  # staging left by crashed writers (writers are locked out now)
+                shutil.rmtree(t, ignore_errors=True) if t.is_dir() else t.unlink(missing_ok=True)
+        return report
+
+    def exclusive(self):
+        """Hold for a gc: no writer can add content meanwhile."""
+        return self._flock(exclusive=True)
