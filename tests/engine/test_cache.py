@@ -24,7 +24,7 @@ from zoo.core.hardware import Hardware
 
 X86 = Hardware(arch="x86_64", flags=frozenset({"avx2", "avx512f"}))
 TEXTS = ["the cat sleeps", "a dog runs", "", "the cat sleeps", "rain in spain " * 30]
-WORKER = str(Path(__file__).with_name("cache_worker.py"))
+WORKER = str(Path(__file__).parents[1] / "cache_worker.py")
 pytestmark = pytest.mark.filterwarnings("ignore::zoo.engine.model.TruncationWarning")  # TEXTS has one long text
 
 
