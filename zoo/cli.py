@@ -1,8 +1,9 @@
 """The ``zoo`` command line.
 
 Only click is imported at module level, so ``zoo --help`` is instant; each
-command imports the registry, store or runtimes it needs. Every ``ZooError``
-becomes one ``error: ...`` line on stderr and exit code 1.
+command imports the registry, store or runtimes it needs. Every error is one
+``error: ...`` line on stderr: exit code 1 for a ``ZooError`` (the request cannot be
+done), 2 for a usage error (an unknown option, a bad value), as click's own codes.
 """
 
 from __future__ import annotations
@@ -156,9 +157,26 @@ def alias(ctx, alias, model):
 
 @cli.command()
 @click.argument("name", required=False)
+@click.option("--repair", is_flag=True, help="Restore what is damaged: re-read checkpoints from their pinned "
+                                             "source, rebuild converted artifacts, relink trees.")
 @click.pass_context
-def verify(ctx, name):
+def verify(ctx, name, repair):
     """Re-hash stored artifact files (of NAME, or all) and report corruption."""
+    if repair:
+        from .build.repair import repair as run_repair
+
+        rep = run_repair(_registry(ctx), name, progress=lambda line: click.echo(f"  .. {line}", err=True))
+        for label in rep.refetched:
+            click.echo(f"restored {label} from its pinned source")
+        for label in rep.rebuilt:
+            click.echo(f"rebuilt  {label}")
+        for line in rep.unrepairable:
+            click.echo(f"cannot repair {line}")
+        if rep.remaining or rep.unrepairable:
+            raise ZooError(f"{len({p.digest for p in rep.remaining})} artifact(s) still damaged; see above")
+        click.echo(f"repaired: {len(rep.refetched)} restored, {len(rep.rebuilt)} rebuilt, "
+                   f"{rep.relinked} tree(s) relinked; all files match their sha256")
+        return
     artifacts, problems = _registry(ctx).verify(name)
     bad = {p.digest for p in problems}
     for a in artifacts:
@@ -167,8 +185,7 @@ def verify(ctx, name):
     for p in problems:
         click.echo(f"  {p.digest[:12]} {p.path or '(manifest)'}: {p.issue}")
     if problems:
-        raise ZooError(f"{len(bad)} artifact(s) corrupt; re-register the model with --force "
-                       "(or rebuild the artifact) to restore them")
+        raise ZooError(f"{len(bad)} artifact(s) corrupt; run `zoo verify --repair` to restore them")
     click.echo(f"verified {len(artifacts)} artifact(s): all files match their sha256")
 
 
@@ -180,7 +197,7 @@ def gc(ctx, dry_run):
     rep = _registry(ctx).gc(dry_run=dry_run)
     verb = "would free" if dry_run else "freed"
     click.echo(f"{verb} {rep.bytes_freed} bytes ({_mb(rep.bytes_freed)}): {len(rep.blobs)} blob(s), "
-               f"{len(rep.manifests)} manifest(s), {len(rep.trees)} tree(s)")
+               f"{len(rep.manifests)} manifest(s), {len(rep.trees)} tree(s), {len(rep.staging)} staging item(s)")
 
 
 FLOOR_OPTIONS = [
@@ -198,7 +215,12 @@ def floor_options(f):
 
 
 def _floor(**values) -> dict:
-    return {k: v for k, v in values.items() if v is not None}
+    """The floor values given, checked now (finite, in range), before any work starts."""
+    from .core.floor import Floor
+
+    given = {k: v for k, v in values.items() if v is not None}
+    Floor(**given)
+    return given
 
 
 def _fidelity_line(fid: dict | None) -> str:
@@ -348,7 +370,7 @@ def _selection_options(f):
 @cli.command("select")
 @click.argument("name")
 @_selection_options
-@click.option("--device", help="cpu or cuda.")
+@click.option("--device", help="cpu, cuda or cuda:N.")
 @click.option("--explain", is_flag=True, help="Show the ranking with figures and reasons.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -506,17 +528,29 @@ def apply(ctx, config):
 @click.option("--api-key", envvar="ZOO_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 endpoints.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="Apply this YAML deployment, then serve it.")
 @click.option("--no-cache", is_flag=True, help="Do not use the vector cache.")
-@click.option("--max-inputs", type=click.IntRange(min=1), help="Inputs per request (default 2048).")
+@click.option("--max-inputs", type=click.IntRange(1, 2048), help="Inputs per request (default and most 2048).")
 @click.option("--max-input-chars", type=click.IntRange(min=1), help="Characters per input (default 100000).")
 @click.option("--max-queue", "max_queue_texts", type=click.IntRange(min=1),
               help="Texts queued per model before answering 429 (default 8192).")
 @click.option("--max-batch-rows", type=click.IntRange(min=1), help="Texts coalesced per engine call (default 256).")
 @click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Tokens (summed over texts) per coalesced engine call (default 16384).")
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), help="Wait for a burst to join when idle (default 2).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), help="Request body size limit (default 16 MiB): 413 past it.")
+@click.option("--allow-source-dir", "allow_source_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Allow registering local folders under DIR over HTTP (repeatable; default: none).")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="An Origin that may POST and gets CORS headers (repeatable; default: none).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="A Host header name to serve besides localhost/127.0.0.1/[::1] (repeatable).")
+@click.option("--allow-unauthenticated-management", is_flag=True, default=None,
+              help="Keep /v1/zoo/... on when listening beyond loopback without --api-key.")
+@click.option("--no-docs", "no_docs", is_flag=True, help="Turn off /docs, /redoc and /openapi.json.")
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.pass_context
-def serve(ctx, host, port, models, api_key, config, no_cache, log_level, **limits):
+def serve(ctx, host, port, models, api_key, config, no_cache, no_docs, log_level, allow_source_dirs, cors_origins,
+          allowed_hosts, **limits):
     """Serve embeddings over HTTP: OpenAI-compatible /v1/embeddings, /v1/models, /health, /metrics."""
+    from .service.guard import is_loopback
     from .service.server import ServeSettings, serve as run_server
 
     options: dict = {}
@@ -528,23 +562,33 @@ def serve(ctx, host, port, models, api_key, config, no_cache, log_level, **limit
                          convert_progress=_progress)
         options = dict(deployment.serve)
         options.setdefault("models", [m.name for m in deployment.models])
-    host = host or options.pop("host", "127.0.0.1")
+    options["host"] = host or options.get("host", "127.0.0.1")
     port = port if port is not None else options.pop("port", 8000)
-    options.pop("host", None), options.pop("port", None)
     if models:
         options["models"] = [m.strip() for m in models.split(",") if m.strip()]
     if api_key:
         options["api_key"] = api_key
     if no_cache:
         options["cache"] = False
+    if no_docs:
+        options["docs"] = False
+    for key, given in (("allow_source_dirs", allow_source_dirs), ("cors_origins", cors_origins),
+                       ("allowed_hosts", allowed_hosts)):
+        if given:
+            options[key] = [*options.get(key, []), *given]
     options.update({k: v for k, v in limits.items() if v is not None})
     settings = ServeSettings(home=ctx.obj.get("home"), registry_url=ctx.obj.get("registry_url"), **options)
     reg = _registry(ctx)
     for name in settings.models:
         reg.resolve(name)  # an unknown model is an error now, not at the first request
-    click.echo(f"zoo serve: http://{host}:{port} (home {reg.home.root}; models: "
+    if not is_loopback(settings.host) and not settings.api_key:
+        click.echo(f"warning: listening on {settings.host} without an API key: anyone who can reach this port can "
+                   "embed and read the model list. Set --api-key (or $ZOO_API_KEY). Management endpoints "
+                   "(/v1/zoo/...) are " + ("ON (--allow-unauthenticated-management)."
+                                           if settings.allow_unauthenticated_management else "off."), err=True)
+    click.echo(f"zoo serve: http://{settings.host}:{port} (home {reg.home.root}; models: "
                f"{', '.join(settings.models) or 'all registered, loaded on first use'})", err=True)
-    run_server(settings, host=host, port=port, log_level=log_level)
+    run_server(settings, port=port, log_level=log_level)
 
 
 @cli.group(cls=ZooGroup)
@@ -607,8 +651,23 @@ def cache_prune(ctx, max_size):
     click.echo(f"removed {result['removed']} cached vectors; {result['entries']} remain ({_mb(result['bytes'])})")
 
 
-def main() -> None:
-    cli(obj={})
+def main(argv: list[str] | None = None) -> None:
+    """The entry point: click's usage errors become one ``error:`` line too (exit 2)."""
+    import sys
+
+    try:
+        code = cli.main(args=argv, obj={}, standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "zoo"
+        click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

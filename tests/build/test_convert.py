@@ -178,11 +178,11 @@ def test_architecture_the_exporter_cannot_handle(registry, tiny_model_dir, tmp_p
 
 def test_below_the_floor_is_rejected_kept_and_never_served(registry, tiny_model_dir):
     registry.register("tiny", str(tiny_model_dir))
-    (o,) = convert(registry, "tiny", ["onnx-int8-avx2"], floor={"mean_cosine": 1.01}, hardware=X86)
-    assert o.status == "rejected" and "mean cosine" in o.error and "< 1.01000" in o.error
+    (o,) = convert(registry, "tiny", ["onnx-int8-avx2"], floor={"mean_cosine": 1.0}, hardware=X86)
+    assert o.status == "rejected" and "mean cosine" in o.error and "< 1.00000" in o.error
     row = artifact(registry, "onnx-int8-avx2")
     assert row.status.value == "rejected" and row.fidelity["mean_cosine"] > 0.999 and row.store_digest is None
-    assert row.fidelity["floor"]["mean_cosine"] == 1.01
+    assert row.fidelity["floor"]["mean_cosine"] == 1.0
     with pytest.raises(ArtifactNotFound, match="is rejected: below the fidelity floor"):
         zoo.load("tiny", artifact="onnx-int8-avx2", registry=registry)
     assert zoo.load("tiny", registry=registry).info["artifact"] == "torch-fp32"
@@ -190,10 +190,10 @@ def test_below_the_floor_is_rejected_kept_and_never_served(registry, tiny_model_
 
 def test_per_model_floor_applies_and_per_call_overrides(registry, tiny_model_dir):
     registry.register("tiny", str(tiny_model_dir))
-    assert registry.set_floor("tiny", {"spearman": 1.5}) == {"spearman": 1.5}
-    (o,) = convert(registry, "tiny", ["onnx-fp32"], hardware=X86)
+    assert registry.set_floor("tiny", {"spearman": 1.0}) == {"spearman": 1.0}
+    (o,) = convert(registry, "tiny", ["onnx-int8-avx2"], hardware=X86)
     assert o.status == "rejected" and "Spearman" in o.error
-    (o,) = convert(registry, "tiny", ["onnx-fp32"], floor={"spearman": 0.9}, hardware=X86)
+    (o,) = convert(registry, "tiny", ["onnx-int8-avx2"], floor={"spearman": 0.9}, hardware=X86)
     assert o.status == "ready"
     assert registry.set_floor("tiny", None, reset=True) == {}
 
@@ -289,7 +289,7 @@ def test_cli_convert_list_and_show(tmp_path, tiny_model_dir):
     r = subprocess.run([*zoo_cli, "convert", "tiny", "--to", "onnx-fp32"], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("onnx-fp32") and " ready " in r.stdout and "mean cos 1.00000" in r.stdout
-    r = subprocess.run([*zoo_cli, "convert", "tiny", "--to", "onnx-int8-avx2", "--min-mean-cosine", "1.5"],
+    r = subprocess.run([*zoo_cli, "convert", "tiny", "--to", "onnx-int8-avx2", "--min-mean-cosine", "1.0"],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "rejected: below the fidelity floor: mean cosine" in r.stdout
     assert r.stderr.strip().splitlines()[-1].startswith("error: 1 target(s) not ready")

@@ -33,6 +33,19 @@ def counts(home):
     return table_counts(Registry(resolve_home(home)))
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "error: No such option '--bogus'."),
+    (["embed", "--batch-size", "x", "hi"], "error: Invalid value for '--batch-size'"),
+    (["nosuchcommand"], "error: No such command 'nosuchcommand'."),
+    (["serve", "--max-inputs", "4096"], "error: Invalid value for '--max-inputs'"),
+])
+def test_usage_errors_are_one_error_line_and_exit_2(tmp_path, args, message):
+    r = run(tmp_path / "zh", *args)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(message) and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "--help" in r.stderr
+
+
 def test_help_is_fast_and_imports_nothing_heavy():
     code = ("import sys, zoo.cli; heavy = [m for m in ('torch', 'sqlalchemy', 'numpy', 'sentence_transformers',"
             " 'onnxruntime', 'openvino', 'huggingface_hub') if m in sys.modules]; print(heavy)")
@@ -114,6 +127,13 @@ def test_embed_json_and_outputs(cli_home, tmp_path, tiny_model_dir):
     (["show", "nope"], "error: unknown model 'nope'"),
     (["embed", "-m", "tiny", "--device", "tpu", "x"], "error: unknown device 'tpu'; use cpu, cuda or cuda:N"),
     (["rm", "nope"], "error: unknown model 'nope'"),
+    (["select", "tiny", "--device", "bogus"], "error: unknown device 'bogus'; use cpu, cuda or cuda:N"),
+    (["select", "tiny", "--min-fidelity", "nan"], "error: min_fidelity must be a mean cosine in (0, 1]"),
+    (["floor", "tiny", "--min-mean-cosine", "5"], "error: fidelity floor mean_cosine must be a finite number in [0, 1]"),
+    (["floor", "tiny", "--min-min-cosine", "-1"], "error: fidelity floor min_cosine must be a finite number"),
+    (["floor", "tiny", "--min-spearman", "nan"], "error: fidelity floor spearman must be a finite number in [-1, 1]"),
+    (["convert", "tiny", "--to", "onnx-fp32", "--min-mean-cosine", "nan"], "error: fidelity floor mean_cosine"),
+    (["alias", "tiny\n", "tiny"], "error: invalid alias 'tiny\\n'"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero(cli_home, args, message):
     before = counts(cli_home)

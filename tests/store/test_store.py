@@ -94,10 +94,12 @@ def test_gc_removes_only_unreferenced_and_counts_bytes(store, src, tmp_path):
     store.tree(drop)
     (store.tmp / "blob-leftover").write_bytes(b"x" * 10)  # a crashed writer's temp file
     report = store.gc({keep}, dry_run=True)
-    assert report.bytes_freed == 100_000 and report.manifests == [drop] and report.trees == [drop]
+    # the unreferenced weights blob, plus the staging bytes a killed build left
+    assert report.bytes_freed == 100_010 and report.manifests == [drop] and report.trees == [drop]
+    assert report.staging == ["blob-leftover"]
     assert store.has(drop) and (store.tmp / "blob-leftover").exists()  # dry run changed nothing
     report = store.gc({keep})
-    assert report.bytes_freed == 100_000
+    assert report.bytes_freed == 100_010
     assert not store.has(drop) and not (store.trees / drop).exists()
     assert list(store.tmp.iterdir()) == []
     assert store.verify([keep]) == []

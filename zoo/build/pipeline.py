@@ -71,7 +71,7 @@ def plan(registry, name: str, targets: Sequence[str], hardware=None):
     resolved = registry.resolve(name)
     reference = next((a for a in resolved.revision.artifacts if a.target == "torch-fp32"), None)
     if reference is None or reference.status.value != "ready":
-        raise ZooError(f"model {name!r} has no ready torch-fp32 checkpoint; re-register it with --force")
+        raise InvalidInput(f"model {name!r} has no ready torch-fp32 checkpoint; re-register it with --force")
     checkpoint = registry.artifact_path(reference)
     if not targets:
         raise InvalidInput("no target given; use --to TARGET (see `zoo convert --list`), --to all-cpu or --to all-cuda")
@@ -84,7 +84,7 @@ def plan(registry, name: str, targets: Sequence[str], hardware=None):
             raise InvalidInput(str(exc.args[0])) from None
         why = conv.unavailable_reason(target, hw, checkpoint)
         if why:
-            raise ZooError(f"cannot build {n} for {name}: {why}")
+            raise InvalidInput(f"cannot build {n} for {name}: {why}")
         steps.append((target, conv))
     return resolved, checkpoint, steps, hw
 

@@ -7,8 +7,11 @@ lives in ``zoo.build.fidelity``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
+
+from ..errors import InvalidInput
 
 __all__ = ["Floor", "DEFAULT_FLOOR"]
 
@@ -21,6 +24,18 @@ class Floor:
     min_cosine: float = 0.95
     spearman: float = 0.98
     recall_at_10_drop: float = 0.05  # recall@10 may fall at most this much below the reference's
+
+    # what each value may be: cosines and the recall drop are fractions, Spearman a correlation
+    RANGES = {"mean_cosine": (0.0, 1.0), "min_cosine": (0.0, 1.0), "spearman": (-1.0, 1.0),
+              "recall_at_10_drop": (0.0, 1.0)}
+
+    def __post_init__(self):
+        for name, (low, high) in self.RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low <= value <= high:
+                raise InvalidInput(f"fidelity floor {name} must be a finite number in [{low:g}, {high:g}], "
+                                   f"not {value!r}")
 
     def check(self, fig: dict[str, Any]) -> Optional[str]:
         """None when the figures pass, else the first reason they do not."""
@@ -40,7 +55,10 @@ class Floor:
 
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> "Floor":
-        return cls(**{k: float(v) for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
+        unknown = sorted(set(d or {}) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InvalidInput(f"unknown fidelity floor key(s) {', '.join(unknown)}; known: {', '.join(cls.RANGES)}")
+        return cls(**(d or {}))
 
 
 DEFAULT_FLOOR = Floor()

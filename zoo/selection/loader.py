@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 
 __all__ = ["load", "choose"]
 
-DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+DEVICE_RE = re.compile(r"cpu|cuda(:\d+)?")  # fullmatch only
+
+
+def check_device(device: Optional[str]) -> None:
+    """Refuse a device name before anything is resolved or loaded (``select`` checks the rest)."""
+    if device is not None and not DEVICE_RE.fullmatch(device):
+        raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
 def choose(reg: Registry, name: str, **options):
@@ -24,10 +30,11 @@ def choose(reg: Registry, name: str, **options):
     Returns (resolved, hardware, figures by artifact id, Selection); ``options`` are
     ``zoo.selection.select``'s (objective, min_fidelity, exact, artifact, device).
     """
-    from .figures import latest_figures
     from ..core.hardware import detect
+    from .figures import latest_figures
     from .select import select
 
+    check_device(options.get("device"))
     resolved = reg.resolve(name)
     artifacts = resolved.revision.artifacts
     hw = detect()
@@ -64,8 +71,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     from ..engine.model_config import spec_of
     from .select import CUDA_ONLY, GPU_CAPABLE
 
-    if device is not None and not DEVICE_RE.match(device):
-        raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    check_device(device)
     if runtime_objective not in (None, "throughput", "latency"):
         raise InvalidInput(f"runtime_objective must be 'throughput' or 'latency', not {runtime_objective!r}")
     reg = registry or open_registry(home, registry_url)

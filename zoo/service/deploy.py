@@ -28,7 +28,8 @@ MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "prompts")
 PROMPT_KEYS = ("query", "document")
 SERVE_KEYS = {"host": str, "port": int, "api_key": str, "models": list, "cache": bool, "max_inputs": int,
               "max_input_chars": int, "max_queue_texts": int, "max_batch_rows": int, "max_batch_tokens": int,
-              "max_wait_ms": (int, float)}
+              "max_wait_ms": (int, float), "max_body_bytes": int, "allow_source_dirs": list, "cors_origins": list,
+              "allowed_hosts": list, "allow_unauthenticated_management": bool, "docs": bool}
 
 
 @dataclass
@@ -124,7 +125,7 @@ class _Validator:
     def model(self, node) -> ModelDecl:
         from converters import all_targets
 
-        from ..registry.catalog import _check_name
+        from ..registry.catalog import check_name
         from ..store.sources import parse_source
 
         fields = self.mapping(node, MODEL_KEYS, "a model")
@@ -134,7 +135,7 @@ class _Validator:
         name = self.scalar(fields["name"][1], str, "name")
         source = self.scalar(fields["source"][1], str, "source")
         try:
-            _check_name(name)
+            check_name(name)
             parse_source(source)
         except ZooError as exc:
             raise InvalidInput(f"{self.at(node)}: {exc}") from None
@@ -145,7 +146,7 @@ class _Validator:
             decl.aliases = self.strings(fields["aliases"][1], "aliases")
             for alias in decl.aliases:
                 try:
-                    _check_name(alias, "alias")
+                    check_name(alias, "alias")
                 except InvalidInput as exc:
                     raise InvalidInput(f"{self.at(fields['aliases'][1])}: {exc}") from None
         if "targets" in fields:
@@ -164,8 +165,8 @@ class _Validator:
         fields = self.mapping(node, tuple(SERVE_KEYS), "serve")
         out = {}
         for key, (_, value) in fields.items():
-            if key == "models":
-                out[key] = self.strings(value, "serve.models")
+            if SERVE_KEYS[key] is list:
+                out[key] = self.strings(value, f"serve.{key}")
             else:
                 out[key] = self.scalar(value, SERVE_KEYS[key], f"serve.{key}")
         return out

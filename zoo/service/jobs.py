@@ -1,8 +1,8 @@
 """Conversion jobs for the service: persisted in the registry, run in a worker process.
 
-A request only inserts a ``jobs`` row and starts ``python -m zoo.service.jobs HOME JOB_ID``
-in its own session, so a conversion never blocks or crashes the server, and a
-server restart does not kill it. The worker writes status, progress and the
+A request only inserts a ``jobs`` row and starts ``python -m zoo.service.jobs JOB_ID``
+in its own session, so a registration (walking, hashing, copying a checkpoint) or a
+conversion never blocks or crashes the server, and a server restart does not kill it. The worker writes status, progress and the
 outcome into the row. On start the server marks rows whose worker is gone as
 ``interrupted``; ``retry`` runs them again (a conversion resumes: finished targets
 are kept, a half-built one is rebuilt).
@@ -18,9 +18,10 @@ import uuid
 from dataclasses import asdict
 from typing import Any, Optional
 
-from ..errors import InvalidInput, ZooError
+from ..errors import InvalidInput, ModelExists, ZooError
+from ..registry.schema import JobStatus
 
-__all__ = ["submit_convert", "job_dict", "get_job", "recover", "retry", "run_job"]
+__all__ = ["submit_register", "submit_convert", "job_dict", "get_job", "recover", "retry", "run_job"]
 
 
 class JobNotFound(ZooError):
@@ -45,6 +46,34 @@ def submit_convert(reg, model: str, targets: list[str], *, rebuild: bool = False
     with reg.session() as s:
         s.add(Job(id=job_id, kind="convert", model=model, params={"targets": targets, "rebuild": rebuild},
                   message="queued"))
+    _start(reg, job_id)
+    return get_job(reg, job_id)
+
+
+def submit_register(reg, name: str, source: str, *, revision: Optional[str] = None, force: bool = False) -> dict:
+    """Validate what needs no filesystem now (name, source syntax, existing name), then queue."""
+    from sqlalchemy import select
+
+    from ..registry.catalog import check_name
+    from ..registry.schema import Alias, Job, Model
+    from ..store.sources import parse_source
+
+    check_name(name)
+    if source.strip().startswith(("hf://", "pkg://")):
+        src = parse_source(source)
+        if src.kind != "hf" and revision is not None:
+            raise InvalidInput(f"'revision' applies to hf:// sources only; {src.uri} is pinned by its content")
+    elif revision is not None:
+        raise InvalidInput("'revision' applies to hf:// sources only; a directory is pinned by its content")
+    with reg.session() as s:
+        if not force and s.scalar(select(Model.id).where(Model.name == name)) is not None:
+            raise ModelExists(f"model {name!r} is already registered; send \"force\": true to replace it")
+        if s.scalar(select(Alias.id).where(Alias.name == name)) is not None:
+            raise ModelExists(f"{name!r} is an alias; remove it first")
+    job_id = uuid.uuid4().hex
+    with reg.session() as s:
+        s.add(Job(id=job_id, kind="register", model=name,
+                  params={"source": source, "revision": revision, "force": force}, message="queued"))
     _start(reg, job_id)
     return get_job(reg, job_id)
 
@@ -126,14 +155,16 @@ def retry(reg, job_id: str) -> dict:
 def run_job(reg, job_id: str) -> None:
     """The worker: run the job, recording progress and the outcome in its row."""
     from ..build.pipeline import convert, plan
-    from ..registry.schema import Job, JobStatus
+    from ..registry.schema import Job
 
     with reg.session() as s:
         job = s.get(Job, job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id!r}")
         job.status, job.pid, job.attempts = JobStatus.running, os.getpid(), job.attempts + 1
-        model, params = job.model, dict(job.params)
+        model, params, kind = job.model, dict(job.params), job.kind
+    if kind == "register":
+        return _run_register(reg, job_id, model, params)
     targets = params.get("targets") or []
     seen: list[str] = []
 
@@ -156,6 +187,21 @@ def run_job(reg, job_id: str) -> None:
     _update(reg, job_id, status=JobStatus.failed if failed else JobStatus.succeeded, progress=1.0, result=result,
             error=f"failed targets: {', '.join(failed)}" if failed else None,
             message="; ".join(f"{o.target}: {o.status}" for o in outcomes)[:500])
+
+
+def _run_register(reg, job_id: str, name: str, params: dict) -> None:
+    _update(reg, job_id, message=f"registering {name}")
+    try:
+        reg.register(name, params["source"], revision=params.get("revision"), force=bool(params.get("force")))
+        described = reg.describe(name)
+    except ZooError as exc:  # the user's problem, in the user's words
+        _update(reg, job_id, status=JobStatus.failed, error=str(exc)[:2000], message="failed")
+        return
+    except Exception as exc:  # recorded for the operator, never raised: the job row is the report
+        _update(reg, job_id, status=JobStatus.failed, error=f"{type(exc).__name__}: {exc}"[:2000], message="failed")
+        return
+    _update(reg, job_id, status=JobStatus.succeeded, progress=1.0, message="registered",
+            result={"model": {k: described[k] for k in ("name", "source", "dim", "current_revision")}})
 
 
 def main(argv: list[str]) -> int:

@@ -1,28 +1,33 @@
 """``zoo serve``: an OpenAI-compatible embeddings server (FastAPI on uvicorn).
 
 Embeddings go through the same engine as ``zoo.load`` (selection, vector cache),
-with concurrent requests coalesced by ``zoo.batcher``. Every error is an
+with concurrent requests coalesced by ``zoo.service.batcher``. Every error is an
 OpenAI-style body ``{"error": {"message", "type", "param", "code"}}`` with the
-right 4xx, and never takes the server down. When an API key is set, every
-``/v1`` endpoint requires ``Authorization: Bearer KEY``; ``/health`` and
-``/metrics`` stay open for probes and scrapers.
+right 4xx, and never takes the server down; a 5xx says only "internal error" and a
+request id, and the server log has the details under that id. Bodies are declared in
+``protocol`` (so ``/openapi.json`` is the contract), and ``guard`` checks the Host,
+Content-Type, Origin and API key of every request before a route sees it. When an API
+key is set, every ``/v1`` endpoint requires ``Authorization: Bearer KEY``; ``/health``
+and ``/metrics`` stay open for probes and scrapers.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime
 import asyncio
 import base64
-import hmac
-import json
+import logging
+import os
 import time
 from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
-from ..errors import (InvalidInput, InvalidSource, ModelExists, ModelNotFound, NotAModel, RevisionNotFound,
-                      SourceUnavailable, ZooError, require)
+from ..errors import (ArtifactNotFound, InvalidInput, InvalidSource, ModelExists, ModelNotFound, NotAModel,
+                      RevisionNotFound, SourceUnavailable, ZooError, require)
 
-__all__ = ["ServeSettings", "create_app", "ApiError"]
+__all__ = ["ServeSettings", "create_app", "ApiError", "check_source"]
+
+log = logging.getLogger("zoo.serve")
 
 
 @dataclass
@@ -32,12 +37,19 @@ class ServeSettings:
     models: list[str] = field(default_factory=list)  # preloaded, and (if set) the only ones served
     api_key: Optional[str] = None
     cache: bool = True
-    max_inputs: int = 2048  # per request, as OpenAI
+    host: str = "127.0.0.1"  # where it listens: loopback decides the Host check and management defaults
+    max_inputs: int = 2048  # per request, as OpenAI (more is a 400)
     max_input_chars: int = 100_000  # per input
     max_queue_texts: int = 8192  # per model: beyond it, 429
     max_batch_rows: int = 256  # coalesced texts per engine call; the engine cuts them by its best batch size
     max_batch_tokens: int = 16384  # tokens summed over a coalesced engine call's texts
     max_wait_ms: float = 2.0  # idle: how long a partial batch waits for a burst to join
+    max_body_bytes: int = 16 * 1024 * 1024  # a request body past this is a 413, before it is read whole
+    allow_source_dirs: list[str] = field(default_factory=list)  # roots a local-directory registration may use
+    cors_origins: list[str] = field(default_factory=list)  # origins allowed to POST, with CORS headers for them
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback's
+    allow_unauthenticated_management: bool = False  # /v1/zoo/... beyond loopback without a key
+    docs: bool = True  # /docs, /redoc and /openapi.json
 
 
 # A registry lookup per request cost ~6 % of the box under load; a name's resolution is reused
@@ -66,9 +78,40 @@ def _from_zoo_error(exc: ZooError) -> ApiError:
         return ApiError(409, str(exc), code="model_exists", param="name")
     if isinstance(exc, SourceUnavailable):
         return ApiError(502, str(exc), type="upstream_error", code="source_unavailable")
+    if isinstance(exc, ArtifactNotFound):
+        return ApiError(404, str(exc), code="artifact_not_found")
     if isinstance(exc, (InvalidInput, InvalidSource, RevisionNotFound, NotAModel)):
         return ApiError(400, str(exc), code="invalid_value")
-    return ApiError(500, str(exc), type="server_error", code="internal_error")
+    raise exc  # anything else is the server's problem: a generic 500, details in the log
+
+
+def check_source(text: str, roots: list[str]) -> None:
+    """Refuse a registration source before anything touches the filesystem.
+
+    ``hf://`` and ``pkg://`` name no local path. A directory must resolve, symlinks followed, to a
+    path under one of ``roots`` (``--allow-source-dir``); with none, local directories are off. The
+    answer is the same whether the path exists or not, so it reveals nothing about the host.
+    """
+    from ..store.sources import parse_source
+
+    text = text.strip()
+    if text.startswith(("hf://", "pkg://")):
+        parse_source(text)  # syntax only for these kinds
+        return
+    path = text[len("file://"):] if text.startswith("file://") else text
+    if "://" in path:
+        parse_source(text)  # an unknown scheme: its own clear error
+    refused = ApiError(403, "local-directory sources are off on this server, or outside the directories it allows; "
+                            "an operator can allow roots with --allow-source-dir DIR", param="source",
+                       code="source_not_allowed")
+    if not roots or not os.path.isabs(path):
+        raise refused
+    real = os.path.realpath(path)
+    for root in roots:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return
+    raise refused
 
 
 class Service:
@@ -128,13 +171,11 @@ class Service:
 
 
 def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
+    """The request's texts and options; the input's own problems get messages that say what to send."""
+    from .protocol import EmbeddingsRequest, validate
+
     if not isinstance(body, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    allowed = {"input", "model", "encoding_format", "dimensions", "user"}
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-                       param=unknown[0], code="unknown_parameter")
+        raise ApiError(400, "request body must be a JSON object", code="invalid_type")
     if "input" not in body:
         raise ApiError(400, "missing required field 'input' (a string or a list of strings)", param="input",
                        code="missing_required_parameter")
@@ -145,6 +186,9 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
                        code="invalid_type")
     if not texts:
         raise ApiError(400, "'input' is an empty list; send at least one string", param="input", code="invalid_value")
+    if len(texts) > settings.max_inputs:
+        raise ApiError(400, f"{len(texts)} inputs; this server takes at most {settings.max_inputs} per request",
+                       param="input", code="too_many_inputs")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             kind = "token ids (integers)" if isinstance(t, int) or isinstance(t, list) else type(t).__name__
@@ -158,25 +202,14 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
         if len(t) > settings.max_input_chars:
             raise ApiError(413, f"'input[{i}]' has {len(t)} characters; this server takes at most "
                                 f"{settings.max_input_chars} per input", param=f"input[{i}]", code="input_too_long")
-    if len(texts) > settings.max_inputs:
-        raise ApiError(413, f"{len(texts)} inputs; this server takes at most {settings.max_inputs} per request",
-                       param="input", code="too_many_inputs")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "missing required field 'model' (a registered model name or alias)", param="model",
-                       code="missing_required_parameter")
-    fmt = body.get("encoding_format") or "float"
-    if fmt not in ("float", "base64"):
-        raise ApiError(400, f"encoding_format must be 'float' or 'base64', not {fmt!r}", param="encoding_format",
-                       code="invalid_value")
-    dims = body.get("dimensions")
-    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
-        raise ApiError(400, f"dimensions must be a positive integer, not {dims!r}", param="dimensions",
-                       code="invalid_value")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise ApiError(400, "'user' must be a string", param="user", code="invalid_type")
-    return {"texts": texts, "model": model, "format": fmt, "dimensions": dims}
+    req = validate(EmbeddingsRequest, body)
+    return {"texts": texts, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions}
+
+
+def _openapi_body(model) -> dict:
+    """``openapi_extra`` declaring ``model`` as the JSON request body (handlers parse it themselves)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
 def create_app(settings: ServeSettings):
@@ -184,8 +217,12 @@ def create_app(settings: ServeSettings):
     orjson = require("orjson", "serve")
     import numpy as np
     from fastapi import FastAPI, Request
+    from fastapi.openapi.utils import get_openapi
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from . import protocol as P
+    from .guard import Guard
 
     service = Service(settings)
 
@@ -199,7 +236,8 @@ def create_app(settings: ServeSettings):
         for name in settings.models:
             await service.batcher(name)
 
-    app = FastAPI(title="zoo", version=__import__("zoo").__version__, on_startup=[startup])
+    docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="zoo", version=__import__("zoo").__version__, on_startup=[startup], **docs)
     app.state.service = service
     metrics = service.metrics
 
@@ -210,6 +248,10 @@ def create_app(settings: ServeSettings):
     async def _api_error(request, exc: ApiError):
         return error_response(exc)
 
+    @app.exception_handler(P.BodyError)
+    async def _body_error(request, exc: P.BodyError):
+        return error_response(ApiError(400, exc.message, param=exc.param, code=exc.code))
+
     @app.exception_handler(ZooError)
     async def _zoo_error(request, exc: ZooError):
         return error_response(_from_zoo_error(exc))
@@ -217,40 +259,44 @@ def create_app(settings: ServeSettings):
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return error_response(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code=code))
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return error_response(ApiError(exc.status_code, message, code=code, headers=dict(exc.headers or {})))
 
     @app.exception_handler(Exception)
     async def _unexpected(request, exc: Exception):
-        return error_response(ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error",
-                                       code="internal_error"))
+        request_id = request.scope.get("zoo.request_id", "-")
+        log.error("request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
+        err = ApiError(500, f"internal error; the server log has the details under request id {request_id}",
+                       type="server_error", code="internal_error")
+        body = err.body()
+        body["error"]["request_id"] = request_id
+        return JSONResponse(body, status_code=500, headers={"X-Request-Id": request_id})
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        started = time.perf_counter()
-        path = request.url.path
-        route = path if not path.startswith("/v1/zoo/") else "/v1/zoo/" + path.split("/")[3]
-        if settings.api_key and path.startswith("/v1"):
-            given = request.headers.get("authorization", "")
-            token = given[7:] if given.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
-                response = error_response(ApiError(401, "missing or invalid API key: send Authorization: Bearer KEY",
-                                                   code="invalid_api_key"))
-                metrics.requests.labels(route, "401").inc()
-                return response
-        response = await call_next(request)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(Guard, settings=settings, metrics=metrics, routes=app.router.routes)
 
     async def json_body(request: Request) -> Any:
-        raw = await request.body()
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        return P.parse_json(await request.body())
 
-    @app.post("/v1/embeddings")
+    errors = {status: {"model": P.ErrorResponse, "description": what} for status, what in (
+        (400, "The request is malformed; `error.param` names the field"),
+        (401, "Missing or wrong API key"),
+        (403, "Refused by this server's policy (Origin, management, source directories)"),
+        (413, "Body, input or request too large"),
+        (415, "The body is not declared as JSON"),
+        (500, "Internal error; `error.request_id` names the log entry"))}
+    not_found = {404: {"model": P.ErrorResponse, "description": "Unknown model or job"}}
+    busy = {429: {"model": P.ErrorResponse, "description": "Queue full; retry after `Retry-After` seconds"}}
+    conflict = {409: {"model": P.ErrorResponse, "description": "The name is taken"}}
+
+    @app.post("/v1/embeddings", response_model=P.EmbeddingsResponse, responses={**errors, **not_found, **busy},
+              openapi_extra=_openapi_body(P.EmbeddingsRequest))
     async def embeddings(request: Request):
+        """OpenAI-compatible embeddings of one text or a list of texts."""
         req = _parse_embeddings_request(await json_body(request), settings)
         batcher = await service.batcher(req["model"])
         model = batcher.model
@@ -283,8 +329,9 @@ def create_app(settings: ServeSettings):
         # orjson: ~10x json's speed on float arrays, which is most of a response's cost on the event loop
         return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=P.ModelList, responses={401: errors[401], 500: errors[500]})
     async def list_models():
+        """The models served here, with zoo's details (dim, revision, ready artifacts)."""
         def read():
             return [service.registry.describe(m.name) for m in service.registry.list_models()]
         described = await asyncio.to_thread(read)
@@ -305,62 +352,85 @@ def create_app(settings: ServeSettings):
                                  "serving_artifact": loaded.get(d["name"])}})
         return {"object": "list", "data": data}
 
-    @app.get("/health")
+    @app.get("/health", response_model=P.Health)
     async def health():
+        """Liveness: always open, for probes."""
         return {"status": "ok", "uptime_s": round(time.time() - service.started, 1),
                 "models_loaded": sorted(service.batchers)}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+        "description": "Prometheus text exposition format"}})
     async def prometheus():
+        """Prometheus metrics: always open, for scrapers; labels are route templates and registered models."""
         for name, b in service.batchers.items():
             metrics.queue_depth.labels(name).set(b.queue_depth)
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
 
-    @app.post("/v1/zoo/models", status_code=201)
+    @app.post("/v1/zoo/models", status_code=202, response_model=P.JobResponse, responses={**errors, **conflict},
+              openapi_extra=_openapi_body(P.RegisterRequest))
     async def register(request: Request):
-        body = await json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not isinstance(body.get("source"), str):
-            raise ApiError(400, "send {\"name\": NAME, \"source\": SOURCE[, \"revision\": REV, \"force\": bool]}",
-                           param="name" if not isinstance(body, dict) or "name" not in body else "source",
-                           code="missing_required_parameter")
-        unknown = sorted(set(body) - {"name", "source", "revision", "force"})
-        if unknown:
-            raise ApiError(400, f"unknown field(s): {', '.join(unknown)}", param=unknown[0], code="unknown_parameter")
-        await asyncio.to_thread(service.registry.register, body["name"], body["source"],
-                                revision=body.get("revision"), force=bool(body.get("force")))
-        return await asyncio.to_thread(service.registry.describe, body["name"])
+        """Register a model from a source, as a job (fetching and hashing never run in the server)."""
+        from .jobs import submit_register
 
-    @app.post("/v1/zoo/models/{name}/convert", status_code=202)
+        req = P.validate(P.RegisterRequest, await json_body(request))
+        check_source(req.source, settings.allow_source_dirs)
+        return await asyncio.to_thread(submit_register, service.registry, req.name, req.source,
+                                       revision=req.revision, force=req.force)
+
+    @app.post("/v1/zoo/models/{name}/convert", status_code=202, response_model=P.JobResponse,
+              responses={**errors, **not_found}, openapi_extra=_openapi_body(P.ConvertRequest))
     async def convert(name: str, request: Request):
+        """Build artifacts of a registered model, as a job; each is gated before it may serve."""
         from .jobs import submit_convert
 
-        body = await json_body(request) if await request.body() else {}
-        targets = body.get("targets") if isinstance(body, dict) else None
-        if isinstance(targets, str):
-            targets = [targets]
-        if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+        req = P.validate(P.ConvertRequest, await json_body(request))
+        targets = [req.targets] if isinstance(req.targets, str) else req.targets
+        if not targets or not all(targets):
             raise ApiError(400, "send {\"targets\": [TARGET, ...]} (e.g. onnx-fp32, openvino-int8, all-cpu)",
-                           param="targets", code="missing_required_parameter")
-        return await asyncio.to_thread(submit_convert, service.registry, name, targets,
-                                       rebuild=bool(body.get("rebuild")))
+                           param="targets", code="invalid_value")
+        return await asyncio.to_thread(submit_convert, service.registry, name, targets, rebuild=req.rebuild)
 
-    @app.get("/v1/zoo/jobs/{job_id}")
+    @app.get("/v1/zoo/jobs/{job_id}", response_model=P.JobResponse,
+             responses={401: errors[401], 403: errors[403], **not_found})
     async def job(job_id: str):
+        """A job's status, progress and outcome."""
         from .jobs import get_job
 
         return await asyncio.to_thread(get_job, service.registry, job_id)
 
-    @app.post("/v1/zoo/jobs/{job_id}/retry", status_code=202)
+    @app.post("/v1/zoo/jobs/{job_id}/retry", status_code=202, response_model=P.JobResponse,
+              responses={**errors, **not_found})
     async def retry(job_id: str):
+        """Run a failed or interrupted job again."""
         from .jobs import retry as retry_job
 
         return await asyncio.to_thread(retry_job, service.registry, job_id)
 
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (P.EmbeddingsRequest, P.RegisterRequest, P.ConvertRequest):
+                declared = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(declared.pop("$defs", {}))
+                components[model.__name__] = declared
+            if settings.api_key:
+                schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+                for path, operations in schema["paths"].items():
+                    if path.startswith("/v1"):
+                        for operation in operations.values():
+                            operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
 
 
-def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+def serve(settings: ServeSettings, port: int = 8000, log_level: str = "info") -> None:
     uvicorn = require("uvicorn", "serve")
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(app, host=settings.host, port=port, log_level=log_level, access_log=False)

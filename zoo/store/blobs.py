@@ -3,6 +3,7 @@
     store/blobs/<sha256>               file contents, read-only, named by hash
     store/manifests/<digest>.json      one artifact: [{path, sha256, size}] sorted by path
     store/trees/<digest>/<path>        the artifact as a directory runtimes open (hard links)
+    store/stamps/<digest>.json         size, mtime, ctime and inode of each tree file when last hashed
     store/tmp/                         staging; anything here is garbage after a crash
 
 An artifact's *digest* is the sha256 of its canonical manifest, so identical
@@ -12,6 +13,11 @@ Crash safety: every blob, manifest and tree is written under tmp/ and renamed
 into place, so a reader never sees a half-written file under its final name.
 Concurrency: writers hold a shared lock and ``gc`` an exclusive one (flock), so
 gc never deletes a blob that a registration is about to reference.
+
+Integrity on use: a tree is hashed against its manifest the first time it is opened, and
+stamped with each file's size, mtime, ctime and inode. Later opens only compare the stamp
+(a few ``stat`` calls); any write to a file changes its ctime, which no user tool can set
+back, so a changed file is hashed again and a mismatch is refused, never served.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class GcReport:
     blobs: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
     trees: list[str] = field(default_factory=list)
+    staging: list[str] = field(default_factory=list)  # what crashed writers left in tmp/
     bytes_freed: int = 0
     dry_run: bool = False
 
@@ -85,6 +92,16 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def _bytes_under(path: Path) -> int:
+    """Bytes of a file, or of the files under a folder (not following links)."""
+    try:
+        if not path.is_dir() or path.is_symlink():
+            return path.lstat().st_size
+        return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    except OSError:
+        return 0
+
+
 def _safe_relpath(path: str) -> str:
     p = Path(path)
     if p.is_absolute() or ".." in p.parts or not p.parts:
@@ -99,7 +116,8 @@ class Store:
         self.manifests = self.root / "manifests"
         self.trees = self.root / "trees"
         self.tmp = self.root / "tmp"
-        for d in (self.blobs, self.manifests, self.trees, self.tmp):
+        self.stamps = self.root / "stamps"
+        for d in (self.blobs, self.manifests, self.trees, self.tmp, self.stamps):
             d.mkdir(parents=True, exist_ok=True)
         self._gc_lock = self.root / ".gc.lock"
 
@@ -148,10 +166,10 @@ class Store:
                     os.fsync(fout.fileno())
                 digest = h.hexdigest()
             final = self.blob_path(digest)
-            if final.exists():
+            if final.exists() and self._check_file(final, ManifestEntry(rel, digest, size)) is None:
                 os.utime(final)  # record the reuse
                 tmp.unlink()
-            else:
+            else:  # new, or a damaged copy this fresh one replaces (a new inode: old links keep the old)
                 os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
                 os.replace(tmp, final)
                 _fsync_dir(self.blobs)
@@ -165,7 +183,27 @@ class Store:
         entries = [self.add_file(Path(directory) / f, f, move=move) for f in files]
         if not entries:
             raise ZooError(f"nothing to store: no files selected in {directory}")
-        return self.write_manifest(entries)
+        digest = self.write_manifest(entries)
+        self.refresh_tree(digest)
+        return digest
+
+    def refresh_tree(self, digest: str) -> bool:
+        """Drop the tree of ``digest`` if any of its files is not its blob (a replaced blob, a lost
+        file), so the next use links it afresh; True when it was dropped."""
+        final = self.trees / digest
+        if not final.is_dir():
+            return False
+        for e in self.manifest(digest):
+            try:
+                st, blob = (final / e.path).stat(), self.blob_path(e.sha256).stat()
+            except FileNotFoundError:
+                break
+            if (st.st_ino, st.st_dev) != (blob.st_ino, blob.st_dev) and self._check_file(final / e.path, e):
+                break
+        else:
+            return False
+        self.repair_tree(digest)
+        return True
 
     def write_manifest(self, entries: list[ManifestEntry]) -> str:
         digest = manifest_digest(entries)
@@ -187,22 +225,47 @@ class Store:
             data = json.loads((self.manifests / f"{digest}.json").read_text())
         except FileNotFoundError:
             raise StoreCorruption(f"artifact {digest[:12]} has no manifest in {self.manifests}; "
-                                  "run `zoo verify` and re-register or rebuild it") from None
+                                  "run `zoo verify --repair`") from None
         return [ManifestEntry(d["path"], d["sha256"], d["size"]) for d in data]
 
     def has(self, digest: str) -> bool:
         return (self.manifests / f"{digest}.json").exists()
 
     def tree(self, digest: str) -> Path:
-        """The artifact as a directory; materialised on first use, atomically."""
+        """The artifact as a directory, checked against its manifest; materialised on first use, atomically."""
         final = self.trees / digest
-        if final.is_dir():
-            return final
-        from filelock import FileLock
+        if not final.is_dir():
+            from filelock import FileLock
 
-        # build once across processes; the shared lock keeps gc from clearing our staging dir
-        with FileLock(str(self.root / f".tree-{digest}.lock")), self.writing():
-            return self._materialise(digest, final)
+            # build once across processes; the shared lock keeps gc from clearing our staging dir
+            with FileLock(str(self.root / f".tree-{digest}.lock")), self.writing():
+                self._materialise(digest, final)
+        self._check_stamp(digest, final)
+        return final
+
+    def _check_stamp(self, digest: str, final: Path) -> None:
+        """Hash the tree once per change of any file's (size, mtime, ctime, inode); refuse a mismatch."""
+        entries = self.manifest(digest)
+        stamp_path = self.stamps / f"{digest}.json"
+        seen = []
+        for e in entries:
+            try:
+                st = (final / e.path).stat()
+            except FileNotFoundError:
+                raise StoreCorruption(f"artifact {digest[:12]}: {e.path} is missing from its tree; "
+                                      "run `zoo verify --repair`") from None
+            seen.append([e.path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(stamp_path.read_text()) == seen:
+                return
+        for e in entries:
+            issue = self._check_file(final / e.path, e)
+            if issue:
+                raise StoreCorruption(f"artifact {digest[:12]}: {e.path} does not match its recorded sha256 "
+                                      f"({issue}); run `zoo verify --repair`")
+        tmp = self.tmp / f"stamp-{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(seen))
+        os.replace(tmp, stamp_path)
 
     def _materialise(self, digest: str, final: Path) -> Path:
         if final.is_dir():
@@ -214,7 +277,7 @@ class Store:
                 blob = self.blob_path(e.sha256)
                 if not blob.exists():
                     raise StoreCorruption(f"artifact {digest[:12]}: blob for {e.path} is missing; "
-                                          "run `zoo verify` and re-register or rebuild it")
+                                          "run `zoo verify --repair`")
                 dst = staging / e.path
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -275,6 +338,7 @@ class Store:
     def repair_tree(self, digest: str) -> None:
         """Drop a materialised tree so the next use rebuilds it from blobs."""
         shutil.rmtree(self.trees / digest, ignore_errors=True)
+        (self.stamps / f"{digest}.json").unlink(missing_ok=True)
 
     def gc(self, referenced: set[str], *, dry_run: bool = False) -> GcReport:
         """Remove manifests, trees and blobs that no referenced artifact needs.
@@ -298,10 +362,14 @@ class Store:
                 report.blobs.append(b.name)
                 report.bytes_freed += b.stat().st_size
         leftovers = list(self.tmp.iterdir())
+        for t in leftovers:
+            report.staging.append(t.name)
+            report.bytes_freed += _bytes_under(t)
         if not dry_run:
             for t in report.trees:
                 shutil.rmtree(self.trees / t, ignore_errors=True)
                 (self.root / f".tree-{t}.lock").unlink(missing_ok=True)
+                (self.stamps / f"{t}.json").unlink(missing_ok=True)
             for d in report.manifests:
                 (self.manifests / f"{d}.json").unlink(missing_ok=True)
             for b in report.blobs:

@@ -27,10 +27,11 @@ from typing import Iterable, Optional
 
 from ..errors import InvalidSource, NotAModel, RevisionNotFound, SourceUnavailable
 
-__all__ = ["Source", "parse_source", "select_checkpoint_files", "fetch_hub", "DEFAULT_ENDPOINT"]
+__all__ = ["Source", "parse_source", "select_checkpoint_files", "list_checkpoint_files", "list_local_files",
+           "fetch_hub", "DEFAULT_ENDPOINT"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")  # fullmatch only
 SKIP_SUFFIXES = (".h5", ".msgpack", ".ot", ".onnx", ".onnx_data", ".xml", ".tflite", ".mlmodel",
                  ".ckpt", ".index", ".pb")
 SKIP_DIRS = {"onnx", "openvino", ".git", ".cache", "__pycache__"}
@@ -53,7 +54,7 @@ def parse_source(text: str) -> Source:
         raise InvalidSource("empty source; use hf://ORG/NAME, pkg://PACKAGE/SUBDIR or a local directory")
     if text.startswith("hf://"):
         repo = text[len("hf://"):].strip("/")
-        if not REPO_ID.match(repo) or ".." in repo:
+        if not REPO_ID.fullmatch(repo) or ".." in repo:
             raise InvalidSource(f"malformed hub source {text!r}: expected hf://ORG/NAME, "
                                 "e.g. hf://sentence-transformers/all-MiniLM-L6-v2")
         return Source("hf", f"hf://{repo}", repo)
@@ -72,7 +73,7 @@ def parse_source(text: str) -> Source:
         text = text[len("file://"):]
     path = Path(text).expanduser()
     if not path.exists():
-        hint = f" (for the hub, write hf://{text})" if REPO_ID.match(text) and "/" in text else ""
+        hint = f" (for the hub, write hf://{text})" if REPO_ID.fullmatch(text) and "/" in text else ""
         raise InvalidSource(f"source {text!r} is not an existing directory{hint}")
     path = path.resolve()
     return Source("local", str(path), str(path))
@@ -119,8 +120,62 @@ def select_checkpoint_files(paths: Iterable[str]) -> list[str]:
     return keep
 
 
+# A checkpoint folder is a few dozen files; these bounds stop a walk of a wrong folder ("/") early.
+MAX_CHECKPOINT_FILES = 10_000
+MAX_CHECKPOINT_BYTES = 256 * 1024 ** 3
+
+
 def list_local_files(directory: Path) -> list[str]:
+    """Every regular file under ``directory`` (an artifact a converter wrote), as posix paths."""
     return [p.relative_to(directory).as_posix() for p in sorted(directory.rglob("*")) if p.is_file()]
+
+
+def list_checkpoint_files(directory: Path, *, max_files: int = MAX_CHECKPOINT_FILES,
+                          max_bytes: int = MAX_CHECKPOINT_BYTES) -> list[str]:
+    """The files a checkpoint folder could contribute, walked within bounds.
+
+    Only the top level and sentence-transformers module folders (``1_Pooling``, ``2_Dense``...) are
+    walked, never hidden or export folders, since ``select_checkpoint_files`` keeps nothing else.
+    The walk stops with a clear error past ``max_files`` entries or ``max_bytes`` of files, and on
+    any special file (FIFO, socket, device): reading one could block or never end.
+    """
+    import stat
+
+    found: list[str] = []
+    seen = 0
+    total = 0
+    pending = [(directory, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise InvalidSource(f"cannot list {prefix or 'the source folder'}: {exc.strerror}") from None
+        for entry in entries:
+            seen += 1
+            if seen > max_files:
+                raise InvalidSource(f"the source folder has more than {max_files} entries; "
+                                    "point at the model's own folder")
+            rel = prefix + entry.name
+            if entry.name.startswith(".") or entry.name in SKIP_DIRS:
+                continue
+            try:
+                info = entry.stat()  # follows symlinks, as reading the file would
+            except OSError:
+                continue  # a dangling link: nothing to read
+            if stat.S_ISDIR(info.st_mode):
+                if prefix or re.match(r"\d+_", entry.name):  # module folders, and what they hold
+                    pending.append((Path(entry.path), rel + "/"))
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidSource(f"{rel} in the source folder is not a regular file (a FIFO, socket or device); "
+                                    "remove it or point at a folder without it")
+            total += info.st_size
+            if total > max_bytes:
+                raise InvalidSource(f"the source folder holds more than {max_bytes // 1024 ** 3} GiB of files; "
+                                    "point at the model's own folder")
+            found.append(rel)
+    return sorted(found)
 
 
 def hub_endpoint() -> str:

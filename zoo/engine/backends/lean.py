@@ -57,8 +57,43 @@ class TextEncoder:
             pad_token = pad_token.get("content", "[PAD]")
         return cls(tokenizer, max_length, input_names, tokenizer.token_to_id(pad_token) or 0)
 
+    # A window of this many characters per max-length token is tried first; English runs ~4-5
+    # characters a token, CJK ~1, so a real text rarely needs its window doubled.
+    CHARS_PER_TOKEN_WINDOW = 16
+
     def encode(self, texts: list[str]) -> list:
-        return self.tokenizer.encode_batch(texts, add_special_tokens=True)
+        """Encodings exactly as of the whole texts, but a long text is tokenized from a prefix.
+
+        A 100,000-character input costs tokenizer time and memory for tokens that truncation then
+        drops. So a text longer than its window (``CHARS_PER_TOKEN_WINDOW`` x max length) is cut at
+        the start of the last whitespace run inside the window. Words before a whitespace boundary
+        tokenize the same whatever follows (WordPiece, BPE, byte-level BPE and SentencePiece
+        pre-tokenizers all split there), so the prefix's tokens are the whole text's first tokens.
+        The cut is kept only if those tokens already overflow the max length: then truncation keeps
+        exactly the tokens it would have kept from the whole text, and the text counts as truncated,
+        as it is. Otherwise the window doubles, up to the whole text. The result never changes.
+        """
+        encodings = self.tokenizer.encode_batch(
+            [self._window(t, self._window_chars()) for t in texts], add_special_tokens=True)
+        for i, text in enumerate(texts):
+            window = self._window_chars()
+            while not encodings[i].overflowing and self._window(text, window) != text:
+                window *= 2
+                encodings[i] = self.tokenizer.encode(self._window(text, window), add_special_tokens=True)
+        return encodings
+
+    def _window_chars(self) -> int:
+        return self.CHARS_PER_TOKEN_WINDOW * self.max_length + 64
+
+    @staticmethod
+    def _window(text: str, chars: int) -> str:
+        """``text`` cut before the last whitespace run that starts within ``chars``; whole if none."""
+        if len(text) <= chars:
+            return text
+        k = chars
+        while k > 0 and not (text[k].isspace() and not text[k - 1].isspace()):
+            k -= 1
+        return text[:k] if k > 0 else text
 
     def full_length(self, text: str) -> int:
         if self._untruncated is None:  # a private copy: truncation is tokenizer state

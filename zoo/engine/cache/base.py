@@ -79,7 +79,7 @@ class VectorCache(Protocol):
     def prune(self, max_bytes: int) -> dict: ...
 
 
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", re.I)  # fullmatch only
 UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
          "t": 1000 ** 4, "tb": 1000 ** 4, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4}
 
@@ -89,7 +89,7 @@ def parse_size(value) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
     else:
-        m = SIZE_RE.match(str(value))
+        m = SIZE_RE.fullmatch(str(value))
         unit = (m.group(2) or "").lower() if m else None
         if not m or unit not in UNITS:
             raise InvalidInput(f"cannot read size {value!r}; use bytes or a unit such as 500MB or 2GiB")

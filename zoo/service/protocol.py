@@ -1,0 +1,164 @@
+"""The HTTP contract of ``zoo serve``: request and response bodies as pydantic models.
+
+These models are the declared contract (``/openapi.json`` documents every body and error from
+them) and the validation: a handler parses JSON with ``parse_json`` (nesting and number limits
+are 400s, never 500s), then ``validate`` turns the first pydantic error
+into an OpenAI-style 400 that names the field. Validation is strict: ``"5"`` is not an integer
+and ``true`` is not a number, as in OpenAI's API.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["ErrorBody", "ErrorResponse", "EmbeddingsRequest", "EmbeddingsResponse", "ModelList", "Health",
+           "RegisterRequest", "ConvertRequest", "JobResponse", "parse_json", "validate", "BodyError",
+           "MAX_INPUTS"]
+
+MAX_INPUTS = 2048  # per request, as OpenAI's API: more is a 400 (BadRequestError in its clients)
+
+
+class BodyError(Exception):
+    """A request body that is not acceptable; ``param`` names the field, ``code`` the OpenAI code."""
+
+    def __init__(self, message: str, *, param: Optional[str] = None, code: str = "invalid_value"):
+        super().__init__(message)
+        self.message, self.param, self.code = message, param, code
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: Optional[str] = None
+    code: Optional[str] = None
+    request_id: Optional[str] = Field(None, description="On 5xx: quote it; the server log has the details")
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error shape, used for every 4xx and 5xx."""
+    error: ErrorBody
+
+
+class EmbeddingsRequest(_Strict):
+    input: Union[str, list[str]] = Field(
+        description=f"A text, or a list of 1 to {MAX_INPUTS} texts. Texts longer than the model's max length "
+                    "are truncated, as sentence-transformers does; the server may cap characters per text.")
+    model: str = Field(min_length=1, description="A registered model name or alias")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Optional[int] = Field(None, ge=1, le=1_000_000,
+                                      description="Truncate vectors to this many dimensions, then re-normalize")
+    user: Optional[str] = None
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: Union[list[float], str] = Field(description="floats, or base64 of little-endian float32")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"]
+    model: str
+    data: list[Embedding]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    owned_by: str
+    created: int
+    zoo: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    uptime_s: float
+    models_loaded: list[str]
+
+
+class RegisterRequest(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+    source: str = Field(min_length=1, max_length=4096,
+                        description="hf://ORG/NAME, pkg://PACKAGE/SUBDIR, or a directory under an allowed root")
+    revision: Optional[str] = Field(None, min_length=1, max_length=255, description="hf:// sources only")
+    force: bool = False
+
+
+class ConvertRequest(_Strict):
+    targets: Union[str, list[str]] = Field(description="Target names, e.g. onnx-fp32, openvino-int8, all-cpu")
+    rebuild: bool = False
+
+
+class JobResponse(BaseModel):
+    id: str
+    object: Literal["zoo.job"]
+    kind: str
+    model: str
+    params: dict[str, Any]
+    status: Literal["queued", "running", "succeeded", "failed", "interrupted"]
+    progress: float
+    message: Optional[str]
+    error: Optional[str]
+    result: Optional[dict[str, Any]]
+    attempts: int
+    created_at: Optional[str]
+    updated_at: Optional[str]
+
+
+def parse_json(raw: bytes) -> Any:
+    """The body as JSON, or a BodyError: bad syntax, too deep, or numbers past Python's limits."""
+    if not raw.strip():
+        raise BodyError("request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BodyError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                        code="invalid_json") from None
+    except UnicodeDecodeError:
+        raise BodyError("request body is not UTF-8", code="invalid_json") from None
+    except RecursionError:  # the C decoder stops at the interpreter's recursion limit
+        raise BodyError("request body nests too deeply", code="invalid_json") from None
+    except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise BodyError("request body has a number too large to read", code="invalid_json") from None
+
+
+_CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter"}
+
+
+def validate(model: type[BaseModel], body: Any):
+    """``body`` validated as ``model``; the first problem becomes a BodyError naming its field."""
+    if not isinstance(body, dict):
+        raise BodyError(f"request body must be a JSON object, not {type(body).__name__}", code="invalid_type")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = [str(p) for p in first["loc"] if not str(p).startswith(("str", "list[", "int", "function"))]
+        param = loc[0] + "".join(f"[{p}]" for p in loc[1:]) if loc else None
+        kind = first["type"]
+        if kind == "missing":
+            message = f"missing required field {param!r}"
+        elif kind == "extra_forbidden":
+            allowed = ", ".join(model.model_fields)
+            message = f"unknown field {param!r}; allowed: {allowed}"
+        else:
+            message = f"{param}: {first['msg']}" if param else first["msg"]
+        raise BodyError(message, param=param, code=_CODES.get(kind, "invalid_value")) from None
