@@ -19,12 +19,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, home: str, *args: str):
+    def __init__(self, home: str, *args: str, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "--home", home, "serve", "--port", str(self.port),
                                       "--log-level", "warning", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+                                     text=True, env=env)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:

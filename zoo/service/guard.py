@@ -6,13 +6,14 @@
 2. The Host header. Bound to loopback, only ``localhost``, ``127.0.0.1`` and ``[::1]`` (and any
    ``--allowed-host``) are served: a page on another site that rebinds its own DNS name to
    127.0.0.1 sends its own name as Host, and gets a 400 instead of our responses.
-3. POST bodies are JSON: any other ``Content-Type`` is a 415. A browser's cross-site "simple
-   request" (``text/plain``, forms) is therefore never acted on, and JSON needs a CORS preflight.
-4. An ``Origin`` that is not in ``--cors-origin`` is refused on every POST (403): no cross-site
-   page can register, convert or spend CPU here unless the operator named it.
-5. The API key (``Authorization: Bearer KEY``) on ``/v1``; ``/health`` and ``/metrics`` stay open.
-6. Management (``/v1/zoo/...``) is off when the server listens beyond loopback without a key,
+3. The API key (``Authorization: Bearer KEY``) on ``/v1``; ``/health`` and ``/metrics`` stay open.
+4. Management (``/v1/zoo/...``) is off when the server listens beyond loopback without a key,
    unless the operator passed ``--allow-unauthenticated-management``.
+5. POST bodies are JSON: any other ``Content-Type`` is a 415. A browser's cross-site "simple
+   request" (``text/plain``, forms, no body) is therefore never acted on, and JSON needs a CORS
+   preflight. (A method a route does not take gets the router's 405 instead.)
+6. An ``Origin`` that is not in ``--cors-origin`` is refused on every POST (403): no cross-site
+   page can register, convert or spend CPU here unless the operator named it.
 
 It also counts requests for ``/metrics`` by route *template* (``/v1/zoo/jobs/{job_id}``), with
 one label for every path that matched no route, so no request can add a label of its own.
@@ -83,14 +84,6 @@ class Guard:
             return 413, self._too_large.decode(), ""
         if self.hosts is not None and _hostname(headers.get("host", "")) not in self.hosts:
             return 400, ("Host header not served here; an operator can add names with --allowed-host"), "invalid_host"
-        if method == "POST":
-            media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            if media != "application/json":
-                return 415, "POST bodies must be JSON: send Content-Type: application/json", "unsupported_media_type"
-            origin = headers.get("origin")
-            if origin is not None and origin not in self.origins:
-                return 403, ("requests from this Origin are refused; an operator can allow it with --cors-origin"), \
-                    "origin_not_allowed"
         if self.key is not None and path.startswith("/v1"):
             given = headers.get("authorization", "")
             token = given[7:] if given[:7].lower() == "bearer " else ""
@@ -99,6 +92,14 @@ class Guard:
         if path.startswith("/v1/zoo/") and not self.management_open:
             return 403, ("management endpoints are off: this server listens beyond loopback without an API key; "
                          "set --api-key, or pass --allow-unauthenticated-management"), "management_disabled"
+        if method == "POST" and _accepts(scope, self.routes):  # others get their 404 or 405 from the router
+            media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                return 415, "POST bodies must be JSON: send Content-Type: application/json", "unsupported_media_type"
+            origin = headers.get("origin")
+            if origin is not None and origin not in self.origins:
+                return 403, ("requests from this Origin are refused; an operator can allow it with --cors-origin"), \
+                    "origin_not_allowed"
         return None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -148,6 +149,11 @@ class Guard:
     def _count(self, route: str, status: int, started: float) -> None:
         self.metrics.requests.labels(route, str(status)).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def _accepts(scope: dict, routes) -> bool:
+    """Whether a route serves this path with this method."""
+    return any(route.matches(scope)[0].name == "FULL" for route in routes)
 
 
 def _route_of(scope: dict, routes) -> str:

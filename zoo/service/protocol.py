@@ -10,12 +10,12 @@ and ``true`` is not a number, as in OpenAI's API.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = ["ErrorBody", "ErrorResponse", "EmbeddingsRequest", "EmbeddingsResponse", "ModelList", "Health",
-           "RegisterRequest", "ConvertRequest", "JobResponse", "parse_json", "validate", "BodyError",
+           "RegisterRequest", "ConvertRequest", "RetryRequest", "JobResponse", "parse_json", "validate", "BodyError",
            "MAX_INPUTS"]
 
 MAX_INPUTS = 2048  # per request, as OpenAI's API: more is a 400 (BadRequestError in its clients)
@@ -47,10 +47,10 @@ class ErrorResponse(BaseModel):
 
 
 class EmbeddingsRequest(_Strict):
-    input: Union[str, list[str]] = Field(
-        description=f"A text, or a list of 1 to {MAX_INPUTS} texts. Texts longer than the model's max length "
+    input: Union[str, Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]] = Field(
+        examples=["how do I reset my password", ["first passage", "second passage"]], description=f"A text, or a list of 1 to {MAX_INPUTS} texts. Texts longer than the model's max length "
                     "are truncated, as sentence-transformers does; the server may cap characters per text.")
-    model: str = Field(min_length=1, description="A registered model name or alias")
+    model: str = Field(min_length=1, examples=["all-minilm-l6-v2"], description="A registered model name or alias")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Optional[int] = Field(None, ge=1, le=1_000_000,
                                       description="Truncate vectors to this many dimensions, then re-normalize")
@@ -102,9 +102,17 @@ class RegisterRequest(_Strict):
     force: bool = False
 
 
+_Target = Annotated[str, Field(min_length=1, max_length=100)]
+
+
 class ConvertRequest(_Strict):
-    targets: Union[str, list[str]] = Field(description="Target names, e.g. onnx-fp32, openvino-int8, all-cpu")
+    targets: Union[_Target, Annotated[list[_Target], Field(min_length=1, max_length=64)]] = Field(
+        description="Target names, e.g. onnx-fp32, openvino-int8, all-cpu")
     rebuild: bool = False
+
+
+class RetryRequest(_Strict):
+    """No fields: a JSON object, so the POST is a JSON request like every other."""
 
 
 class JobResponse(BaseModel):
@@ -140,6 +148,10 @@ def parse_json(raw: bytes) -> Any:
         raise BodyError("request body has a number too large to read", code="invalid_json") from None
 
 
+def _is_int(annotation: Any) -> bool:
+    return annotation is int or int in getattr(annotation, "__args__", ())
+
+
 _CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter"}
 
 
@@ -147,6 +159,9 @@ def validate(model: type[BaseModel], body: Any):
     """``body`` validated as ``model``; the first problem becomes a BodyError naming its field."""
     if not isinstance(body, dict):
         raise BodyError(f"request body must be a JSON object, not {type(body).__name__}", code="invalid_type")
+    # JSON has one number type: 256.0 is the integer 256, as JSON Schema's "integer" says
+    body = {k: int(v) if isinstance(v, float) and v.is_integer() and model.model_fields.get(k) is not None
+            and _is_int(model.model_fields[k].annotation) else v for k, v in body.items()}
     try:
         return model.model_validate(body)
     except ValidationError as exc:

@@ -387,9 +387,6 @@ def create_app(settings: ServeSettings):
 
         req = P.validate(P.ConvertRequest, await json_body(request))
         targets = [req.targets] if isinstance(req.targets, str) else req.targets
-        if not targets or not all(targets):
-            raise ApiError(400, "send {\"targets\": [TARGET, ...]} (e.g. onnx-fp32, openvino-int8, all-cpu)",
-                           param="targets", code="invalid_value")
         return await asyncio.to_thread(submit_convert, service.registry, name, targets, rebuild=req.rebuild)
 
     @app.get("/v1/zoo/jobs/{job_id}", response_model=P.JobResponse,
@@ -401,18 +398,19 @@ def create_app(settings: ServeSettings):
         return await asyncio.to_thread(get_job, service.registry, job_id)
 
     @app.post("/v1/zoo/jobs/{job_id}/retry", status_code=202, response_model=P.JobResponse,
-              responses={**errors, **not_found})
-    async def retry(job_id: str):
-        """Run a failed or interrupted job again."""
+              responses={**errors, **not_found}, openapi_extra=_openapi_body(P.RetryRequest))
+    async def retry(job_id: str, request: Request):
+        """Run a failed or interrupted job again (send ``{}``)."""
         from .jobs import retry as retry_job
 
+        P.validate(P.RetryRequest, await json_body(request))
         return await asyncio.to_thread(retry_job, service.registry, job_id)
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (P.EmbeddingsRequest, P.RegisterRequest, P.ConvertRequest):
+            for model in (P.EmbeddingsRequest, P.RegisterRequest, P.ConvertRequest, P.RetryRequest):
                 declared = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(declared.pop("$defs", {}))
                 components[model.__name__] = declared
