@@ -121,14 +121,21 @@ def minilm_dir() -> Path:
 
 
 def add_dense_module(model_dir: Path, out_features: int = 16) -> Path:
-    """Give a sentence-transformers folder a Dense projection (a module the exporters cannot represent)."""
+    """Give a sentence-transformers folder a real Dense projection (a module the exporters cannot represent)."""
     import json
+
+    try:  # sentence-transformers >= 5.7 moved the modules
+        from sentence_transformers.sentence_transformer.modules import Dense
+    except ImportError:
+        from sentence_transformers.models import Dense
 
     modules = json.loads((model_dir / "modules.json").read_text())
     modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    for i, module in enumerate(modules):  # names must stay unique, or a later module replaces the Dense
+        module["idx"], module["name"] = i, str(i)
     (model_dir / "modules.json").write_text(json.dumps(modules))
     (model_dir / "2_Dense").mkdir()
-    (model_dir / "2_Dense" / "config.json").write_text(f'{{"in_features": 32, "out_features": {out_features}}}')
+    Dense(in_features=32, out_features=out_features).save(str(model_dir / "2_Dense"))
     return model_dir
 
 
