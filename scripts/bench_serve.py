@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from local_server import local_server  # noqa: E402
 
 
 def main() -> None:
@@ -65,22 +64,7 @@ def main() -> None:
     local_rate = statistics.median(in_process)
     print(f"in-process ({m.info['artifact']}, {m.info['runtime_options']}): {local_rate:.0f} texts/s", flush=True)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", "--port", str(port), "--models", name,
-                               "--no-cache", "--log-level", "warning"], env=os.environ)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("zoo serve did not start")
-                time.sleep(0.2)
+    with local_server("--models", name, "--no-cache", "--log-level", "warning") as (server, url):
         client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=args.clients * 2))
         served = client.get(url + "/v1/models").json()["data"][0]["zoo"]["serving_artifact"]
         chunks = [texts[i:i + args.request_size] for i in range(0, len(texts), args.request_size)]
@@ -111,9 +95,6 @@ def main() -> None:
             latencies.append((time.perf_counter() - t) * 1000)
         p50, p95 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95))
         print(f"single short query: p50 {p50:.1f} ms, p95 {p95:.1f} ms", flush=True)
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
 
     hw = detect()
     results = {"machine": f"{hw.cpu_model} ({hw.physical_cores} cores)", "model": name,

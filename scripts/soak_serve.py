@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,6 +26,9 @@ import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from local_server import local_server  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -66,29 +65,14 @@ def main() -> None:
 
     warnings.simplefilter("ignore")
     name = args.model or DEFAULT_MODEL
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    # the large phase sends 20 MB bodies on purpose: let them in, to measure what they cost
-    server = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", "--port", str(port), "--models", name,
-                               "--no-cache", "--log-level", "warning", "--max-body-bytes", str(32 * 1024 * 1024)],
-                              env=os.environ)
     rss: list[tuple[str, float, float]] = []  # (phase, seconds since start, MB)
     started = time.time()
     statuses: Counter = Counter()
     sent = 0
     lock = threading.Lock()
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("zoo serve did not start")
-                time.sleep(0.2)
+    # the large phase sends 20 MB bodies on purpose: let them in, to measure what they cost
+    with local_server("--models", name, "--no-cache", "--log-level", "warning",
+                      "--max-body-bytes", str(32 * 1024 * 1024)) as (server, url):
         client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=args.clients + 8))
         phase = {"name": "start"}
 
@@ -154,12 +138,6 @@ def main() -> None:
         time.sleep(args.settle)
         sample()
         sampler_stop.set()
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
     hw = detect()
     by_phase: dict[str, list[float]] = {}
