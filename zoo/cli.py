@@ -532,6 +532,8 @@ def apply(ctx, config):
 @click.option("--max-input-chars", type=click.IntRange(min=1), help="Characters per input (default 100000).")
 @click.option("--max-queue", "max_queue_texts", type=click.IntRange(min=1),
               help="Texts queued per model before answering 429 (default 8192).")
+@click.option("--max-queue-tokens", type=click.IntRange(min=1),
+              help="Tokens (after truncation) queued per model before answering 429 (default 1048576).")
 @click.option("--max-batch-rows", type=click.IntRange(min=1), help="Texts coalesced per engine call (default 256).")
 @click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Tokens (summed over texts) per coalesced engine call (default 16384).")
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), help="Wait for a burst to join when idle (default 2).")

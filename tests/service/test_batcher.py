@@ -106,3 +106,27 @@ def test_a_full_queue_refuses_instead_of_growing(model):
 
     out, _ = run(model, body, max_queue_texts=8, max_wait_ms=50)
     np.testing.assert_allclose(out, model.embed(TEXTS[:8]), atol=1e-6)
+
+
+def test_the_queue_counts_tokens_after_truncation_not_texts(model):
+    """Two texts of 100,000 characters cost the model's max length each, not their size; a queue of
+    tokens refuses what would not fit, and frees them as rows come back."""
+    huge = ["word " * 20_000, "text " * 20_000]
+    tokenized = model.tokenize(huge)
+    cost = sum(tokenized.lengths)
+    assert cost == 2 * model.max_seq_length  # truncated: the model's max, whatever the characters
+
+    async def body(b):
+        first = asyncio.ensure_future(b.embed(tokenized))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match=f"{cost} tokens"):
+            await b.embed(model.tokenize(["one more text"]))
+        with pytest.raises(ValueError, match="tokens \\(after truncation\\) exceed"):
+            await b.embed(model.tokenize(huge + ["a third"]))
+        out = await first
+        assert b._queued_tokens == 0 and b.queue_depth == 0
+        await b.embed(model.tokenize(["fits now"]))
+        return out
+
+    out, _ = run(model, body, max_queue_tokens=cost, max_wait_ms=50)
+    np.testing.assert_allclose(out, model.embed(huge), atol=1e-6)

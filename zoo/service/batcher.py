@@ -63,15 +63,18 @@ class _Batch:
 
 class DynamicBatcher:
     def __init__(self, model, *, max_batch_rows: int = 64, max_batch_tokens: int = 16384, max_wait_ms: float = 2.0,
-                 max_queue_texts: int = 8192, on_batch: Optional[Callable[[int, int, int, float], None]] = None):
+                 max_queue_texts: int = 8192, max_queue_tokens: int = 1 << 20,
+                 on_batch: Optional[Callable[[int, int, int, float], None]] = None):
         self.model = model
         self.max_batch_rows = max_batch_rows
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000
         self.max_queue_texts = max_queue_texts
+        self.max_queue_tokens = max_queue_tokens  # a request costs its tokens after truncation, not its texts
         self.on_batch = on_batch or (lambda rows, tokens, hits, seconds: None)
         self._waiting: deque[_Request] = deque()
         self._queued = 0  # texts accepted and not yet embedded
+        self._queued_tokens = 0  # their tokens
         self._wake: Optional[asyncio.Event] = None
         self._worker: Optional[asyncio.Task] = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"zoo-{model.name}")
@@ -85,14 +88,19 @@ class DynamicBatcher:
         texts = tokenized.texts
         if len(texts) > self.max_queue_texts:
             raise ValueError(f"{len(texts)} inputs exceed this server's queue of {self.max_queue_texts}")
-        if self._queued + len(texts) > self.max_queue_texts:
-            raise Overloaded(f"server busy: {self._queued} inputs queued for {self.model.name}; retry shortly")
+        cost = sum(tokenized.lengths)
+        if cost > self.max_queue_tokens:
+            raise ValueError(f"{cost} tokens (after truncation) exceed this server's queue of {self.max_queue_tokens}")
+        if self._queued + len(texts) > self.max_queue_texts or self._queued_tokens + cost > self.max_queue_tokens:
+            raise Overloaded(f"server busy: {self._queued} inputs ({self._queued_tokens} tokens) queued for "
+                             f"{self.model.name}; retry shortly")
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(self._run())
         request = _Request(tokenized, dimensions, asyncio.get_running_loop().create_future())
         self._waiting.append(request)
         self._queued += len(texts)
+        self._queued_tokens += cost
         self._wake.set()
         try:
             return await request.future
@@ -105,6 +113,7 @@ class DynamicBatcher:
         if request in self._waiting:
             self._waiting.remove(request)
             self._queued -= len(request.texts) - request.cursor
+            self._queued_tokens -= sum(request.tokens[request.cursor:])
             request.cursor = len(request.texts)
 
     def _take(self) -> tuple[list[tuple[_Request, int]], Optional[int]]:
@@ -170,6 +179,7 @@ class DynamicBatcher:
         batch = finished.rows
         if isinstance(outcome, BaseException):  # fail every request in the batch
             self._queued -= len(batch)
+            self._queued_tokens -= sum(request.tokens[i] for request, i in batch)
             for request in {r for r, _ in batch}:
                 self._drop(request)
                 if not request.future.done():
@@ -181,6 +191,7 @@ class DynamicBatcher:
                       time.perf_counter() - finished.started)
         for row, (request, i) in enumerate(batch):
             self._queued -= 1
+            self._queued_tokens -= request.tokens[i]
             if request.future.done():  # failed or cancelled meanwhile
                 continue
             if request.out is None:

@@ -27,7 +27,8 @@ __all__ = ["Deployment", "ModelDecl", "load_deployment", "apply_deployment", "SE
 MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "prompts")
 PROMPT_KEYS = ("query", "document")
 SERVE_KEYS = {"host": str, "port": int, "api_key": str, "models": list, "cache": bool, "max_inputs": int,
-              "max_input_chars": int, "max_queue_texts": int, "max_batch_rows": int, "max_batch_tokens": int,
+              "max_input_chars": int, "max_queue_texts": int, "max_queue_tokens": int, "max_batch_rows": int,
+              "max_batch_tokens": int,
               "max_wait_ms": (int, float), "max_body_bytes": int, "allow_source_dirs": list, "cors_origins": list,
               "allowed_hosts": list, "allow_unauthenticated_management": bool, "docs": bool}
 

@@ -41,6 +41,7 @@ class ServeSettings:
     max_inputs: int = 2048  # per request, as OpenAI (more is a 400)
     max_input_chars: int = 100_000  # per input
     max_queue_texts: int = 8192  # per model: beyond it, 429
+    max_queue_tokens: int = 1 << 20  # per model, tokens after truncation: beyond it, 429 (one request past it: 413)
     max_batch_rows: int = 256  # coalesced texts per engine call; the engine cuts them by its best batch size
     max_batch_tokens: int = 16384  # tokens summed over a coalesced engine call's texts
     max_wait_ms: float = 2.0  # idle: how long a partial batch waits for a burst to join
@@ -166,7 +167,7 @@ class Service:
                 self.batchers[canonical] = DynamicBatcher(
                     model, max_batch_rows=self.settings.max_batch_rows, max_batch_tokens=self.settings.max_batch_tokens,
                     max_wait_ms=self.settings.max_wait_ms, max_queue_texts=self.settings.max_queue_texts,
-                    on_batch=on_batch)
+                    max_queue_tokens=self.settings.max_queue_tokens, on_batch=on_batch)
         return self.batchers[canonical]
 
 
