@@ -197,7 +197,8 @@ def gc(ctx, dry_run):
     rep = _registry(ctx).gc(dry_run=dry_run)
     verb = "would free" if dry_run else "freed"
     click.echo(f"{verb} {rep.bytes_freed} bytes ({_mb(rep.bytes_freed)}): {len(rep.blobs)} blob(s), "
-               f"{len(rep.manifests)} manifest(s), {len(rep.trees)} tree(s), {len(rep.staging)} staging item(s)")
+               f"{len(rep.manifests)} manifest(s), {len(rep.trees)} tree(s), {len(rep.staging)} staging item(s), "
+               f"{len(rep.compiled)} compiled model(s)")
 
 
 FLOOR_OPTIONS = [

@@ -409,7 +409,29 @@ class Registry:
 
     def gc(self, *, dry_run: bool = False):
         with self.store.exclusive():
-            return self.store.gc(self.referenced_digests(), dry_run=dry_run)
+            referenced = self.referenced_digests()
+            report = self.store.gc(referenced, dry_run=dry_run)
+            _gc_compiled(self.home.root / "compiled", referenced, report, dry_run)
+            return report
+
+
+def _gc_compiled(root: Path, referenced: set[str], report, dry_run: bool) -> None:
+    """Compiled models of artifacts no longer referenced (and staging a killed compile left) go too."""
+    import json
+
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        try:
+            keep = json.loads((entry / "identity.json").read_text())["artifact"] in referenced
+        except (OSError, ValueError, KeyError):
+            keep = False
+        if keep:
+            continue
+        report.compiled.append(entry.name)
+        report.bytes_freed += sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
+        if not dry_run:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 PROBE_TEXT = "zoo checks that a registered checkpoint embeds"

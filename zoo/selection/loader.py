@@ -87,7 +87,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         wanted = runtime_objective or objective
         runtime_options = measured.get("runtime_options", {}) if wanted == "throughput" else {}
     backend = load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
-                           settings=(chosen.provenance or {}).get("settings"), options=runtime_options)
+                           settings=(chosen.provenance or {}).get("settings"), options=runtime_options,
+                           compile_cache=compile_cache_dir(reg))
     info = {
         "model": model.name, "alias": resolved.via_alias, "revision": revision.resolved_id,
         "artifact": chosen.target, "artifact_id": chosen.id, "format": chosen.format,
@@ -102,6 +103,15 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     }
     return EmbeddingModel(model.name, backend, spec_of(model), info, default_batch_size=int(measured.get("batch_size", 32)),
                           cache=_open_cache(cache, reg, cache_max_bytes), max_batch_tokens=max_batch_tokens)
+
+
+def compile_cache_dir(reg: Registry):
+    """The home's folder of compiled models (``$ZOO_COMPILE_CACHE=off`` turns it off)."""
+    import os
+
+    if os.environ.get("ZOO_COMPILE_CACHE", "").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    return reg.home.root / "compiled"
 
 
 def _open_cache(cache, reg: Registry, max_bytes):

@@ -64,6 +64,7 @@ class GcReport:
     manifests: list[str] = field(default_factory=list)
     trees: list[str] = field(default_factory=list)
     staging: list[str] = field(default_factory=list)  # what crashed writers left in tmp/
+    compiled: list[str] = field(default_factory=list)  # compiled-model cache entries of unreferenced artifacts
     bytes_freed: int = 0
     dry_run: bool = False
 

@@ -35,14 +35,17 @@ BACKENDS: dict[str, str] = {
 
 
 def load_backend(fmt: str, path: Path, spec: ModelSpec, device: str | None = None,
-                 precision: str = "fp32", settings: dict | None = None, options: dict | None = None) -> Backend:
+                 precision: str = "fp32", settings: dict | None = None, options: dict | None = None,
+                 compile_cache: Path | None = None) -> Backend:
     """``settings``: how the artifact was built (from provenance); ``options``: how to run it
-    here (measured by ``zoo bench``: OpenVINO mode, onnxruntime threads)."""
+    here (measured by ``zoo bench``: OpenVINO mode, onnxruntime threads); ``compile_cache``: a
+    folder where runtimes that compile (OpenVINO) keep compiled models between processes."""
     try:
         module_name, factory = BACKENDS[fmt].split(":")
     except KeyError:
         raise ZooError(f"no runtime for artifact format {fmt!r}; known: {', '.join(sorted(BACKENDS))}") from None
     import importlib
 
-    return getattr(importlib.import_module(module_name), factory)(path, spec, device=device, precision=precision,
-                                                                   settings=settings, options=options)
+    cls = getattr(importlib.import_module(module_name), factory)
+    extra = {"compile_cache": compile_cache} if compile_cache is not None and getattr(cls, "compiles", False) else {}
+    return cls(path, spec, device=device, precision=precision, settings=settings, options=options, **extra)
