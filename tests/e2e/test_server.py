@@ -2,11 +2,8 @@
 
 import base64
 import json
-import signal
 import socket
 import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np

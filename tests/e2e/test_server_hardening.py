@@ -11,7 +11,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'zoo[serve]'")
 
-from serving import AUTH, Server, wait_for  # noqa: E402
+from serving import Server, wait_for  # noqa: E402
 
 JSON = {"content-type": "application/json"}
 
