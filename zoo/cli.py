@@ -485,7 +485,8 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
     if not items:
         raise InvalidInput("nothing to embed: give TEXT arguments or --input FILE")
     m = load(model_name or DEFAULT_MODEL, artifact=artifact, device=device, objective=objective,
-             min_fidelity=min_fidelity, exact=exact, registry=_registry(ctx), cache=not no_cache)
+             min_fidelity=min_fidelity, exact=exact, registry=_registry(ctx), cache=not no_cache,
+             lazy_runtime=True)  # texts all in the vector cache: no runtime to open
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncationWarning)
         vectors = m.embed(items, batch_size=batch_size, prompt=prompt_text, prompt_name=prompt_name,

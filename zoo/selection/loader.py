@@ -48,7 +48,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
          registry: Optional[Registry] = None, runtime_options: Optional[dict] = None,
          runtime_objective: Optional[str] = None,
          cache: Union[bool, str, "VectorCache"] = True, cache_max_bytes: Union[int, str, None] = None,
-         max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS) -> EmbeddingModel:
+         max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS, lazy_runtime: bool = False) -> EmbeddingModel:
     """Load a registered model (or alias) by name, served by the best artifact for this machine.
 
     ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
@@ -66,6 +66,10 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     ``redis://`` URL, or pass a ``zoo.cache.VectorCache``. ``cache_max_bytes`` caps the SQLite
     cache (least recently used entries go first; default 2 GiB or ``$ZOO_CACHE_MAX_BYTES``).
     ``max_batch_tokens`` caps rows x padded length per batch (None: rows only).
+
+    ``lazy_runtime``: open the runtime only when a text misses the vector cache (a cold `zoo embed`
+    of cached texts then never imports or compiles it). Taken only where ``zoo bench`` measured the
+    artifact on this machine, since the runtime precision that keys the cache comes from there.
     """
     from ..engine.backends import load_backend
     from ..engine.model_config import spec_of
@@ -86,15 +90,25 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     if runtime_options is None:  # single requests are fastest in the default (latency) mode
         wanted = runtime_objective or objective
         runtime_options = measured.get("runtime_options", {}) if wanted == "throughput" else {}
-    backend = load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
-                           settings=(chosen.provenance or {}).get("settings"), options=runtime_options,
-                           compile_cache=compile_cache_dir(reg))
+    def open_backend():
+        return load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
+                            settings=(chosen.provenance or {}).get("settings"), options=runtime_options,
+                            compile_cache=compile_cache_dir(reg))
+
+    declared = (chosen.provenance or {}).get("runtime_precision") or chosen.precision
+    known = all(measured.get(k) for k in ("runtime_precision", "backend", "device"))
+    if lazy_runtime and cache is not False and known and device in (None, measured["device"]):
+        from ..engine.backends import LazyBackend
+
+        backend = LazyBackend(open_backend, name=measured["backend"], device=measured["device"],
+                              runtime_precision=measured["runtime_precision"], declared_precision=declared)
+    else:
+        backend = open_backend()
     info = {
         "model": model.name, "alias": resolved.via_alias, "revision": revision.resolved_id,
         "artifact": chosen.target, "artifact_id": chosen.id, "format": chosen.format,
         "precision": chosen.precision, "store_digest": chosen.store_digest,
-        "runtime_precision": getattr(backend, "runtime_precision", None)
-        or (chosen.provenance or {}).get("runtime_precision") or chosen.precision,
+        "runtime_precision": getattr(backend, "runtime_precision", None) or declared,
         "backend": backend.name, "device": backend.device, "dim": model.dim, "path": str(path),
         "home": str(reg.home.root), "hardware_fingerprint": hw.fingerprint,
         "selection": selection.how, "selection_reason": selection.reason, "objective": objective,

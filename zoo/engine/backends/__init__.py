@@ -16,7 +16,7 @@ import numpy as np
 from ...errors import ZooError
 from ..model_config import ModelSpec
 
-__all__ = ["Backend", "load_backend", "BACKENDS"]
+__all__ = ["LazyBackend", "Backend", "load_backend", "BACKENDS"]
 
 
 class Backend(Protocol):
@@ -49,3 +49,37 @@ def load_backend(fmt: str, path: Path, spec: ModelSpec, device: str | None = Non
     cls = getattr(importlib.import_module(module_name), factory)
     extra = {"compile_cache": compile_cache} if compile_cache is not None and getattr(cls, "compiles", False) else {}
     return cls(path, spec, device=device, precision=precision, settings=settings, options=options, **extra)
+
+
+class LazyBackend:
+    """A backend opened on first use: a call whose texts are all in the vector cache never imports
+    or compiles the runtime. ``name``, ``device`` and ``runtime_precision`` are known beforehand
+    (measured on this machine by ``zoo bench``); everything else opens the real backend, which
+    must then report the same runtime precision, since cached vectors are keyed by it."""
+
+    def __init__(self, factory, *, name: str, device: str, runtime_precision: str, declared_precision: str):
+        import threading
+
+        self._factory, self._real, self._lock = factory, None, threading.Lock()
+        self.name, self.device, self.runtime_precision = name, device, runtime_precision
+        self._declared = declared_precision  # what a runtime that does not report its precision computes in
+
+    @property
+    def opened(self) -> bool:
+        return self._real is not None
+
+    def open(self):
+        with self._lock:
+            if self._real is None:
+                real = self._factory()
+                actual = getattr(real, "runtime_precision", None) or self._declared
+                if actual != self.runtime_precision:
+                    raise ZooError(f"{self.name} now computes in {actual}, not the {self.runtime_precision} measured "
+                                   "here; run `zoo bench` again (or pass runtime_options) to refresh it")
+                self._real = real
+        return self._real
+
+    def __getattr__(self, attribute: str):
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
+        return getattr(self.open(), attribute)
