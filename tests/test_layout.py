@@ -196,3 +196,20 @@ def test_runtimes_named_by_string_are_engine_modules():
     for fmt, target in BACKENDS.items():
         module = target.partition(":")[0]
         assert module in MODULES and layer_of(module)[1] == "engine", (fmt, target)
+
+
+def test_no_source_file_is_ignored_by_git():
+    """A source file that .gitignore hides is missing from every clean clone (and from CI)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", *PACKAGES, "tests",
+                          "scripts"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert [p for p in out if "__pycache__" not in p and not p.endswith(".pyc")] == []
+
+
+def test_every_package_folder_has_an_init():
+    folders = {p.parent for p in MODULES.values()}
+    assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").exists()) == []
