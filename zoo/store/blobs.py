@@ -121,6 +121,9 @@ class Store:
         for d in (self.blobs, self.manifests, self.trees, self.tmp, self.stamps):
             d.mkdir(parents=True, exist_ok=True)
         self._gc_lock = self.root / ".gc.lock"
+        # blobs this process hashed while storing them: sha256 -> (inode, ctime_ns) right after, so a
+        # tree linked to them right away need not be hashed a second time
+        self._verified: dict[str, tuple[int, int]] = {}
 
     # -- locking -----------------------------------------------------------
     @contextlib.contextmanager
@@ -174,6 +177,8 @@ class Store:
                 os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
                 os.replace(tmp, final)
                 _fsync_dir(self.blobs)
+            st = final.stat()
+            self._verified[digest] = (st.st_ino, st.st_ctime_ns)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -259,7 +264,9 @@ class Store:
         with contextlib.suppress(OSError, ValueError):
             if json.loads(stamp_path.read_text()) == seen:
                 return
-        for e in entries:
+        for e, (_, _, _, ctime_ns, inode) in zip(entries, seen):
+            if self._verified.get(e.sha256) == (inode, ctime_ns):
+                continue  # hashed by this process as it stored it, and untouched since
             issue = self._check_file(final / e.path, e)
             if issue:
                 raise StoreCorruption(f"artifact {digest[:12]}: {e.path} does not match its recorded sha256 "
@@ -281,10 +288,14 @@ class Store:
                                           "run `zoo verify --repair`")
                 dst = staging / e.path
                 dst.parent.mkdir(parents=True, exist_ok=True)
+                before = blob.stat()
                 try:
                     os.link(blob, dst)
                 except OSError:  # filesystems without hard links
                     shutil.copyfile(blob, dst)
+                if self._verified.get(e.sha256) == (before.st_ino, before.st_ctime_ns):
+                    after = blob.stat()  # a new link changes the inode's ctime, not its bytes
+                    self._verified[e.sha256] = (after.st_ino, after.st_ctime_ns)
             try:
                 os.rename(staging, final)
             except OSError:
