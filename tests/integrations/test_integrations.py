@@ -66,3 +66,31 @@ def test_langchain_embeddings(tiny_home):
     adocs, aq = asyncio.run(both())
     np.testing.assert_allclose(np.array(adocs), np.array(docs), atol=1e-6)
     np.testing.assert_allclose(aq, emb.embed_query("cats"), atol=1e-6)
+
+
+def test_llama_index_embedding_can_be_deep_copied(tiny_home):
+    pytest.importorskip("llama_index.core", reason="the llama-index extra is not installed")
+    import copy
+
+    from zoo.integrations.llama_index import ZooEmbedding
+
+    emb = ZooEmbedding(model_name="tiny", home=tiny_home, embed_batch_size=5, cache=False)
+    for clone in (copy.deepcopy(emb), emb.model_copy(deep=True)):
+        assert clone is not emb and clone.embed_batch_size == 5 and clone.model_name == "tiny"
+        assert clone.zoo_model is emb.zoo_model  # the loaded model is shared, not copied
+        clone.embed_batch_size = 9
+        assert emb.embed_batch_size == 5
+        np.testing.assert_allclose(clone.get_text_embedding("cats"), emb.get_text_embedding("cats"), atol=1e-6)
+
+
+def test_langchain_takes_model_as_its_classes_do(tiny_home):
+    pytest.importorskip("langchain_core", reason="the langchain extra is not installed")
+    from zoo.errors import InvalidInput
+    from zoo.integrations.langchain import ZooEmbeddings
+
+    by_model = ZooEmbeddings(model="tiny", home=tiny_home, cache=False)
+    by_name = ZooEmbeddings(model_name="tiny", home=tiny_home, cache=False)
+    assert by_model.model_name == by_name.model_name == "tiny"
+    np.testing.assert_allclose(by_model.embed_query("cats"), by_name.embed_query("cats"), atol=1e-6)
+    with pytest.raises(InvalidInput, match="disagree"):
+        ZooEmbeddings("tiny", model="other", home=tiny_home)

@@ -21,11 +21,18 @@ __all__ = ["ZooEmbeddings"]
 
 
 class ZooEmbeddings(Embeddings):
-    def __init__(self, model_name: str = "all-minilm-l6-v2", *, home: Optional[str] = None,
+    """``ZooEmbeddings("name")``, ``ZooEmbeddings(model="name")`` (as LangChain's embedding classes
+    take it) or ``ZooEmbeddings(model_name="name")``."""
+
+    def __init__(self, model_name: Optional[str] = None, *, model: Optional[str] = None, home: Optional[str] = None,
                  artifact: Optional[str] = None, device: Optional[str] = None, batch_size: Optional[int] = None,
                  dimensions: Optional[int] = None, cache: bool = True):
         from ..api import load
+        from ..errors import InvalidInput
 
+        if model is not None and model_name is not None and model != model_name:
+            raise InvalidInput(f"model={model!r} and model_name={model_name!r} disagree; pass one of them")
+        model_name = model or model_name or "all-minilm-l6-v2"
         self.model_name = model_name
         self.model = load(model_name, home=home, artifact=artifact, device=device, cache=cache)
         self.options = {"batch_size": batch_size, "dimensions": dimensions}

@@ -41,6 +41,18 @@ class ZooEmbedding(BaseEmbedding):
     def class_name(cls) -> str:
         return "ZooEmbedding"
 
+    def __deepcopy__(self, memo=None):
+        """LlamaIndex copies settings objects: the fields are copied, the loaded model is shared
+        (it holds a runtime and thread-locals, which cannot be copied and need not be)."""
+        import copy
+
+        memo = {} if memo is None else memo
+        clone = self.__copy__()
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            object.__setattr__(clone, name, copy.deepcopy(value, memo))
+        return clone
+
     @property
     def zoo_model(self):
         """The underlying ``zoo.model.EmbeddingModel``."""
