@@ -73,7 +73,7 @@ class EmbeddingModel:
         self.dim = spec.dim
         self.info = info or {}
         self.default_batch_size = default_batch_size  # the best batch measured on this machine, if benchmarked
-        self.cache = cache  # a zoo.cache.VectorCache, or None
+        self.cache = cache  # a zoo.engine.cache.VectorCache, or None
         self.max_batch_tokens = max_batch_tokens
         self.prompts = {k: v for k, v in (("query", spec.query_prompt), ("document", spec.document_prompt)) if v}
 

@@ -119,7 +119,7 @@ def read_model_spec(directory: Path) -> ModelSpec:
 
 
 def spec_of(model) -> ModelSpec:
-    """The spec recorded for a registered model (a ``zoo.schema.Model`` row)."""
+    """The spec recorded for a registered model (a ``zoo.registry.schema.Model`` row)."""
     return ModelSpec(dim=model.dim, max_seq_length=model.max_seq_length, pooling=model.pooling,
                      normalize=model.normalize, query_prompt=model.query_prompt,
                      document_prompt=model.document_prompt, license=model.license, task=model.task)

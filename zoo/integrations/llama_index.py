@@ -55,7 +55,7 @@ class ZooEmbedding(BaseEmbedding):
 
     @property
     def zoo_model(self):
-        """The underlying ``zoo.model.EmbeddingModel``."""
+        """The underlying ``zoo.engine.model.EmbeddingModel``."""
         return self._model
 
     def _options(self) -> dict:

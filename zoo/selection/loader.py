@@ -54,7 +54,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
     cosine to the reference; ``exact`` keeps to fp32-exact formats; ``artifact`` forces one
     artifact (a target name such as ``openvino-int8``, or an id); ``device`` overrides where it
-    runs. See ``zoo.selection`` for the decision. ``runtime_options`` overrides how the runtime
+    runs. See ``zoo.selection.select`` for the decision. ``runtime_options`` overrides how the runtime
     runs (OpenVINO ``mode``, onnxruntime ``threads`` / ``parallel``); by default the fastest
     measured here is used for the throughput objective, and the runtime's default (every core on
     one request) for latency. ``runtime_objective`` decouples the two: the service picks its
@@ -63,7 +63,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
 
     ``cache``: the persistent vector cache; True (default) uses ``$ZOO_CACHE`` or the home's
     ``cache.db`` (``ZOO_CACHE=off`` disables it), False disables it, a string is a SQLite path or a
-    ``redis://`` URL, or pass a ``zoo.cache.VectorCache``. ``cache_max_bytes`` caps the SQLite
+    ``redis://`` URL, or pass a ``zoo.engine.cache.VectorCache``. ``cache_max_bytes`` caps the SQLite
     cache (least recently used entries go first; default 2 GiB or ``$ZOO_CACHE_MAX_BYTES``).
     ``max_batch_tokens`` caps rows x padded length per batch (None: rows only).
 

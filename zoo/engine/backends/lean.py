@@ -5,7 +5,7 @@ torch. It reproduces sentence-transformers exactly: the same ``tokenizer.json``
 (truncation at the model's max length, right padding), then the model's pooling
 (mean, CLS, max, mean-sqrt-len, weighted mean, last token) and its Normalize
 module. Every runtime, torch included, tokenizes once here: the token lengths
-cut the batches (``zoo.batching``) and say which inputs were truncated.
+cut the batches (``zoo.engine.batching``) and say which inputs were truncated.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class BatchedBackend:
             on_batch(len(idx))
 
     def plan(self, lengths: list[int], batch_size: int, max_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS):
-        """This runtime's batches for texts of these token lengths (see ``zoo.batching``)."""
+        """This runtime's batches for texts of these token lengths (see ``zoo.engine.batching``)."""
         return plan_batches(lengths, batch_size, max_tokens, self.batch_overhead, self.row_sizes,
                             self.encoder.width_multiple)
 
