@@ -114,3 +114,20 @@ def test_gc_counts_what_a_killed_build_left(registry, tiny_model_dir):
     report = registry.gc()
     assert report.staging == ["build-123"] and report.bytes_freed >= 12345
     assert not staging.exists()
+
+
+def test_storing_shared_files_again_keeps_other_trees_stamped(registry, tiny_model_dir, monkeypatch):
+    """A conversion stores the checkpoint's configs and tokenizer again (the same blobs): the
+    checkpoint's tree must stay stamped, not be hashed again at its next open in another process."""
+    from zoo.build.pipeline import convert
+    from zoo.store.blobs import Store
+
+    registry.register("tiny", str(tiny_model_dir))
+    _, art = weights(registry)
+    registry.artifact_path(art)  # stamped
+    convert(registry, "tiny", ["onnx-fp32"])
+    hashed = []
+    original = Store._check_file
+    monkeypatch.setattr(Store, "_check_file", lambda self, path, e: hashed.append(path) or original(self, path, e))
+    Store(registry.store.root).tree(art.store_digest)  # a fresh store object: nothing verified in memory
+    assert hashed == []

@@ -171,8 +171,7 @@ class Store:
                 digest = h.hexdigest()
             final = self.blob_path(digest)
             if final.exists() and self._check_file(final, ManifestEntry(rel, digest, size)) is None:
-                os.utime(final)  # record the reuse
-                tmp.unlink()
+                tmp.unlink()  # reused as it is: touching it would change its ctime and void every tree's stamp
             else:  # new, or a damaged copy this fresh one replaces (a new inode: old links keep the old)
                 os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
                 os.replace(tmp, final)
