@@ -52,7 +52,7 @@ def _hostname(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-def error_body(status: int, message: str, code: str, *, type: str = "invalid_request_error",
+def error_body(message: str, code: str, *, type: str = "invalid_request_error",
                param: Optional[str] = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
 
@@ -74,32 +74,36 @@ class Guard:
 
     @property
     def _too_large(self) -> bytes:
-        return error_body(413, f"request body is larger than this server's {self.settings.max_body_bytes} bytes "
-                               "(--max-body-bytes)", "body_too_large")
+        return error_body(f"request body is larger than this server's {self.settings.max_body_bytes} bytes "
+                          "(--max-body-bytes)", "body_too_large")
 
-    def _refusal(self, scope: dict, headers: dict[str, str]) -> Optional[tuple[int, str, str]]:
+    def _refusal(self, scope: dict, headers: dict[str, str]) -> Optional[tuple[int, bytes]]:
+        """(status, error body) when the request is refused before any route sees it, else None."""
         path, method = scope["path"], scope["method"]
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.settings.max_body_bytes:
-            return 413, self._too_large.decode(), ""
+            return 413, self._too_large
         if self.hosts is not None and _hostname(headers.get("host", "")) not in self.hosts:
-            return 400, ("Host header not served here; an operator can add names with --allowed-host"), "invalid_host"
+            return 400, error_body("Host header not served here; an operator can add names with --allowed-host",
+                                   "invalid_host")
         if self.key is not None and path.startswith("/v1"):
             given = headers.get("authorization", "")
             token = given[7:] if given[:7].lower() == "bearer " else ""
             if not hmac.compare_digest(token.encode(), self.key):
-                return 401, "missing or invalid API key: send Authorization: Bearer KEY", "invalid_api_key"
+                return 401, error_body("missing or invalid API key: send Authorization: Bearer KEY", "invalid_api_key")
         if path.startswith("/v1/zoo/") and not self.management_open:
-            return 403, ("management endpoints are off: this server listens beyond loopback without an API key; "
-                         "set --api-key, or pass --allow-unauthenticated-management"), "management_disabled"
+            return 403, error_body("management endpoints are off: this server listens beyond loopback without an API "
+                                   "key; set --api-key, or pass --allow-unauthenticated-management",
+                                   "management_disabled")
         if method == "POST" and _accepts(scope, self.routes):  # others get their 404 or 405 from the router
             media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media != "application/json":
-                return 415, "POST bodies must be JSON: send Content-Type: application/json", "unsupported_media_type"
+                return 415, error_body("POST bodies must be JSON: send Content-Type: application/json",
+                                       "unsupported_media_type")
             origin = headers.get("origin")
             if origin is not None and origin not in self.origins:
-                return 403, ("requests from this Origin are refused; an operator can allow it with --cors-origin"), \
-                    "origin_not_allowed"
+                return 403, error_body("requests from this Origin are refused; an operator can allow it with "
+                                       "--cors-origin", "origin_not_allowed")
         return None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -120,8 +124,7 @@ class Guard:
 
         refusal = self._refusal(scope, headers)
         if refusal is not None:
-            code, message, err = refusal
-            body = message.encode() if code == 413 else error_body(code, message, err)
+            code, body = refusal
             await _respond(send_with_id, code, body)
             self._count(_route_of(scope, self.routes), code, started)
             return
