@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-__all__ = ["Target", "BuildResult", "Converter", "Progress"]
+__all__ = ["Target", "BuildResult", "Converter", "Progress", "Recipe", "SearchSpace"]
 
 Progress = Callable[[str, Optional[float]], None]  # (step description, fraction done or None)
 
@@ -42,6 +42,29 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """One whole-model way to quantize (e.g. SmoothQuant on or off), as ``build`` reads it."""
+
+    label: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchSpace:
+    """What a quantizing converter offers the build pipeline's search (``zoo.build.search``).
+
+    ``recipes`` are tried first, as given (expected fastest first), with everything quantized;
+    then the best of them keeps a growing prefix of ``nodes`` (most sensitive first, from
+    ``converters.sensitivity``) in float until a candidate passes. ``build`` receives each
+    candidate as ``settings["search"] = {"recipe": {...}, "keep_float": [node names]}``.
+    """
+
+    recipes: list[Recipe]
+    nodes: list[dict[str, Any]]  # {"name", "role", "layer", "error", "flops"}, most sensitive first
+    seconds: float = 0.0  # what measuring the sensitivities took
+
+
 class Converter(abc.ABC):
     name: str  # recorded in provenance
     version: str = "1"
@@ -49,6 +72,11 @@ class Converter(abc.ABC):
 
     def unavailable_reason(self, target: Target, hardware: Any, checkpoint: Optional[Path] = None) -> Optional[str]:
         """Why ``target`` cannot be built or run on ``hardware`` (for ``checkpoint``); None when it can."""
+        return None
+
+    def search_space(self, target: Target, checkpoint: Path, settings: dict[str, Any],
+                     progress: Progress) -> Optional[SearchSpace]:
+        """The configurations worth searching for ``target``; None when it has one way to build."""
         return None
 
     @abc.abstractmethod

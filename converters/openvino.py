@@ -9,7 +9,9 @@ CPUs with avx512_bf16 an fp32 IR silently runs in bf16 unless told otherwise:
 - ``openvino-fp16``: fp16-compressed weights, the device's default precision;
 - ``openvino-int8``: NNCF post-training static quantization (the "qint8" recipe),
   calibrated on the bundled corpus or ``--calibration FILE``, never on the
-  texts the fidelity gate measures.
+  texts the fidelity gate measures. It is searched (``zoo.build.search``): SmoothQuant
+  on and off, then the matrix products most sensitive to int8 kept in float
+  (NNCF's ``ignored_scope``) until the model's floor holds.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from typing import Any, Optional
 from zoo.errors import require
 from zoo.store.sources import list_local_files
 
-from .base import BuildResult, Converter, Progress, Target
-from .onnx import export_onnx
+from .base import BuildResult, Converter, Progress, Recipe, SearchSpace, Target
+from .quantization import copy_export, fp32_export, keep_float, search_space
 from .support import exportable_reason
 
 __all__ = ["OpenVinoConverter"]
 
 XML = "openvino_model.xml"
+# NNCF's default for transformers, and off: which one a model needs is measured, not assumed
+# (a pending NNCF change proposes turning it off, as it hurt some transformers).
+RECIPES = [Recipe("SmoothQuant 0.95", {"smooth_quant": 0.95}), Recipe("SmoothQuant off", {"smooth_quant": None})]
 
 
 class OpenVinoConverter(Converter):
@@ -52,15 +57,24 @@ class OpenVinoConverter(Converter):
             return "openvino-bf16 needs CPU bf16 support (avx512_bf16 or AMX); this CPU has neither"
         return None
 
+    def search_space(self, target: Target, checkpoint: Path, settings: dict[str, Any],
+                     progress: Progress) -> Optional[SearchSpace]:
+        if target.precision != "int8":
+            return None
+        # only linear layers: the CPU plugin fuses the attention products into its own kernel
+        return search_space(checkpoint, settings, Path(settings["scratch"]), progress, RECIPES,
+                            keep=lambda n: n["weighted"])
+
     def build(self, target: Target, checkpoint: Path, out_dir: Path, settings: dict[str, Any],
               progress: Progress) -> BuildResult:
         ov = require("openvino", "openvino")
         progress(f"{target.name}: exporting to ONNX", None)
-        info = export_onnx(checkpoint, out_dir)  # tokenizer + configs land in out_dir
-        onnx_file = out_dir / "model.onnx"
+        export = fp32_export(checkpoint, settings, out_dir)
+        info = copy_export(export, out_dir, with_model=False)  # tokenizer + configs land in out_dir
         progress(f"{target.name}: converting to OpenVINO IR", None)
-        model = ov.convert_model(str(onnx_file))
-        onnx_file.unlink()
+        model = ov.convert_model(str(export / "model.onnx"))
+        (out_dir / "model.onnx").unlink(missing_ok=True)
+        (out_dir / ".export.json").unlink(missing_ok=True)
         hint: Optional[str] = {"fp32": "f32", "bf16": "bf16"}.get(target.precision)
         if target.precision == "int8":
             progress(f"{target.name}: calibrating on {len(settings['calibration'])} texts", None)
@@ -88,10 +102,19 @@ def _quantize(model, out_dir: Path, input_names: list[str], settings: dict[str, 
     nncf = require("nncf", "openvino")
     from zoo.engine.backends.lean import TextEncoder
 
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
     texts = list(settings["calibration"])
     encoder = TextEncoder.from_folder(out_dir, int(settings["max_seq_length"]), input_names)
     items = [encoder.pad(encoder.encode([t])) for t in texts]  # one text per item: real lengths, no padding
-    quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
-                              subset_size=len(items))
+    recipe = (settings.get("search") or {}).get("recipe") or RECIPES[0].config
+    alpha = recipe.get("smooth_quant")
+    present = {op.get_friendly_name() for op in model.get_ops()}
+    keep = [n for n in keep_float(settings) if n in present]
+    quantized = nncf.quantize(
+        model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items),
+        ignored_scope=nncf.IgnoredScope(names=keep, validate=False) if keep else None,
+        advanced_parameters=AdvancedQuantizationParameters(
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1 if alpha is None else alpha)))
     return quantized, {"tool": "nncf.quantize", "model_type": "TRANSFORMER", "preset": "performance",
-                       "subset_size": len(items)}
+                       "subset_size": len(items), "smooth_quant": alpha, "kept_in_float": keep}

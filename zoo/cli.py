@@ -134,6 +134,24 @@ def show(ctx, name, as_json):
         for a in r["artifacts"]:
             click.echo(f"    [{a['id']}] {a['target']:<24} {a['status']:<9} {_mb(a['size_bytes']):>10}  "
                        f"{_fidelity_line(a['fidelity'])}" + (f"  ({a['error']})" if a["error"] else ""))
+            if search := (a["provenance"] or {}).get("search"):
+                _search_lines(search)
+
+
+def _search_lines(search: dict) -> None:
+    """The quantization search behind an artifact: what it kept in float, and every attempt."""
+    kept = search["kept_in_float"]
+    click.echo(f"         search: {search['recipe']}, {len(kept)} of {search['candidates']} products in float "
+               f"({search['float_flops_share']:.0%} of their work), {len(search['attempts'])} attempts, "
+               f"{search['seconds']:.0f} s + {search['sensitivity_seconds']:.0f} s sensitivity"
+               + (f"; {search['stopped']}" if search.get("stopped") else ""))
+    for t in search["attempts"]:
+        f = t["figures"]
+        click.echo(f"           {'pass' if t['passed'] else 'fail'}  {t['recipe']:<18} float {t['kept_in_float']:>3}  "
+                   f"mean cos {f.get('mean_cosine', float('nan')):.5f}  min cos {f.get('min_cosine', float('nan')):.5f}"
+                   f"  {t['seconds']:.0f} s")
+    if kept:
+        click.echo("           kept in float: " + ", ".join(kept))
 
 
 @cli.command()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 import zoo
-from conftest import add_dense_module, row_cosines, table_counts
+from conftest import X86_FLAGS, add_dense_module, row_cosines, table_counts
 from zoo.build.pipeline import convert
 from zoo.build.corpora import calibration_texts, corpus_digest
 from zoo.errors import ArtifactNotFound, InvalidInput, ZooError
@@ -21,10 +21,9 @@ from zoo.core.hardware import Hardware
 from zoo.registry.schema import Artifact
 
 CPU_TARGETS = ["onnx-fp32", "onnx-o1", "onnx-o2", "onnx-o3", "onnx-int8-avx2", "onnx-int8-avx512",
-               "onnx-int8-avx512_vnni", "openvino-fp32", "openvino-bf16", "openvino-fp16", "openvino-int8",
+               "onnx-int8-avx512_vnni", "onnx-int8-static", "openvino-fp32", "openvino-bf16", "openvino-fp16", "openvino-int8",
                "torch-bf16"]
-# What a modern x86 server CPU offers, so the tests do not depend on the CI machine's CPU
-X86 = Hardware("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma"}), cuda=False)
+X86 = Hardware("x86_64", X86_FLAGS, cuda=False)
 TEXTS = ["the quick brown fox", "le chat dort sur le canapé", "numbers 42 and 3.14 " * 30, ""]
 
 
@@ -89,6 +88,15 @@ def test_files_and_graphs_are_what_the_target_says(built):
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     q_ops = {n.op_type for n in onnx.load(str(reg.artifact_path(artifact(reg, "onnx-int8-avx512_vnni")) / "model.onnx")).graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= q_ops
+    static = onnx.load(str(reg.artifact_path(artifact(reg, "onnx-int8-static")) / "model.onnx")).graph.node
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in static}
+    # each quantized input has a Q/DQ pair of its own: no dequantized tensor feeds anything but one MatMul
+    consumers = {}
+    for n in static:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    for dq in (n for n in static if n.op_type == "DequantizeLinear" and not n.input[0].endswith("_quantized")):
+        assert [c.op_type for c in consumers[dq.output[0]]] == ["MatMul"], dq.name
     ov_int8 = ov.Core().read_model(str(reg.artifact_path(artifact(reg, "openvino-int8")) / "openvino_model.xml"))
     assert any(op.get_type_name() == "FakeQuantize" for op in ov_int8.get_ops())
     fp16 = ov.Core().read_model(str(reg.artifact_path(artifact(reg, "openvino-fp16")) / "openvino_model.xml"))
@@ -105,6 +113,12 @@ def test_provenance_records_how_it_was_built(built):
         "zoo.openvino", "openvino-int8", ref.revision.resolved_id, ref.store_digest)
     assert p["calibration"] == {"source": "bundled", "texts": 300, "digest": corpus_digest(calibration_texts())}
     assert p["settings"]["quantization"]["subset_size"] == 300
+    # the search behind it: the tiny model passes whole, with SmoothQuant, on the first attempt
+    search = p["search"]
+    assert (search["recipe"], search["kept_in_float"], search["passed"]) == ("SmoothQuant 0.95", [], True)
+    assert len(search["attempts"]) == 1 and search["attempts"][0]["figures"]["mean_cosine"] > 0.999
+    assert search["candidates"] == 2 * 6  # q, k, v, attention output, FFN up and down, per layer
+    assert p["settings"]["quantization"]["smooth_quant"] == 0.95
     assert {"openvino", "nncf", "onnx", "torch"} <= set(p["libraries"]) and p["build_seconds"] > 0
     assert artifact(reg, "openvino-fp32").provenance["runtime_precision"] == "f32"
     assert artifact(reg, "openvino-bf16").provenance["runtime_precision"] == "bf16"
@@ -295,6 +309,9 @@ def test_cli_convert_list_and_show(tmp_path, tiny_model_dir):
     assert r.stderr.strip().splitlines()[-1].startswith("error: 1 target(s) not ready")
     show = subprocess.run([*zoo_cli, "show", "tiny"], env=env, capture_output=True, text=True).stdout
     assert "onnx-fp32" in show and "rejected" in show and "below the fidelity floor" in show
+    # the rejected int8 build shows its search: every attempt, none passing a floor of 1.0
+    assert "search: avx2, " in show and "fail  avx2" in show and "pass  " not in show
+    assert "products in float" in show and "kept in float: /inner/encoder/layer." in show
     r = subprocess.run([*zoo_cli, "embed", "-m", "tiny", "--artifact", "onnx-fp32", "--json", "hi"], env=env,
                        capture_output=True, text=True)
     assert json.loads(r.stdout)["artifact"] == "onnx-fp32"

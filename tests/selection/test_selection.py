@@ -108,8 +108,10 @@ def test_candidates_per_machine():
     x86 = candidates(BF16_X86)
     assert "onnx-int8-avx512_vnni" in x86 and "openvino-bf16" in x86 and "torch-fp16" not in x86
     plain = candidates(PLAIN_X86)
-    assert "onnx-int8-avx2" in plain and not any("bf16" in t or "fp16" in t for t in plain)
-    assert candidates(ARM) == ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "openvino-fp32", "openvino-int8"]
+    assert "onnx-int8-avx2" in plain and "onnx-int8-static" in plain
+    assert not any("bf16" in t or "fp16" in t for t in plain)
+    assert candidates(ARM) == ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "onnx-int8-static", "openvino-fp32",
+                               "openvino-int8"]
 
 
 def test_fingerprint_is_stable_and_hardware_specific():

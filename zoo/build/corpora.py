@@ -1,15 +1,20 @@
-"""Bundled text for calibration, fidelity probes and benchmarks, built without any network.
+"""Bundled text for calibration, search validation, fidelity probes and benchmarks, built offline.
 
-``data/sentences.txt`` holds 156 handwritten sentences (varied topics and lengths,
-about a tenth non-English). Two disjoint halves are expanded deterministically:
+Three disjoint sets, so no artifact is gated on text it was tuned on:
 
-- the **probe** half (odd lines) gives >= 500 texts: the sentences, pairs, paragraphs
-  of 4-6 sentences, and long paragraphs that reach the model's max length; plus
-  query/passage pairs for retrieval checks (query = one sentence, its passage = the
-  probe sentence it opens, among all probe sentences);
-- the **calibration** half (even lines) gives 300 texts for static quantization.
+- ``data/sentences.txt`` holds 156 handwritten sentences (varied topics and lengths, about a tenth
+  non-English), split in two halves:
+  - the **probe** half (odd lines) gives >= 500 texts: the sentences, one-word texts and short
+    2-3-word queries cut from them, pairs, paragraphs of 4-6 sentences, and long paragraphs that
+    reach the model's max length; plus query/passage pairs for retrieval checks (query = the
+    opening of one sentence, its passage = that sentence, among all probe sentences);
+  - the **calibration** half (even lines) gives 300 texts for static quantization, one-word and
+    short texts among them;
+- ``data/validation.txt`` holds 68 other sentences, expanded the same way into the **validation**
+  set that the quantization search judges its candidates on (``zoo.build.search``).
 
-The gate therefore never measures an artifact on the text it was calibrated on.
+Short texts are where int8 breaks (a one-word text has three tokens, and one bad activation
+range moves its whole vector), so every set has them and the gate checks the minimum cosine.
 """
 
 from __future__ import annotations
@@ -20,18 +25,38 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["probe_set", "calibration_texts", "ProbeSet", "corpus_digest", "benchmark_texts"]
+__all__ = ["probe_set", "validation_set", "calibration_texts", "ProbeSet", "corpus_digest", "benchmark_texts"]
 
 
-@lru_cache(maxsize=1)
-def _sentences() -> tuple[str, ...]:
-    text = resources.files("zoo.data").joinpath("sentences.txt").read_text(encoding="utf-8")
+@lru_cache(maxsize=2)
+def _sentences(name: str = "sentences.txt") -> tuple[str, ...]:
+    text = resources.files("zoo.data").joinpath(name).read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
+# One-word texts: a word may occur in sentences of two sets, so each set takes only the words of
+# its own third of the vocabulary (by a stable hash), which keeps the sets disjoint.
+WORD_PART = {"probe": 0, "calibration": 1, "validation": 2}
+
+
+def _short(pool: list[str], rng: random.Random, n: int, part: str) -> list[str]:
+    """``n`` one-word texts, then ``n`` 2-3-word fragments, cut from the sentences of ``pool``."""
+    words = sorted({w.strip(".,;:?!'\"").lower() for s in pool for w in s.split()} - {""})
+    words = [w for w in words if len(w) > 2
+             and hashlib.sha256(w.encode()).digest()[0] % len(WORD_PART) == WORD_PART[part]]
+    one = rng.sample(words, min(n, len(words)))
+    fragments = []
+    for s in rng.sample(pool, min(n, len(pool))):
+        tokens = s.rstrip(".?!").split()
+        k = min(len(tokens), rng.randint(2, 3))
+        start = rng.randint(0, len(tokens) - k)
+        fragments.append(" ".join(tokens[start:start + k]))
+    return one + fragments
+
+
 def _expand(pool: list[str], rng: random.Random, singles: int, pairs: int, paragraphs: int,
-            long: int) -> list[str]:
-    out = list(pool[:singles])
+            long: int, short: int = 0, part: str = "probe") -> list[str]:
+    out = list(pool[:singles]) + _short(pool, rng, short, part)
     out += [" ".join(rng.sample(pool, 2)) for _ in range(pairs)]
     out += [" ".join(rng.sample(pool, rng.randint(4, 6))) for _ in range(paragraphs)]
     out += [" ".join(rng.sample(pool, rng.randint(12, 20))) for _ in range(long)]
@@ -48,11 +73,22 @@ class ProbeSet:
 
 @lru_cache(maxsize=4)
 def probe_set(seed: int = 0) -> ProbeSet:
-    pool = list(_sentences()[1::2])
-    rng = random.Random(seed)
-    texts = _expand(pool, rng, singles=len(pool), pairs=160, paragraphs=180, long=85)
-    # Retrieval: each query is the opening of one probe sentence (60 % of its words), and the
-    # corpus is the probe sentences themselves, so exactly one passage is relevant per query.
+    """The gate's texts: the odd lines of ``sentences.txt``."""
+    return _probe_like(list(_sentences()[1::2]), random.Random(seed), pairs=160, paragraphs=180, long=85, short=40,
+                       part="probe")
+
+
+@lru_cache(maxsize=4)
+def validation_set(seed: int = 3) -> ProbeSet:
+    """The quantization search's texts: ``validation.txt``, disjoint from the probe and calibration."""
+    return _probe_like(list(_sentences("validation.txt")), random.Random(seed), pairs=50, paragraphs=50, long=20,
+                       short=30, part="validation")
+
+
+def _probe_like(pool: list[str], rng: random.Random, **sizes) -> ProbeSet:
+    texts = _expand(pool, rng, singles=len(pool), **sizes)
+    # Retrieval: each query is the opening of one sentence (60 % of its words), and the corpus is
+    # the sentences themselves, so exactly one passage is relevant per query.
     queries = [" ".join(s.split()[:max(2, round(len(s.split()) * 0.6))]) for s in pool]
     return ProbeSet(texts=texts, queries=queries, passages=list(pool), relevant=list(range(len(pool))))
 
@@ -61,8 +97,10 @@ def probe_set(seed: int = 0) -> ProbeSet:
 def calibration_texts(n: int = 300, seed: int = 1) -> tuple[str, ...]:
     pool = list(_sentences()[0::2])
     rng = random.Random(seed)
-    rest = n - len(pool)
-    return tuple(_expand(pool, rng, singles=len(pool), pairs=rest // 2, paragraphs=rest - rest // 2 - 10, long=10)[:n])
+    short = 20
+    rest = n - len(pool) - 2 * short
+    return tuple(_expand(pool, rng, singles=len(pool), pairs=rest // 2, paragraphs=rest - rest // 2 - 10, long=10,
+                         short=short, part="calibration")[:n])
 
 
 def benchmark_texts(n: int = 2000, seed: int = 2) -> list[str]:

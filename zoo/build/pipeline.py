@@ -4,7 +4,9 @@ For each target, under a per-(revision, target) file lock:
 
 1. a ready artifact is kept as is (a no-op) unless ``rebuild``;
 2. the row is set to ``building`` (never served) and committed;
-3. the converter writes the target into a fresh staging directory under the store;
+3. the converter writes the target into a fresh staging directory under the store; a
+   quantizing converter's candidates are searched first (``zoo.build.search``), each built and
+   judged on the validation set, and the fastest that holds the floor goes on;
 4. the artifact is loaded by its real runtime and embeds the probe set, which is
    compared with the reference (``torch-fp32``); the figures go into ``fidelity``;
 5. below the floor: ``rejected`` with its figures and the reason; otherwise the
@@ -91,37 +93,83 @@ def plan(registry, name: str, targets: Sequence[str], hardware=None):
 
 def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = False,
             floor: Optional[dict[str, float]] = None, calibration: Optional[str] = None,
-            hardware=None, progress: Optional[Progress] = None) -> list[Outcome]:
+            hardware=None, progress: Optional[Progress] = None,
+            search_budget: Optional[dict[str, float]] = None) -> list[Outcome]:
+    """``search_budget``: {"attempts", "seconds"} per searched target (``zoo.build.search``)."""
     resolved, checkpoint, steps, hw = plan(registry, name, targets, hardware)
     progress = progress or (lambda step, frac: None)
     model = resolved.model
     gate = Floor.from_dict({**(model.fidelity_floor or {}), **(floor or {})})
     calib_texts, calib_source = read_calibration(calibration) if any(
-        t.precision == "int8" and t.format == "openvino" for t, _ in steps) else ([], None)
-    reference: dict[str, Any] = {}  # the reference probe embeddings, computed once, on first need
-    return [_build_one(registry, resolved, checkpoint, target, conv, gate, rebuild, calib_texts, calib_source,
-                       reference, progress, hw) for target, conv in steps]
+        t.precision == "int8" for t, _ in steps) else ([], None)
+    reference: dict[str, Any] = {}  # the reference's embeddings of each text set, computed once, on first need
+    # one fp32 export and one sensitivity ranking for every target of this call
+    with tempfile.TemporaryDirectory(prefix="convert-", dir=registry.store.tmp) as work:
+        return [_build_one(registry, resolved, checkpoint, target, conv, gate, rebuild, calib_texts, calib_source,
+                           reference, progress, hw, Path(work), search_budget) for target, conv in steps]
 
 
-def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progress):
-    if "probe" not in cache:
+def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progress, which: str = "probe"):
+    """The reference's embeddings of the probe set (the gate) or the validation set (the search)."""
+    if which not in cache:
         from ..engine.backends import load_backend
-        from .corpora import probe_set
+        from .corpora import probe_set, validation_set
 
-        progress("embedding the probe set with the reference (torch-fp32)", None)
-        probe = probe_set()
-        backend = load_backend("torch", checkpoint, spec, device="cpu")
-        cache["probe"] = probe
-        cache["embeddings"] = embed_probe(lambda xs: backend.embed(list(xs), 32), probe)
-    return cache["probe"], cache["embeddings"]
+        progress(f"embedding the {which} set with the reference (torch-fp32)", None)
+        texts = probe_set() if which == "probe" else validation_set()
+        if "backend" not in cache:
+            cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
+        backend = cache["backend"]
+        cache[which] = (texts, embed_probe(lambda xs: backend.embed(list(xs), 32), texts))
+    return cache[which]
+
+
+def _judge(target, out_dir: Path, result, spec, texts, reference, hardware):
+    """Load what was built with its real runtime, embed ``texts``, and compare with ``reference``."""
+    from ..engine.backends import load_backend
+
+    # judged where it will serve: a CUDA target on the GPU when there is one (torch-fp16 also runs on a CPU)
+    device = "cuda" if target.device == "cuda" and hardware.cuda else "cpu"
+    backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
+                           settings=result.settings)
+    figures = measure(reference, embed_probe(lambda xs: backend.embed(list(xs), 32), texts), texts.relevant)
+    figures["runtime_precision"] = result.runtime_precision
+    return figures
+
+
+def _build_searched(conv, target, checkpoint, staging: Path, settings: dict, spec, gate: Floor, reference_cache,
+                    progress: Progress, hardware, budget):
+    """Build ``target``, searching its candidates when the converter offers any.
+
+    Returns (out_dir, result, the search's provenance record or None)."""
+    space = conv.search_space(target, checkpoint, settings, progress)
+    if space is None:
+        out_dir = staging / "out"
+        out_dir.mkdir()
+        return out_dir, conv.build(target, checkpoint, out_dir, settings, progress), None
+    from .search import run_search
+
+    texts, reference = _reference_embeddings(checkpoint, spec, reference_cache, progress, "validation")
+    counter = iter(range(1_000_000))
+
+    def try_config(config):
+        out_dir = staging / f"candidate-{next(counter)}"
+        out_dir.mkdir()
+        result = conv.build(target, checkpoint, out_dir, {**settings, "search": config}, progress)
+        return _judge(target, out_dir, result, spec, texts, reference, hardware), (out_dir, result)
+
+    outcome = run_search(space, try_config, gate, budget, discard=lambda r: shutil.rmtree(r[0], ignore_errors=True),
+                         progress=progress)
+    out_dir, result = outcome.chosen.result
+    return out_dir, result, outcome.record(space.seconds, space.nodes)
 
 
 def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuild: bool, calib_texts,
-               calib_source, reference_cache, progress: Progress, hardware) -> Outcome:
+               calib_source, reference_cache, progress: Progress, hardware, work_dir: Path,
+               search_budget) -> Outcome:
     from filelock import FileLock
     from sqlalchemy import select
 
-    from ..engine.backends import load_backend
     from .corpora import corpus_digest
     from ..engine.model_config import spec_of
     from ..core.provenance import library_versions
@@ -146,21 +194,16 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
 
         started = time.perf_counter()
         staging = Path(tempfile.mkdtemp(prefix=f"build-{target.name}-", dir=registry.store.tmp))
-        out_dir = staging / "out"
-        out_dir.mkdir()
-        settings: dict[str, Any] = {"max_seq_length": spec.max_seq_length}
-        if calib_texts and target.format == "openvino" and target.precision == "int8":
+        settings: dict[str, Any] = {"max_seq_length": spec.max_seq_length, "work_dir": str(work_dir),
+                                    "scratch": str(staging)}
+        if calib_texts and target.precision == "int8":
             settings["calibration"] = calib_texts
         try:
-            result = conv.build(target, checkpoint, out_dir, settings, progress)
+            out_dir, result, search = _build_searched(conv, target, checkpoint, staging, settings, spec, gate,
+                                                      reference_cache, progress, hardware, search_budget)
             probe, ref = _reference_embeddings(checkpoint, spec, reference_cache, progress)
             progress(f"{target.name}: checking fidelity on {len(probe.texts)} probe texts", None)
-            # gate where it will serve: a CUDA target on the GPU when there is one (torch-fp16 also runs on a CPU)
-            device = "cuda" if target.device == "cuda" and hardware.cuda else "cpu"
-            backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
-                                   settings=result.settings)
-            figures = measure(ref, embed_probe(lambda xs: backend.embed(list(xs), 32), probe), probe.relevant)
-            figures["runtime_precision"] = result.runtime_precision
+            figures = _judge(target, out_dir, result, spec, probe, ref, hardware)
             figures["floor"] = gate.as_dict()
             reason = gate.check(figures)
             seconds = time.perf_counter() - started
@@ -169,6 +212,7 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
                 "source_revision": rev.resolved_id, "reference_digest": next(
                     a.store_digest for a in rev.artifacts if a.target == "torch-fp32"),
                 "settings": {k: v for k, v in result.settings.items()},
+                **({"search": search} if search else {}),
                 "runtime_precision": result.runtime_precision, "libraries": library_versions(),
                 "build_seconds": round(seconds, 2), "notes": result.notes,
             }

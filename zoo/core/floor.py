@@ -37,18 +37,29 @@ class Floor:
                 raise InvalidInput(f"fidelity floor {name} must be a finite number in [{low:g}, {high:g}], "
                                    f"not {value!r}")
 
-    def check(self, fig: dict[str, Any]) -> Optional[str]:
-        """None when the figures pass, else the first reason they do not."""
-        checks = [
+    def _checks(self, fig: dict[str, Any]) -> list[tuple[str, float, float]]:
+        return [
             ("mean cosine", fig["mean_cosine"], self.mean_cosine),
             ("min cosine", fig["min_cosine"], self.min_cosine),
             ("pairwise-similarity Spearman", fig["spearman"], self.spearman),
             ("recall@10", fig["recall_at_10"], fig["reference_recall_at_10"] - self.recall_at_10_drop),
         ]
-        for name, value, floor in checks:
+
+    def check(self, fig: dict[str, Any]) -> Optional[str]:
+        """None when the figures pass, else the first reason they do not."""
+        for name, value, floor in self._checks(fig):
             if not value >= floor:  # also catches NaN
                 return f"{name} {value:.5f} < {floor:.5f}"
         return None
+
+    def margin(self, fig: dict[str, Any]) -> float:
+        """The smallest of (figure - floor): >= 0 exactly when ``check`` passes; -inf for NaN figures.
+
+        Each gap is scaled by what the floor leaves below perfect (1 - floor, at least 0.001), so a
+        miss of 0.001 on a 0.999 floor weighs as much as a miss of 0.05 on a 0.95 floor."""
+        gaps = [(value - floor) / max(1.0 - floor, 1e-3) if value == value else float("-inf")
+                for _, value, floor in self._checks(fig)]
+        return min(gaps)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

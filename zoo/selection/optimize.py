@@ -17,19 +17,21 @@ def candidates(hardware) -> list[str]:
     """Targets worth building here: what can run, minus what is dominated on this hardware.
 
     - CUDA: onnx-o4 (with onnxruntime-gpu) and torch-fp16 run on the GPU; no CPU int8.
-    - x86: the int8 preset for the best ISA present (vnni > avx512 > avx2), OpenVINO int8 and
-      fp32, ONNX fp32 and O2 (exact, torch-free), and on bf16 CPUs openvino-bf16 and torch-bf16.
+    - x86: the int8 preset for the best ISA present (vnni > avx512 > avx2), ONNX static int8 (AVX2
+      or better), OpenVINO int8 and fp32, ONNX fp32 and O2 (exact, torch-free), and on bf16 CPUs
+      openvino-bf16 and torch-bf16.
       fp16 on a CPU is skipped (0.24x fp32 in torch), as are O1/O3 (measured no faster than O2/fp32).
-    - ARM: onnx-int8-arm64, ONNX fp32/O2, OpenVINO fp32/int8.
+    - ARM: onnx-int8-arm64, ONNX static int8, ONNX fp32/O2, OpenVINO fp32/int8.
     """
     if hardware.cuda:
         out = ["onnx-fp32", "torch-fp16", "torch-bf16"]
         return (["onnx-o4"] if hardware.ort_cuda else []) + out
     if hardware.is_arm:
-        return ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "openvino-fp32", "openvino-int8"]
+        return ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "onnx-int8-static", "openvino-fp32", "openvino-int8"]
     isa = next((i for i, need in (("avx512_vnni", ("avx512f", "avx512_vnni")), ("avx512", ("avx512f",)),
                                   ("avx2", ("avx2",))) if hardware.has(*need)), None)
-    out = ["onnx-fp32", "onnx-o2"] + ([f"onnx-int8-{isa}"] if isa else []) + ["openvino-fp32", "openvino-int8"]
+    out = ["onnx-fp32", "onnx-o2"] + ([f"onnx-int8-{isa}", "onnx-int8-static"] if isa else []) \
+        + ["openvino-fp32", "openvino-int8"]
     if hardware.bf16:
         out += ["openvino-bf16", "torch-bf16"]
     return out

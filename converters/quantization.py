@@ -1,0 +1,89 @@
+"""What the quantizing converters share: one fp32 export per conversion, and its sensitivity ranking.
+
+A search builds a target many times, and several int8 targets are built in one ``zoo convert``.
+Exporting and measuring sensitivity are the same work each time, so both are done once per
+conversion in ``settings["work_dir"]`` (a folder the build pipeline owns and removes) and reused.
+Without a work dir (a converter called on its own) each call exports afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from zoo.errors import ZooError
+
+from .base import Progress, Recipe, SearchSpace
+
+__all__ = ["fp32_export", "copy_export", "sensitivity_nodes", "search_space", "keep_float"]
+
+SENSITIVITY_TEXTS = 80  # single-text runs over a spread of the calibration texts (short ones included)
+
+
+def fp32_export(checkpoint: Path, settings: dict[str, Any], scratch: Path) -> Path:
+    """A folder holding ``model.onnx`` (fp32) plus tokenizer and configs: the shared one if any."""
+    from .export import export_onnx
+
+    work = settings.get("work_dir")
+    folder = Path(work) / "fp32-export" if work else scratch
+    done = folder / ".export.json"
+    if not done.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        info = export_onnx(checkpoint, folder)
+        done.write_text(json.dumps(info))
+    return folder
+
+
+def copy_export(export: Path, out_dir: Path, *, with_model: bool = True) -> dict[str, Any]:
+    """Copy the export's files into ``out_dir`` (the ONNX graph only if ``with_model``); its info."""
+    for f in export.rglob("*"):
+        if f.is_file() and f.name != ".export.json" and (with_model or f.suffix != ".onnx"):
+            target = out_dir / f.relative_to(export)
+            if target != f:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target)
+    return json.loads((export / ".export.json").read_text())
+
+
+def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
+                      progress: Progress) -> tuple[list[dict[str, Any]], float]:
+    """Every MatMul/Gemm, most sensitive to int8 first (see ``converters.sensitivity``); seconds taken."""
+    from zoo.engine.backends.lean import TextEncoder
+
+    from .sensitivity import measure_sensitivity
+
+    export = fp32_export(checkpoint, settings, scratch)
+    cached = export / ".sensitivity.json"
+    if cached.exists():
+        data = json.loads(cached.read_text())
+        return data["nodes"], data["seconds"]
+    started = time.perf_counter()
+    texts = list(settings.get("calibration") or [])
+    if not texts:
+        raise ZooError("measuring int8 sensitivity needs calibration texts (settings['calibration'])")
+    step = max(1, len(texts) // SENSITIVITY_TEXTS)
+    picked = texts[::step][:SENSITIVITY_TEXTS]
+    progress(f"measuring int8 sensitivity of each matrix product on {len(picked)} texts", None)
+    info = json.loads((export / ".export.json").read_text())
+    encoder = TextEncoder.from_folder(export, int(settings["max_seq_length"]), info["inputs"])
+    feeds = [encoder.pad(encoder.encode([t])) for t in picked]
+    nodes = [{**n.as_dict(), "flops": n.flops, "weighted": n.weighted}
+             for n in measure_sensitivity(export / "model.onnx", feeds)]
+    seconds = round(time.perf_counter() - started, 2)
+    cached.write_text(json.dumps({"nodes": nodes, "seconds": seconds}))
+    return nodes, seconds
+
+
+def search_space(checkpoint: Path, settings: dict[str, Any], scratch: Path, progress: Progress,
+                 recipes: list[Recipe], keep: Optional[Callable[[dict], bool]] = None) -> SearchSpace:
+    """The recipes given, with the nodes ranked by sensitivity (only those ``keep`` accepts)."""
+    nodes, seconds = sensitivity_nodes(checkpoint, settings, scratch, progress)
+    return SearchSpace(recipes=recipes, nodes=[n for n in nodes if keep is None or keep(n)], seconds=seconds)
+
+
+def keep_float(settings: dict[str, Any]) -> list[str]:
+    """The node names this build keeps in float (the search's current candidate); none by default."""
+    return list((settings.get("search") or {}).get("keep_float") or [])
