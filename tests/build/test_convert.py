@@ -303,14 +303,15 @@ def test_cli_convert_list_and_show(tmp_path, tiny_model_dir):
     r = subprocess.run([*zoo_cli, "convert", "tiny", "--to", "onnx-fp32"], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("onnx-fp32") and " ready " in r.stdout and "mean cos 1.00000" in r.stdout
-    r = subprocess.run([*zoo_cli, "convert", "tiny", "--to", "onnx-int8-avx2", "--min-mean-cosine", "1.0"],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run([*zoo_cli, "convert", "tiny", "--to", "onnx-int8-avx2", "--min-mean-cosine", "1.0",
+                        "--search-attempts", "3"], env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "rejected: below the fidelity floor: mean cosine" in r.stdout
     assert r.stderr.strip().splitlines()[-1].startswith("error: 1 target(s) not ready")
     show = subprocess.run([*zoo_cli, "show", "tiny"], env=env, capture_output=True, text=True).stdout
     assert "onnx-fp32" in show and "rejected" in show and "below the fidelity floor" in show
     # the rejected int8 build shows its search: every attempt, none passing a floor of 1.0
-    assert "search: avx2, " in show and "fail  avx2" in show and "pass  " not in show
+    assert "search: avx2, " in show and show.count("fail  avx2") == 3 and "pass  " not in show
+    assert "attempt budget (3) spent" in show
     assert "products in float" in show and "kept in float: /inner/encoder/layer." in show
     r = subprocess.run([*zoo_cli, "embed", "-m", "tiny", "--artifact", "onnx-fp32", "--json", "hi"], env=env,
                        capture_output=True, text=True)

@@ -22,6 +22,7 @@ before anything is written.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import time
@@ -150,7 +151,7 @@ def _build_searched(conv, target, checkpoint, staging: Path, settings: dict, spe
     from .search import run_search
 
     texts, reference = _reference_embeddings(checkpoint, spec, reference_cache, progress, "validation")
-    counter = iter(range(1_000_000))
+    counter = itertools.count()
 
     def try_config(config):
         out_dir = staging / f"candidate-{next(counter)}"

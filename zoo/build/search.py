@@ -25,7 +25,7 @@ from ..core.floor import Floor
 
 __all__ = ["Attempt", "SearchOutcome", "run_search", "DEFAULT_BUDGET"]
 
-DEFAULT_BUDGET = {"attempts": 10, "seconds": 900.0}
+DEFAULT_BUDGET = {"attempts": 10, "seconds": 600.0}
 # A candidate passes the search only with this much of the floor's headroom to spare (in the units
 # of ``Floor.margin``: a quarter of 1 - floor beyond each floor), since the gate judges other texts.
 # Measured on MiniLM: validation-to-probe drops of 0.13-0.25 of these units.

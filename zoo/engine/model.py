@@ -10,7 +10,6 @@ succeeds. The object holds no per-call state, so threads may share it.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import warnings
 from typing import Any, Optional, Sequence
@@ -244,13 +243,20 @@ class EmbeddingModel:
 
         return Prepared.of(self.backend.encoder, validate_texts(texts))
 
+    # asyncio is imported only by the async twins: it costs a cold `zoo embed` ~30 ms otherwise
     async def aembed(self, texts, **options) -> np.ndarray:
+        import asyncio
+
         return await asyncio.to_thread(self.embed, texts, **options)
 
     async def aembed_query(self, text, **options) -> np.ndarray:
+        import asyncio
+
         return await asyncio.to_thread(self.embed_query, text, **options)
 
     async def aembed_documents(self, texts, **options) -> np.ndarray:
+        import asyncio
+
         return await asyncio.to_thread(self.embed_documents, texts, **options)
 
     def encode(self, sentences: str | Sequence[str], prompt_name: Optional[str] = None, prompt: Optional[str] = None,

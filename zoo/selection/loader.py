@@ -78,6 +78,22 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     check_device(device)
     if runtime_objective not in (None, "throughput", "latency"):
         raise InvalidInput(f"runtime_objective must be 'throughput' or 'latency', not {runtime_objective!r}")
+    # a lazy load by name in a fresh process (``zoo embed``) may skip the registry: see ``plans``
+    request, stamp = None, None
+    if lazy_runtime and registry is None and runtime_options is None and runtime_objective is None \
+            and plans_enabled():
+        from ..core.hardware import detect
+        from ..store.home import resolve_home
+        from .plans import read_plan, registry_stamp
+
+        planned_home = resolve_home(home, registry_url)
+        request = {"name": name, "artifact": artifact, "device": device, "objective": objective,
+                   "min_fidelity": min_fidelity, "exact": exact}
+        plan = read_plan(planned_home, request, detect().fingerprint)
+        if plan is not None:
+            return _from_plan(planned_home, plan, cache, cache_max_bytes, max_batch_tokens)
+        stamp = registry_stamp(planned_home)
+        registry = Registry(planned_home)
     reg = registry or open_registry(home, registry_url)
     resolved, hw, figures, selection = choose(reg, name, objective=objective, min_fidelity=min_fidelity,
                                               exact=exact, artifact=artifact, device=device)
@@ -93,13 +109,14 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     def open_backend():
         return load_backend(chosen.format, path, spec_of(model), device=device, precision=chosen.precision,
                             settings=(chosen.provenance or {}).get("settings"), options=runtime_options,
-                            compile_cache=compile_cache_dir(reg))
+                            compile_cache=compile_cache_dir(reg.home))
 
     declared = (chosen.provenance or {}).get("runtime_precision") or chosen.precision
-    known = all(measured.get(k) for k in ("runtime_precision", "backend", "device"))
-    if lazy_runtime and cache is not False and known and device in (None, measured["device"]):
-        from ..engine.backends import LazyBackend
+    known = all(measured.get(k) for k in ("runtime_precision", "backend", "device")) \
+        and device in (None, measured["device"])
+    from ..engine.backends import LazyBackend
 
+    if lazy_runtime and cache is not False and known:
         backend = LazyBackend(open_backend, name=measured["backend"], device=measured["device"],
                               runtime_precision=measured["runtime_precision"], declared_precision=declared)
     else:
@@ -115,29 +132,74 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         "runtime_options": runtime_options,
         "explanation": selection.explain() if selection.candidates else selection.reason,
     }
-    return EmbeddingModel(model.name, backend, spec_of(model), info, default_batch_size=int(measured.get("batch_size", 32)),
-                          cache=_open_cache(cache, reg, cache_max_bytes), max_batch_tokens=max_batch_tokens)
+    batch_size = int(measured.get("batch_size", 32))
+    if request is not None and known:
+        from .plans import write_plan
+
+        write_plan(reg.home, request, {
+            "fingerprint": hw.fingerprint, "model": model.name, "spec": spec_of(model).as_dict(),
+            "format": chosen.format, "digest": chosen.store_digest, "device": device, "precision": chosen.precision,
+            "settings": (chosen.provenance or {}).get("settings"), "runtime_options": runtime_options,
+            "declared": declared, "measured": {k: measured[k] for k in ("backend", "device", "runtime_precision")},
+            "batch_size": batch_size, "info": info}, stamp)
+    return EmbeddingModel(model.name, backend, spec_of(model), info, default_batch_size=batch_size,
+                          cache=_open_cache(cache, reg.home, cache_max_bytes), max_batch_tokens=max_batch_tokens)
 
 
-def compile_cache_dir(reg: Registry):
+def _from_plan(home, plan: dict, cache, cache_max_bytes, max_batch_tokens) -> EmbeddingModel:
+    """The model a plan describes, its runtime opened lazily, without the registry (see ``plans``)."""
+    from ..engine.backends import LazyBackend, load_backend
+    from ..engine.model_config import ModelSpec
+    from ..store.blobs import Store
+
+    path = Store(home.store_dir).tree(plan["digest"])  # the same integrity check as the full path
+    spec = ModelSpec(**plan["spec"])
+    measured = plan["measured"]
+
+    def open_backend():
+        return load_backend(plan["format"], path, spec, device=plan["device"], precision=plan["precision"],
+                            settings=plan["settings"], options=plan["runtime_options"],
+                            compile_cache=compile_cache_dir(home))
+
+    info = {**plan["info"], "path": str(path), "plan": True}
+    if cache is False:  # nothing can be served from the vector cache: open it now, as the full path does
+        backend = open_backend()
+        info.update(runtime_precision=getattr(backend, "runtime_precision", None) or plan["declared"],
+                    backend=backend.name, device=backend.device)
+    else:
+        backend = LazyBackend(open_backend, name=measured["backend"], device=measured["device"],
+                              runtime_precision=measured["runtime_precision"], declared_precision=plan["declared"])
+    return EmbeddingModel(plan["model"], backend, spec, info,
+                          default_batch_size=plan["batch_size"], cache=_open_cache(cache, home, cache_max_bytes),
+                          max_batch_tokens=max_batch_tokens)
+
+
+def plans_enabled() -> bool:
+    """Load plans are on unless ``$ZOO_LOAD_PLANS`` is off (to measure or rule out the fast path)."""
+    import os
+
+    return os.environ.get("ZOO_LOAD_PLANS", "").strip().lower() not in ("0", "off", "false", "no")
+
+
+def compile_cache_dir(home):
     """The home's folder of compiled models (``$ZOO_COMPILE_CACHE=off`` turns it off)."""
     import os
 
     if os.environ.get("ZOO_COMPILE_CACHE", "").strip().lower() in ("0", "off", "false", "no"):
         return None
-    return reg.home.root / "compiled"
+    return home.root / "compiled"
 
 
-def _open_cache(cache, reg: Registry, max_bytes):
+def _open_cache(cache, home, max_bytes):
     from ..engine.cache import cache_disabled_by_env, open_cache, parse_size
 
     if cache is False or cache is None:
         return None
     cap = None if max_bytes is None else parse_size(max_bytes)
     if cache is True:
-        return None if cache_disabled_by_env() else open_cache(home=reg.home, max_bytes=cap)
+        return None if cache_disabled_by_env() else open_cache(home=home, max_bytes=cap)
     if isinstance(cache, str):
-        return open_cache(cache, home=reg.home, max_bytes=cap)
+        return open_cache(cache, home=home, max_bytes=cap)
     if all(hasattr(cache, m) for m in ("get_many", "put_many")):
         return cache
     raise InvalidInput(f"cache must be True, False, a path, a redis:// URL or a VectorCache, not {type(cache).__name__}")
