@@ -109,7 +109,6 @@ def _optimize(exported: Path, out_dir: Path, level: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
         optimizer.optimize(save_dir=tmp, optimization_config=config)
         shutil.move(str(Path(tmp) / "model_optimized.onnx"), str(out_dir / "model.onnx"))
-    _copy_non_onnx(exported, out_dir)
     return {"optimization": {"level": level.upper(), **_jsonable(config.__dict__)}}
 
 
@@ -130,7 +129,6 @@ def _quantize(exported: Path, out_dir: Path, isa: str, settings: dict[str, Any])
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
         quantizer.quantize(save_dir=tmp, quantization_config=config)
         shutil.move(str(Path(tmp) / "model_quantized.onnx"), str(out_dir / "model.onnx"))
-    _copy_non_onnx(exported, out_dir)
     return {"quantization": {"preset": isa, "is_static": False, "per_channel": per_channel,
                              "mode": str(config.mode), "weights_dtype": str(config.weights_dtype),
                              "activations_dtype": str(config.activations_dtype),
@@ -239,14 +237,6 @@ def _float_for_other_consumers(path: Path) -> None:
     del model.graph.node[:]
     model.graph.node.extend(kept)
     onnx.save(model, str(path))
-
-
-def _copy_non_onnx(src: Path, dst: Path) -> None:
-    for f in src.rglob("*"):
-        if f.is_file() and f.suffix != ".onnx":
-            target = dst / f.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, target)
 
 
 def _jsonable(d: dict) -> dict:

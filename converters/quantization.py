@@ -38,9 +38,12 @@ def fp32_export(checkpoint: Path, settings: dict[str, Any], scratch: Path) -> Pa
 
 
 def copy_export(export: Path, out_dir: Path, *, with_model: bool = True) -> dict[str, Any]:
-    """Copy the export's files into ``out_dir`` (the ONNX graph only if ``with_model``); its info."""
+    """Copy the export's files into ``out_dir`` (the ONNX graph only if ``with_model``); its info.
+
+    The export's own records (``.export.json``, ``.sensitivity.json``) stay behind: an artifact
+    holds only what its runtime reads, so its digest depends on nothing else."""
     for f in export.rglob("*"):
-        if f.is_file() and f.name != ".export.json" and (with_model or f.suffix != ".onnx"):
+        if f.is_file() and not f.name.startswith(".") and (with_model or f.suffix != ".onnx"):
             target = out_dir / f.relative_to(export)
             if target != f:
                 target.parent.mkdir(parents=True, exist_ok=True)

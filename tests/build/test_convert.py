@@ -80,6 +80,9 @@ def test_files_and_graphs_are_what_the_target_says(built):
     import openvino as ov
 
     reg, _ = built
+    for target in CPU_TARGETS:  # only what a runtime reads: no export or search records
+        paths = [e.path for e in reg.store.manifest(artifact(reg, target).store_digest)]
+        assert not [p for p in paths if p.rsplit("/", 1)[-1].startswith(".")], (target, paths)
     tree = reg.artifact_path(artifact(reg, "onnx-fp32"))
     assert {"model.onnx", "tokenizer.json", "config.json", "modules.json", "1_Pooling/config.json"} <= {
         p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
