@@ -79,6 +79,8 @@ def measure_sensitivity(onnx_path: Path, feeds: list[dict[str, np.ndarray]]) -> 
         if node.op_type not in QUANTIZED_OPS:
             continue
         a, b = node.input[0], node.input[1]
+        if a in inits:  # a constant on the left is no activation to calibrate; quantizers leave it
+            continue
         weight = numpy_helper.to_array(inits[b]).astype(np.float32) if b in inits else None
         if weight is not None and node.op_type == "Gemm":
             attrs = {x.name: x.i for x in node.attribute}
