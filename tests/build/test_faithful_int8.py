@@ -15,6 +15,8 @@ from zoo.registry.catalog import DEFAULT_MODEL
 
 pytestmark = pytest.mark.integration
 
+# Enough for the searches to pass here, short of the default 10: bisecting further only saves speed
+BUDGET = {"attempts": 8}
 TEXTS = ["cat", "where is the train station", "Quarterly revenue grew in every region but the north.",
          "Das Wetter ist heute schön.", "A long paragraph about glaciers and the warming climate. " * 8]
 
@@ -37,7 +39,8 @@ def assert_searched(outcome, floor_mean: float):
 def test_a_stricter_floor_is_reached_on_minilm_by_keeping_more_in_float(registry):
     zoo.load(registry=registry)  # registers the embedded default
     targets = ["openvino-int8", "onnx-int8-static"]
-    outcomes = {o.target: o for o in convert(registry, DEFAULT_MODEL, targets, floor={"mean_cosine": 0.998})}
+    outcomes = {o.target: o for o in convert(registry, DEFAULT_MODEL, targets, floor={"mean_cosine": 0.998},
+                                                  search_budget=BUDGET)}
     for target in targets:
         assert_searched(outcomes[target], 0.998)
         assert outcomes[target].fidelity["floor"]["mean_cosine"] == 0.998
@@ -53,7 +56,7 @@ def test_hostile_minilm_int8_passes_the_default_floor(registry, minilm_dir, tmp_
 
     registry.register("hostile", str(hostile))
     targets = ["openvino-int8", "onnx-int8-static", dynamic_target()]
-    outcomes = {o.target: o for o in convert(registry, "hostile", targets)}
+    outcomes = {o.target: o for o in convert(registry, "hostile", targets, search_budget=BUDGET)}
     for target in targets:
         assert_searched(outcomes[target], 0.99)
         assert outcomes[target].fidelity["min_cosine"] >= 0.95
