@@ -174,20 +174,21 @@ def _from_plan(home, plan: dict, cache, cache_max_bytes, max_batch_tokens) -> Em
                           max_batch_tokens=max_batch_tokens)
 
 
-def plans_enabled() -> bool:
-    """Load plans are on unless ``$ZOO_LOAD_PLANS`` is off (to measure or rule out the fast path)."""
+def _env_off(variable: str) -> bool:
+    """Whether ``$variable`` turns a default-on feature off (0, off, false, no)."""
     import os
 
-    return os.environ.get("ZOO_LOAD_PLANS", "").strip().lower() not in ("0", "off", "false", "no")
+    return os.environ.get(variable, "").strip().lower() in ("0", "off", "false", "no")
+
+
+def plans_enabled() -> bool:
+    """Load plans are on unless ``$ZOO_LOAD_PLANS`` is off (to measure or rule out the fast path)."""
+    return not _env_off("ZOO_LOAD_PLANS")
 
 
 def compile_cache_dir(home):
     """The home's folder of compiled models (``$ZOO_COMPILE_CACHE=off`` turns it off)."""
-    import os
-
-    if os.environ.get("ZOO_COMPILE_CACHE", "").strip().lower() in ("0", "off", "false", "no"):
-        return None
-    return home.root / "compiled"
+    return None if _env_off("ZOO_COMPILE_CACHE") else home.root / "compiled"
 
 
 def _open_cache(cache, home, max_bytes):
