@@ -3,6 +3,7 @@
     import zoo
     m = zoo.load("all-minilm-l6-v2")
     m.embed(["a", "b"])   # float32 array of shape (2, 384)
+    zoo.embed_dataset("texts.parquet", "vectors/")   # a dataset into Parquet shards
 
 Importing zoo is cheap; registries and runtimes load on first use.
 """
@@ -10,7 +11,7 @@ Importing zoo is cheap; registries and runtimes load on first use.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["load", "open_registry", "ZooError", "__version__"]
+__all__ = ["load", "embed_dataset", "open_registry", "ZooError", "__version__"]
 
 from .errors import ZooError
 
@@ -22,6 +23,15 @@ def load(*args, **kwargs):
 
 
 load.__doc__ = "Load a registered model by name; see zoo.api.load."
+
+
+def embed_dataset(*args, **kwargs):
+    from .datasets.job import embed_dataset as _embed_dataset
+
+    return _embed_dataset(*args, **kwargs)
+
+
+embed_dataset.__doc__ = "Embed a dataset into Parquet shards; see zoo.datasets.job.embed_dataset."
 
 
 def open_registry(home=None, registry_url=None):

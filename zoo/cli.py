@@ -536,6 +536,128 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
             click.echo(f"  [{head} ...]  {t[:60]!r}")
 
 
+@cli.command("embed-dataset")
+@click.argument("input_path", metavar="INPUT")
+@click.argument("output_path", metavar="OUTPUT")
+@click.option("--column", default="text", show_default=True, help="The text column.")
+@click.option("--id-column", help="The column that identifies rows (default: the global row index, as `id`).")
+@click.option("--model", "-m", "model_name", default=None, help="Model name or alias (default: all-minilm-l6-v2).")
+@click.option("--artifact", help="Use this artifact (target name or id) on every worker.")
+@click.option("--prompt-name", type=click.Choice(["query", "document"]), help="Prepend the model's prompt of this kind.")
+@click.option("--prompt", "prompt_text", help="Prepend this text to every input.")
+@click.option("--dimensions", type=click.IntRange(min=1), help="Keep the first N components (Matryoshka).")
+@click.option("--normalize/--no-normalize", default=None, help="L2-normalise (default: as the model does).")
+@click.option("--batch-rows", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Rows per embedding call in a worker (bounds its memory).")
+@click.option("--shard-rows", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Rows per output shard: the unit of work, of resume and of retry.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--ray-address", help="Join this Ray cluster (HOST:PORT, ray://..., auto); default: start a local Ray.")
+@click.option("--workers", type=click.IntRange(min=1), help="Ray actors (default: one per CPU of the cluster).")
+@click.option("--num-gpus", type=click.FloatRange(min=0), default=0, help="GPUs per Ray actor.")
+@click.option("--resume", is_flag=True, help="Finish this job in OUTPUT: only shards not yet written are done.")
+@click.option("--skip-invalid", is_flag=True, help="Write rows whose text is null or not a string to OUTPUT/_rejects/.")
+@click.option("--per-node-best", is_flag=True, help="Each Ray node serves its own fastest artifact; rows are "
+                                                     "stamped with its digest (mixes artifacts in one output).")
+@click.option("--no-cache", is_flag=True, help="Bypass the vector cache.")
+@click.option("--store-url", envvar="ZOO_STORE_URL", help="Shared artifact store to pull missing artifacts from.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job's summary as JSON.")
+@click.pass_context
+def embed_dataset(ctx, input_path, output_path, column, id_column, model_name, artifact, prompt_name, prompt_text,
+                  dimensions, normalize, batch_rows, shard_rows, engine, ray_address, workers, num_gpus, resume,
+                  skip_invalid, per_node_best, no_cache, store_url, as_json):
+    """Embed a dataset (Parquet file or folder, JSONL, CSV, text lines) into a folder of Parquet shards."""
+    from .datasets.job import embed_dataset as run
+    from .registry.catalog import DEFAULT_MODEL
+
+    obj = ctx.ensure_object(dict)
+    r = run(input_path, output_path, model=model_name or DEFAULT_MODEL, column=column, id_column=id_column,
+            artifact=artifact, prompt_name=prompt_name, prompt=prompt_text, dimensions=dimensions, normalize=normalize,
+            batch_rows=batch_rows, shard_rows=shard_rows, engine=engine, ray_address=ray_address, workers=workers,
+            num_gpus=num_gpus, resume=resume, skip_invalid=skip_invalid, per_node_best=per_node_best,
+            cache=not no_cache, home=obj.get("home"), registry_url=obj.get("registry_url"), store_url=store_url)
+    if as_json:
+        click.echo(json.dumps(r.as_dict(), indent=2))
+        return
+    ident = r.identity
+    served = ", ".join(d[:12] for d in r.digests) or "-"
+    click.echo(f"wrote {r.rows} embeddings in {r.shards} shard(s) to {r.output} ({r.shards_skipped} already done) "
+               f"with {ident['model']} ({ident['artifact'] or 'per-node best'}, {served}); run {r.run_id}")
+    click.echo(f"  {r.rows_per_s:.1f} rows/s over {r.seconds:.1f} s, {r.cache_hits} from cache, "
+               f"{r.truncated} truncated, {r.rejected} rejected")
+    for worker, rss in sorted(r.workers.items()):
+        click.echo(f"  worker {worker}: peak RSS {rss:.0f} MB")
+
+
+@cli.command()
+@click.option("--stale", is_flag=True, help="Only runs whose vectors were made by something other than what serves now.")
+@click.option("--model", "-m", "model_name", help="Only this model's runs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def runs(ctx, stale, model_name, as_json):
+    """List dataset jobs (zoo embed-dataset): input, artifact, output, status, shards, speed."""
+    from .datasets.stale import stale_reason
+    from .registry.runs import list_runs, run_dict
+
+    reg = _registry(ctx)
+    rows, serving = [], {}
+    for r in list_runs(reg, model_name):
+        d = run_dict(r)
+        d["stale"] = stale_reason(reg, r, serving) if r.status.value == "succeeded" or stale else None
+        if not stale or d["stale"]:
+            rows.append(d)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no stale runs" if stale else "no dataset runs yet (`zoo embed-dataset INPUT OUTPUT`)")
+        return
+    for d in rows:
+        speed = (d["timings"] or {}).get("rows_per_s")
+        click.echo(f"{d['id'][:8]}  {d['status']:<11} {d['model']} {d['artifact'] or 'per-node best'} "
+                   f"({(d['store_digest'] or '-')[:12]})  {d['rows']} rows, shards {d['shards_done']}/{d['shards_total']}"
+                   f"{f', {speed} rows/s' if speed else ''}  {d['input']} -> {d['output']}")
+        if d["stale"]:
+            click.echo(f"          stale: {d['stale']}")
+        if d["error"]:
+            click.echo(f"          error: {d['error']}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--artifact", "artifacts", multiple=True, help="Only this artifact (target name or id); repeatable.")
+@click.option("--store-url", envvar="ZOO_STORE_URL", required=True,
+              help="The shared store: file:///path, s3://bucket/prefix, any fsspec URL (default: $ZOO_STORE_URL).")
+@click.pass_context
+def push(ctx, name, artifacts, store_url):
+    """Upload ready artifacts (of NAME's current revision, or of every model) to a shared store."""
+    from .errors import ArtifactNotFound
+    from .remote import RemoteStore
+
+    reg = _registry(ctx)
+    if name is None:
+        if artifacts:
+            raise InvalidInput("--artifact needs a model NAME")
+        chosen = [(m.name, a) for m in reg.list_models() if m.current_revision for a in m.current_revision.artifacts]
+    else:
+        resolved = reg.resolve(name)
+        chosen = [(resolved.model.name, a) for a in resolved.revision.artifacts]
+        if artifacts:
+            unknown = [x for x in artifacts if not any(x in (a.target, str(a.id)) for _, a in chosen)]
+            if unknown:
+                raise ArtifactNotFound(f"{name} has no artifact {unknown[0]!r}; its artifacts: "
+                                       f"{', '.join(a.target for _, a in chosen)}")
+            chosen = [(n, a) for n, a in chosen if a.target in artifacts or str(a.id) in artifacts]
+    ready = [(n, a) for n, a in chosen if a.status.value == "ready" and a.store_digest]
+    if not ready:
+        raise ArtifactNotFound("nothing to push: no ready artifact" + (f" of {name}" if name else ""))
+    done = RemoteStore(store_url).push(reg.store, sorted({a.store_digest for _, a in ready}))
+    for model_name, a in ready:
+        click.echo(f"pushed {model_name} {a.target} ({a.store_digest[:12]})")
+    click.echo(f"{done.artifacts} artifact(s) to {store_url}: {done.blobs_sent} blob(s) uploaded "
+               f"({_mb(done.bytes_sent)}), {done.blobs_present} already there")
+
+
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.pass_context

@@ -184,7 +184,7 @@ def test_alias_rm_verify_gc(cli_home):
     assert run(cli_home, "rm", "tiny").stdout.startswith("removed model tiny")
     r = run(cli_home, "gc")
     assert r.returncode == 0 and r.stdout.startswith("freed ") and "freed 0 bytes" not in r.stdout
-    assert counts(cli_home) == {"models": 0, "revisions": 0, "artifacts": 0, "benchmarks": 0, "aliases": 0, "jobs": 0}
+    assert counts(cli_home) == {"models": 0, "revisions": 0, "artifacts": 0, "benchmarks": 0, "aliases": 0, "jobs": 0, "runs": 0}
 
 
 def test_verify_exits_nonzero_on_corruption(cli_home):

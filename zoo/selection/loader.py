@@ -48,7 +48,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
          registry: Optional[Registry] = None, runtime_options: Optional[dict] = None,
          runtime_objective: Optional[str] = None,
          cache: Union[bool, str, "VectorCache"] = True, cache_max_bytes: Union[int, str, None] = None,
-         max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS, lazy_runtime: bool = False) -> EmbeddingModel:
+         max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS, lazy_runtime: bool = False,
+         store_url: Optional[str] = None) -> EmbeddingModel:
     """Load a registered model (or alias) by name, served by the best artifact for this machine.
 
     ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
@@ -70,6 +71,9 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     ``lazy_runtime``: open the runtime only when a text misses the vector cache (a cold `zoo embed`
     of cached texts then never imports or compiles it). Taken only where ``zoo bench`` measured the
     artifact on this machine, since the runtime precision that keys the cache comes from there.
+
+    ``store_url``: a shared artifact store (default ``$ZOO_STORE_URL``). An artifact whose files this
+    home lacks (its registry is shared with another host) is pulled from there by digest, verified.
     """
     from ..engine.backends import load_backend
     from ..engine.model_config import spec_of
@@ -101,6 +105,9 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     chosen = selection.chosen
     if device is None and hw.cuda and (chosen.target in CUDA_ONLY or (chosen.target in GPU_CAPABLE and hw.ort_cuda)):
         device = "cuda"  # torch artifacts pick the GPU themselves; ONNX needs telling
+    from ..remote import fetch_missing
+
+    fetch_missing(reg.store, chosen.store_digest, store_url)
     path = reg.artifact_path(chosen)
     measured = figures.get(chosen.id) or {}
     if runtime_options is None:  # single requests are fastest in the default (latency) mode

@@ -183,6 +183,40 @@ class Store:
                 tmp.unlink()
         return ManifestEntry(rel, digest, size)
 
+    def ingest(self, entry: ManifestEntry, chunks: Iterable[bytes]) -> None:
+        """Place bytes received from elsewhere (a shared store) at blobs/<sha256>, only if they hash
+        to ``entry``: a short or altered download is dropped from tmp/ and never gets a final name."""
+        tmp = self.tmp / f"blob-{uuid.uuid4().hex}"
+        h, size = hashlib.sha256(), 0
+        try:
+            with open(tmp, "wb") as fout:
+                for chunk in chunks:
+                    h.update(chunk)
+                    size += len(chunk)
+                    fout.write(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            if (h.hexdigest(), size) != (entry.sha256, entry.size):
+                raise StoreCorruption(f"{entry.path}: the received bytes do not match the manifest's sha256 "
+                                      f"{entry.sha256[:12]} ({size} bytes, expected {entry.size}); refused")
+            os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.replace(tmp, self.blob_path(entry.sha256))
+            _fsync_dir(self.blobs)
+            st = self.blob_path(entry.sha256).stat()
+            self._verified[entry.sha256] = (st.st_ino, st.st_ctime_ns)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def lacks(self, digest: str) -> bool:
+        """Whether ``digest`` cannot be opened from this store's own files: no manifest, or no tree and
+        a blob gone (a home that shares a registry but not the files; see ``zoo.remote``)."""
+        if not self.has(digest):
+            return True
+        if (self.trees / digest).is_dir():
+            return False
+        return any(not self.blob_path(e.sha256).exists() for e in self.manifest(digest))
+
     def add_tree(self, directory: Path, files: Iterable[str], *, move: bool = False) -> str:
         """Store ``files`` (paths relative to ``directory``) as one artifact; return its digest."""
         entries = [self.add_file(Path(directory) / f, f, move=move) for f in files]
