@@ -85,6 +85,13 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
     if not isinstance(column, str) or not column:
         raise InvalidInput("column must be a column name")
 
+    if engine == "ray":
+        from ..errors import require
+        from .ray_engine import check_address
+
+        require("ray", "ray")
+        if ray_address:
+            check_address(ray_address)  # before any row or file is written
     from ..registry.catalog import open_registry
     from ..registry.runs import start_run, update_run
 

@@ -21,12 +21,12 @@ from typing import Callable, Optional
 
 from ..errors import InvalidInput, ZooError, require
 
-__all__ = ["run_shards", "embed_ray_dataset", "connect"]
+__all__ = ["run_shards", "embed_ray_dataset", "connect", "check_address"]
 
 WAIT_FOR_ACTORS_S = 600
 
 
-def _reachable(address: str) -> None:
+def check_address(address: str) -> None:
     """Refuse an address nothing listens on in a second, instead of Ray's long connection retries."""
     if address == "auto" or "://" in address and not address.startswith("ray://"):
         return
@@ -47,13 +47,14 @@ def connect(address: Optional[str], num_cpus: Optional[int] = None) -> bool:
     if ray.is_initialized():
         return False
     if address:
-        _reachable(address)
+        check_address(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
             return False
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-                 _node_ip_address="127.0.0.1")
+        # address="local": always a new instance, never a stale one named in /tmp/ray or $RAY_ADDRESS
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING", _node_ip_address="127.0.0.1")
         return True
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         raise ZooError(f"cannot start or join Ray at {address or 'a local instance'}: "

@@ -110,7 +110,12 @@ class RemoteStore:
                 path = self._path("blobs", e.sha256)
                 try:
                     with self._reaching(f"download blob {e.sha256[:12]}"), self.fs.open(path, "rb") as f:
-                        store.ingest(e, iter(lambda: f.read(CHUNK), b""))
+                        try:
+                            store.ingest(e, iter(lambda: f.read(CHUNK), b""))
+                        except StoreCorruption as exc:
+                            raise StoreCorruption(f"the shared store {self.url} holds a damaged blob for artifact "
+                                                  f"{digest[:12]}: {exc}; delete blobs/{e.sha256} there and push "
+                                                  "the artifact again") from None
                 except FileNotFoundError:
                     raise StoreCorruption(f"the shared store {self.url} lacks blob {e.sha256[:12]} ({e.path}) of "
                                           f"artifact {digest[:12]}; push the artifact again") from None
@@ -127,9 +132,13 @@ class RemoteStore:
         with self._reaching("write"):
             self.fs.makedirs(f"{self.root}/blobs", exist_ok=True)
             self.fs.makedirs(f"{self.root}/manifests", exist_ok=True)
+        seen: set[str] = set()  # artifacts share blobs (tokenizer, configs): each is sent and counted once
         for digest in digests:
             entries = store.manifest(digest)
             for e in entries:
+                if e.sha256 in seen:
+                    continue
+                seen.add(e.sha256)
                 blob = store.blob_path(e.sha256)
                 if store._check_file(blob, e):  # never spread a damaged file
                     raise StoreCorruption(f"artifact {digest[:12]}: local blob of {e.path} is damaged; run "
