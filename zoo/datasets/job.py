@@ -38,6 +38,7 @@ class JobResult:
     truncated: int
     identity: dict
     workers: dict[str, float] = field(default_factory=dict)  # worker -> peak RSS MB
+    busy: dict[str, float] = field(default_factory=dict)  # worker -> seconds spent on its shards
     digests: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -166,7 +167,7 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
     return JobResult(run_id=run_id, output=str(out.root), rows=written, rejected=rejected, shards=len(plan.shards),
                      shards_skipped=len(done), seconds=seconds, rows_per_s=tally.rows / seconds if seconds else 0.0,
                      cache_hits=tally.cache_hits, truncated=tally.truncated, identity=identity,
-                     workers=dict(tally.workers), digests=sorted(tally.digests or ([identity["store_digest"]]
+                     workers=dict(tally.workers), busy={k: round(v, 3) for k, v in tally.busy.items()}, digests=sorted(tally.digests or ([identity["store_digest"]]
                                                                                    if identity["store_digest"] else [])))
 
 
@@ -201,6 +202,7 @@ class _Tally:
         self.done_before = done
         self.rows = self.rejected = self.cache_hits = self.truncated = 0
         self.workers: dict[str, float] = {}
+        self.busy: dict[str, float] = {}
         self.digests: set[str] = set()
         show = sys.stderr.isatty() if progress is None else progress
         self.bar = None
@@ -218,6 +220,7 @@ class _Tally:
         self.rejected += report["rejected"]
         self.cache_hits += report["cache_hits"]
         self.truncated += report["truncated"]
+        self.busy[report["worker"]] = self.busy.get(report["worker"], 0.0) + report["seconds"]
         if report.get("peak_rss_mb") is not None:
             self.workers[report["worker"]] = max(self.workers.get(report["worker"], 0.0), report["peak_rss_mb"])
         if report.get("store_digest"):
@@ -231,6 +234,7 @@ class _Tally:
         return {"seconds": round(seconds, 3), "rows": self.rows, "rows_per_s": round(self.rows / seconds, 1) if seconds else 0,
                 "rejected": self.rejected, "cache_hits": self.cache_hits, "truncated": self.truncated,
                 "peak_rss_mb_by_worker": {k: round(v, 1) for k, v in self.workers.items()},
+                "busy_s_by_worker": {k: round(v, 3) for k, v in self.busy.items()},
                 "digests": sorted(self.digests)}
 
     def close(self) -> None:
