@@ -194,7 +194,8 @@ def fetch_missing(store: Store, digest: Optional[str], url: Optional[str] = None
         return None
     url = store_url(url)
     if url is None:
-        if not store.has(digest):
+        # an intact home that lacks the files gets the way out; a damaged one, the store's own error
+        if not store.has(digest) and store.manifests.is_dir():
             raise ArtifactNotFound(f"artifact {digest[:12]} has no files in this home; set "
                                    "--store-url / ZOO_STORE_URL to a shared store that holds it (`zoo push`), "
                                    "or rebuild it here with `zoo verify --repair`")
