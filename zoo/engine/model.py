@@ -18,6 +18,7 @@ import numpy as np
 
 from .batching import DEFAULT_MAX_BATCH_TOKENS
 from ..errors import InvalidInput
+from .backends.lean import is_token_key
 from .similarity import aggregate, similarity
 
 __all__ = ["EmbeddingModel", "Embeddings", "TruncationWarning", "validate_texts", "PROMPT_NAMES"]
@@ -96,7 +97,8 @@ class EmbeddingModel:
         ``cache=False``: bypass the vector cache for this call; ``tokenized``: what
         :meth:`tokenize` made of these texts, so they are not tokenized twice (ignored with a prompt).
         """
-        items = validate_texts(texts)
+        # a Prepared's own texts were checked when it was made (and token-id keys are no texts)
+        items = list(texts) if tokenized is not None and texts is tokenized.texts else validate_texts(texts)
         batch_size = self.default_batch_size if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -106,6 +108,8 @@ class EmbeddingModel:
         dims = self._dimensions(dimensions)
         normalize = self.spec.normalize if normalize is None else bool(normalize)
         prefix = self.resolve_prompt(prompt, prompt_name)
+        if prefix and any(is_token_key(t) for t in items):
+            raise InvalidInput("a prompt cannot be put before token-id input; tokenize the prompt with the text")
         out = np.empty((len(items), dims), dtype=np.float32)
         result = out.view(Embeddings)
         if not items:
@@ -236,6 +240,20 @@ class EmbeddingModel:
     def count_tokens(self, texts: str | Sequence[str], prompt: str = "") -> list[int]:
         """Tokens each text costs the model (with special tokens, after truncation)."""
         return self.tokenize([prompt + t for t in validate_texts(texts)]).lengths
+
+    def tokenize_ids(self, token_ids: Sequence[Sequence[int]]):
+        """Token-id inputs prepared as the engine prepares texts (special tokens added, truncated)."""
+        from .backends.lean import Prepared
+
+        return Prepared.of_ids(self.backend.encoder, token_ids)
+
+    def embed_tokens(self, token_ids: Sequence[Sequence[int]], **options) -> Embeddings:
+        """Embed inputs given as token ids: one list of ids per input, in the model's own vocabulary and
+        without special tokens (``tokenizer.encode(text, add_special_tokens=False)``). The model's special
+        tokens are added as for text, so an input embeds as the text it encodes. Options as ``embed``'s,
+        bar prompts; the vector cache keeps token inputs apart from texts."""
+        prepared = self.tokenize_ids(token_ids)
+        return self.embed(prepared.texts, tokenized=prepared, **options)
 
     def tokenize(self, texts: Sequence[str]):
         """The texts tokenized as the engine does (a ``Prepared``); pass it to ``embed(tokenized=)``."""

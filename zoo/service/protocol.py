@@ -47,9 +47,15 @@ class ErrorResponse(BaseModel):
 
 
 class EmbeddingsRequest(_Strict):
-    input: Union[str, Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]] = Field(
-        examples=["how do I reset my password", ["first passage", "second passage"]], description=f"A text, or a list of 1 to {MAX_INPUTS} texts. Texts longer than the model's max length "
-                    "are truncated, as sentence-transformers does; the server may cap characters per text.")
+    input: Union[str, Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)],
+                 Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)],
+                 Annotated[list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]],
+                           Field(min_length=1, max_length=MAX_INPUTS)]] = Field(
+        examples=["how do I reset my password", ["first passage", "second passage"], [[2023, 4937, 2001]]],
+        description=f"A text, a list of 1 to {MAX_INPUTS} texts, or token ids: a list of integers (one input) "
+                    "or a list of such lists, in the model's vocabulary without special tokens (the model's "
+                    "special tokens are added as for text). Inputs longer than the model's max length are "
+                    "truncated, as sentence-transformers does; the server may cap characters per text.")
     model: str = Field(min_length=1, examples=["all-minilm-l6-v2"], description="A registered model name or alias")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Optional[int] = Field(None, ge=1, le=1_000_000,

@@ -171,6 +171,34 @@ class Service:
         return self.batchers[canonical]
 
 
+def _is_id(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _token_input(items: list) -> Optional[list[list[int]]]:
+    """``input`` as token ids (OpenAI's schema: a list of integers is one input, a list of such lists
+    several), or None when it holds no ids. Mixed, empty or non-integer lists get a 400 naming the index."""
+    if all(_is_id(x) for x in items):
+        items = [items]
+    elif any(isinstance(x, str) for x in items) or not any(isinstance(x, list) or _is_id(x) for x in items):
+        return None  # texts (the text checks name any non-string among them)
+    for i, x in enumerate(items):
+        if not isinstance(x, list):
+            raise ApiError(400, f"'input' mixes token-id lists with {type(x).__name__} at index {i}; send all texts "
+                                "or all token-id lists", param=f"input[{i}]", code="invalid_type")
+        if not x:
+            raise ApiError(400, f"'input[{i}]' is an empty list of token ids", param=f"input[{i}]", code="invalid_value")
+        bad = next((j for j, t in enumerate(x) if not _is_id(t)), None)
+        if bad is not None:
+            raise ApiError(400, f"'input[{i}][{bad}]' is {type(x[bad]).__name__}, not an integer token id",
+                           param=f"input[{i}]", code="invalid_type")
+        negative = next((j for j, t in enumerate(x) if t < 0), None)
+        if negative is not None:
+            raise ApiError(400, f"'input[{i}][{negative}]' is {x[negative]}; token ids are 0 or more",
+                           param=f"input[{i}]", code="invalid_value")
+    return items
+
+
 def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
     """The request's texts and options; the input's own problems get messages that say what to send."""
     from .protocol import EmbeddingsRequest, validate
@@ -183,18 +211,20 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
     raw = body["input"]
     texts = [raw] if isinstance(raw, str) else raw
     if not isinstance(texts, list):
-        raise ApiError(400, f"'input' must be a string or a list of strings, not {type(raw).__name__}", param="input",
-                       code="invalid_type")
+        raise ApiError(400, f"'input' must be a string, a list of strings or token ids, not {type(raw).__name__}",
+                       param="input", code="invalid_type")
     if not texts:
         raise ApiError(400, "'input' is an empty list; send at least one string", param="input", code="invalid_value")
+    token_ids = _token_input(texts)
+    if token_ids is not None:
+        texts = token_ids
     if len(texts) > settings.max_inputs:
         raise ApiError(400, f"{len(texts)} inputs; this server takes at most {settings.max_inputs} per request",
                        param="input", code="too_many_inputs")
-    for i, t in enumerate(texts):
+    for i, t in enumerate(texts if token_ids is None else ()):
         if not isinstance(t, str):
-            kind = "token ids (integers)" if isinstance(t, int) or isinstance(t, list) else type(t).__name__
-            raise ApiError(400, f"'input[{i}]' is {kind}; zoo takes text: send strings", param=f"input[{i}]",
-                           code="invalid_type")
+            raise ApiError(400, f"'input[{i}]' is {type(t).__name__}; send strings, or token ids for every input",
+                           param=f"input[{i}]", code="invalid_type")
         try:
             t.encode("utf-8")
         except UnicodeEncodeError:
@@ -203,8 +233,12 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
         if len(t) > settings.max_input_chars:
             raise ApiError(413, f"'input[{i}]' has {len(t)} characters; this server takes at most "
                                 f"{settings.max_input_chars} per input", param=f"input[{i}]", code="input_too_long")
+    for i, ids in enumerate(token_ids or ()):
+        if len(ids) > settings.max_input_chars:
+            raise ApiError(413, f"'input[{i}]' has {len(ids)} token ids; this server takes at most "
+                                f"{settings.max_input_chars} per input", param=f"input[{i}]", code="input_too_long")
     req = validate(EmbeddingsRequest, body)
-    return {"texts": texts, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions}
+    return {"texts": texts, "token_ids": token_ids is not None, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions}
 
 
 def _openapi_body(model) -> dict:
@@ -304,7 +338,11 @@ def create_app(settings: ServeSettings):
         if req["dimensions"] is not None and req["dimensions"] > model.dim:
             raise ApiError(400, f"dimensions must be at most {model.dim} for {model.name}, got {req['dimensions']}",
                            param="dimensions", code="invalid_value")
-        tokenized = await asyncio.to_thread(model.tokenize, req["texts"])  # once: for usage, the budget, the engine
+        # once: for usage, the budget, the engine; token ids get the model's special tokens, as text does
+        try:
+            tokenized = await asyncio.to_thread(model.tokenize_ids if req["token_ids"] else model.tokenize, req["texts"])
+        except InvalidInput as exc:
+            raise ApiError(400, str(exc), param="input", code="invalid_value") from None
         tokens = tokenized.lengths
         from .batcher import Overloaded
 

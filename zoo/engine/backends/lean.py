@@ -18,10 +18,32 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..batching import CPU_BATCH_OVERHEAD, DEFAULT_MAX_BATCH_TOKENS, GPU_BATCH_OVERHEAD, padded_width, plan_batches
-from ...errors import ZooError
+from ...errors import InvalidInput, ZooError
 from ..model_config import ModelSpec
 
-__all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows"]
+__all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows", "TokenEncoding", "TOKEN_KEY",
+           "is_token_key"]
+
+# Token-id inputs travel through the engine (dedup, batching, the vector cache) under a key that
+# starts with a lone surrogate: no valid text contains one (``validate_texts`` refuses them), so a
+# token input's key can never equal a text, in a call or in the cache.
+TOKEN_KEY = "\udc00ids:"
+
+
+def is_token_key(text: str) -> bool:
+    return text.startswith(TOKEN_KEY)
+
+
+@dataclass
+class TokenEncoding:
+    """What the engine reads of a tokenizers ``Encoding``, for an input given as token ids."""
+    ids: list[int]
+    type_ids: list[int]
+    overflowing: list  # non-empty when truncated, as tokenizers says it
+
+
+LANGCHAIN_HINT = ("LangChain's OpenAIEmbeddings sends tiktoken ids unless check_embedding_ctx_length=False; "
+                  "pass that, or send the text itself")
 
 
 class TextEncoder:
@@ -95,7 +117,59 @@ class TextEncoder:
             k -= 1
         return text[:k] if k > 0 else text
 
+    def _specials(self) -> tuple[list[int], list[int], int, list[int], list[int]]:
+        """What the tokenizer adds around one sequence: (prefix ids, prefix type ids, content type id,
+        suffix ids, suffix type ids), read off a probe text as its post-processor encodes it."""
+        if getattr(self, "_special_template", None) is None:
+            bare = self.tokenizer.encode("a", add_special_tokens=False)
+            full = self.tokenizer.encode("a", add_special_tokens=True)
+            n = len(bare.ids)
+            start = next((i for i in range(len(full.ids) - n + 1) if full.ids[i:i + n] == bare.ids), None)
+            if start is None:
+                raise ZooError("this tokenizer's special tokens cannot be placed around token ids; send text")
+            self._special_template = (full.ids[:start], full.type_ids[:start], full.type_ids[start] if n else 0,
+                                      full.ids[start + n:], full.type_ids[start + n:])
+        return self._special_template
+
+    def encode_ids(self, id_lists: list[list[int]]) -> list[TokenEncoding]:
+        """Token ids (the model's vocabulary, no special tokens) encoded as the tokenizer encodes text:
+        its special tokens around them, truncated to the max length from the end (or the start, if
+        the tokenizer truncates on the left), so an input embeds as the text it encodes."""
+        prefix, prefix_types, content_type, suffix, suffix_types = self._specials()
+        room = max(0, self.max_length - len(prefix) - len(suffix))
+        left = (self.tokenizer.truncation or {}).get("direction") == "left"
+        out = []
+        for ids in id_lists:
+            cut = len(ids) > room
+            kept = (ids[len(ids) - room:] if left else ids[:room]) if cut else ids
+            out.append(TokenEncoding(prefix + list(kept) + suffix,
+                                     prefix_types + [content_type] * len(kept) + suffix_types, [True] if cut else []))
+        return out
+
+    def check_ids(self, inputs) -> list[list[int]]:
+        """Refuse what is not a non-empty list of in-vocabulary ids, naming the input's index."""
+        vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        if not isinstance(inputs, (list, tuple)):
+            raise InvalidInput(f"token input must be a list of lists of ids, not {type(inputs).__name__}")
+        out = []
+        for i, ids in enumerate(inputs):
+            if not isinstance(ids, (list, tuple)) or not ids:
+                what = "an empty list" if isinstance(ids, (list, tuple)) else type(ids).__name__
+                raise InvalidInput(f"token input {i} is {what}; send a non-empty list of token ids")
+            for j, t in enumerate(ids):
+                if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+                    raise InvalidInput(f"token input {i}: position {j} is {type(t).__name__}, not an integer token id")
+                if not 0 <= t < vocab:
+                    hint = f"; {LANGCHAIN_HINT}" if t >= vocab else ""
+                    raise InvalidInput(f"token input {i}: id {int(t)} at position {j} is outside this model's "
+                                   f"vocabulary (0 to {vocab - 1}){hint}")
+            out.append([int(t) for t in ids])
+        return out
+
     def full_length(self, text: str) -> int:
+        if is_token_key(text):
+            prefix, _, _, suffix, _ = self._specials()
+            return len(prefix) + len(suffix) + len(text[len(TOKEN_KEY):].split(","))
         if self._untruncated is None:  # a private copy: truncation is tokenizer state
             from tokenizers import Tokenizer
 
@@ -103,7 +177,8 @@ class TextEncoder:
             self._untruncated.no_truncation()
         return len(self._untruncated.encode(text, add_special_tokens=True).ids)
 
-    def pad(self, encodings: list) -> dict[str, np.ndarray]:
+    def pad(self, encodings: list, names: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+        """One batch's arrays (of ``names``, default the runtime's inputs), right-padded."""
         width = padded_width(max(len(e.ids) for e in encodings), self.width_multiple)
         while width in self.avoid_widths:  # masked extra columns: pooling ignores them
             width += 1
@@ -114,7 +189,7 @@ class TextEncoder:
             n = len(e.ids)
             ids[row, :n], mask[row, :n], types[row, :n] = e.ids, 1, e.type_ids
         arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        return {name: arrays[name] for name in self.input_names}
+        return {name: arrays[name] for name in (self.input_names if names is None else names)}
 
     def mask(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """The attention mask of a padded batch, for pooling (from the pad ids if the graph takes none)."""
@@ -174,6 +249,14 @@ class Prepared:
         """Rows picked from several tokenized lists: (prepared, row) pairs, in order."""
         return cls([p.texts[i] for p, i in parts], [p.encodings[i] for p, i in parts],
                    [p.lengths[i] for p, i in parts], [p.truncated[i] for p, i in parts])
+
+    @classmethod
+    def of_ids(cls, encoder: TextEncoder, inputs) -> "Prepared":
+        """Inputs given as token ids, keyed so that they never meet a text (``TOKEN_KEY``)."""
+        id_lists = encoder.check_ids(inputs)
+        encodings = encoder.encode_ids(id_lists)
+        return cls([TOKEN_KEY + ",".join(map(str, ids)) for ids in id_lists], encodings,
+                   [len(e.ids) for e in encodings], [bool(e.overflowing) for e in encodings])
 
     def subset(self, rows: list[int]) -> "Prepared":
         return Prepared.join([(self, i) for i in rows])

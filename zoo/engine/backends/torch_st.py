@@ -8,7 +8,7 @@ import numpy as np
 
 from ...errors import ZooError, require
 from ..model_config import ModelSpec
-from .lean import BatchedBackend, TextEncoder
+from .lean import BatchedBackend, TextEncoder, is_token_key, normalize_rows
 
 __all__ = ["TorchBackend"]
 
@@ -47,6 +47,8 @@ class TorchBackend(BatchedBackend):
         self.name = "sentence-transformers/torch"
 
     def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+        if any(is_token_key(t) for t in texts):  # token-id input: no text to hand to encode()
+            return self._embed_encodings(encodings, normalize)
         if normalize or not self._has_normalize:  # the model's own path, as users run it
             out = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False,
                                     normalize_embeddings=normalize and not self._has_normalize)
@@ -58,3 +60,18 @@ class TorchBackend(BatchedBackend):
             for module in self._raw_modules:
                 features = module(features)
         return features["sentence_embedding"].float().cpu().numpy()
+
+    def _embed_encodings(self, encodings: list, normalize: bool) -> np.ndarray:
+        """The model's modules on already-encoded inputs, padded as its tokenizer pads them."""
+        from sentence_transformers.util import batch_to_device
+
+        names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
+                 if n in getattr(self.model.tokenizer, "model_input_names", ("input_ids", "attention_mask"))]
+        feed = self.encoder.pad(encodings, names)
+        features = batch_to_device({k: self._torch.from_numpy(v) for k, v in feed.items()}, self.model.device)
+        modules = list(self.model) if normalize and self._has_normalize else self._raw_modules
+        with self._torch.inference_mode():
+            for module in modules:
+                features = module(features)
+        out = features["sentence_embedding"].float().cpu().numpy()
+        return normalize_rows(out) if normalize and not self._has_normalize else out

@@ -47,7 +47,9 @@ class CacheConfig:
 
     def keys(self, texts: Iterable[str]) -> list[bytes]:
         prefix = self.digest
-        return [hashlib.sha256(prefix + t.encode("utf-8")).digest() for t in texts]
+        # surrogatepass: a token-id input's key starts with a lone surrogate (no text has one), which
+        # leaves every text's bytes, and so every existing key, as they were
+        return [hashlib.sha256(prefix + t.encode("utf-8", "surrogatepass")).digest() for t in texts]
 
 
 @dataclass(frozen=True)
