@@ -623,6 +623,42 @@ def runs(ctx, stale, model_name, as_json):
             click.echo(f"          error: {d['error']}")
 
 
+@cli.command("import")
+@click.argument("name")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing model of this name.")
+@click.pass_context
+def import_(ctx, name, directory, force):
+    """Register DIRECTORY's checkpoint as NAME, then gate its ONNX/OpenVINO exports as artifacts."""
+    from .build.portable import import_folder
+
+    done = import_folder(_registry(ctx), name, directory, force=force,
+                         progress=lambda step, _f: click.echo(f"  .. {step}", err=True))
+    click.echo(f"registered {done['model']} @ {done['revision']}")
+    for o in done["outcomes"]:
+        click.echo(f"{o.status:<9} {o.target:<24} {_fidelity_line(o.fidelity)}" + (f"  {o.error}" if o.error else ""))
+    for line in done["skipped"]:
+        click.echo(f"skipped   {line}")
+    if any(o.status != "ready" for o in done["outcomes"]):
+        raise ZooError("some imported artifacts did not pass; they are recorded but never served")
+
+
+@cli.command("export")
+@click.argument("name")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--artifact", "target", required=True, help="The ready artifact to export (target name or id).")
+@click.pass_context
+def export_(ctx, name, directory, target):
+    """Write NAME's artifact as a sentence-transformers folder in DIRECTORY (onnx/..., openvino/...)."""
+    from .build.portable import export_artifact
+
+    done = export_artifact(_registry(ctx), name, target, directory)
+    where = done["file_name"] or "the checkpoint at the root"
+    click.echo(f"exported {name} {done['artifact']} to {done['path']} ({where}); load it with "
+               + (f"SentenceTransformer(DIR, backend=\"{where.split('/')[0]}\", "
+                  f"model_kwargs={{\"file_name\": \"{where}\"}})" if done["file_name"] else "SentenceTransformer(DIR)"))
+
+
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--artifact", "artifacts", multiple=True, help="Only this artifact (target name or id); repeatable.")

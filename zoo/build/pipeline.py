@@ -95,9 +95,16 @@ def plan(registry, name: str, targets: Sequence[str], hardware=None):
 def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = False,
             floor: Optional[dict[str, float]] = None, calibration: Optional[str] = None,
             hardware=None, progress: Optional[Progress] = None,
-            search_budget: Optional[dict[str, float]] = None) -> list[Outcome]:
-    """``search_budget``: {"attempts", "seconds"} per searched target (``zoo.build.search``)."""
+            search_budget: Optional[dict[str, float]] = None,
+            imports: Optional[dict[str, Path]] = None) -> list[Outcome]:
+    """``search_budget``: {"attempts", "seconds"} per searched target (``zoo.build.search``).
+    ``imports``: target name -> a graph built elsewhere, brought in and gated instead of built
+    (``zoo import``)."""
     resolved, checkpoint, steps, hw = plan(registry, name, targets, hardware)
+    if imports:
+        from converters.imported import ImportedConverter
+
+        steps = [(t, ImportedConverter(imports[t.name]) if t.name in imports else c) for t, c in steps]
     progress = progress or (lambda step, frac: None)
     model = resolved.model
     gate = Floor.from_dict({**(model.fidelity_floor or {}), **(floor or {})})

@@ -1,0 +1,130 @@
+"""`zoo export`: an artifact as a sentence-transformers folder, loaded by sentence-transformers itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import zoo
+from conftest import CORPUS
+from zoo.errors import ArtifactNotFound, InvalidInput
+
+TEXTS = CORPUS + ["", "one"]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, tiny_model_dir):
+    from zoo.build.pipeline import convert
+    from zoo.registry.catalog import Registry
+    from zoo.store.home import resolve_home
+
+    reg = Registry(resolve_home(tmp_path_factory.mktemp("exp") / "zoo"))
+    reg.register("tiny", str(tiny_model_dir))
+    convert(reg, "tiny", ["onnx-fp32", "openvino-fp32", "onnx-int8-avx512_vnni"])
+    return reg
+
+
+@pytest.mark.parametrize("target, backend, file_name, min_cos", [
+    ("onnx-fp32", "onnx", "onnx/model.onnx", 0.99999),
+    ("onnx-int8-avx512_vnni", "onnx", "onnx/model_qint8_avx512_vnni.onnx", 0.99),
+    ("openvino-fp32", "openvino", "openvino/openvino_model.xml", 0.9999),
+])
+def test_sentence_transformers_loads_the_export(converted, tmp_path, target, backend, file_name, min_cos):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "export"
+    done = subprocess.run([sys.executable, "-m", "zoo.cli", "--home", str(converted.home.root), "export", "tiny",
+                           str(out), "--artifact", target], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f'model_kwargs={{"file_name": "{file_name}"}}' in done.stdout
+    assert (out / file_name).is_file() and (out / "modules.json").is_file() and (out / "1_Pooling").is_dir()
+    record = json.loads((out / "zoo-artifact.json").read_text())
+    zoo_model = zoo.load("tiny", artifact=target, registry=converted, cache=False)
+    assert (record["file_name"], record["artifact"]["store_digest"]) == (file_name, zoo_model.info["store_digest"])
+    assert record["artifact"]["fidelity"]["mean_cosine"] > 0.9
+    st = SentenceTransformer(str(out), backend=backend, model_kwargs={"file_name": file_name}, device="cpu")
+    theirs, ours = st.encode(TEXTS, convert_to_numpy=True), zoo_model.embed(TEXTS)
+    assert ((theirs * ours).sum(1) >= min_cos).all()
+    if target == "onnx-fp32":  # the same graph, the same runtime: the same numbers
+        assert np.abs(theirs - ours).max() < 1e-5
+    plain = SentenceTransformer(str(out), device="cpu")  # the checkpoint is at the root too
+    assert np.abs(plain.encode(TEXTS) - zoo.load("tiny", artifact="torch-fp32", registry=converted,
+                                                 cache=False).embed(TEXTS)).max() < 1e-5
+
+
+def test_export_refusals(converted, tmp_path):
+    from zoo.build.portable import export_artifact
+
+    with pytest.raises(ArtifactNotFound, match=r"tiny has no artifact 'onnx-o4'"):
+        export_artifact(converted, "tiny", "onnx-o4", tmp_path / "a")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(InvalidInput, match=r"exists and is not an empty folder"):
+        export_artifact(converted, "tiny", "onnx-fp32", tmp_path / "full")
+    assert sorted(os.listdir(tmp_path)) == ["full"]  # nothing staged left behind
+
+
+def _cli(home, *args):
+    return subprocess.run([sys.executable, "-m", "zoo.cli", "--home", str(home), *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_import_gates_a_sentence_transformers_export(tmp_path, tiny_model_dir):
+    """sentence-transformers' own ONNX export (backend="onnx" exports, .save writes onnx/model.onnx),
+    plus an OpenVINO one, registered and gated in a fresh home; a broken graph fails alone."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    folder = tmp_path / "st-export"
+    shutil.copytree(tiny_model_dir, folder)
+    SentenceTransformer(str(folder), backend="onnx", device="cpu").save(str(folder))
+    SentenceTransformer(str(folder), backend="openvino", device="cpu").save(str(folder))
+    (folder / "onnx" / "model_O2.onnx").write_bytes(b"not a graph")
+    assert (folder / "onnx" / "model.onnx").is_file() and (folder / "openvino" / "openvino_model.xml").is_file()
+    home = tmp_path / "zoo"
+    r = _cli(home, "import", "st-tiny", str(folder))
+    assert r.returncode == 1, r.stderr[-3000:]  # the broken graph
+    status = {line.split()[1]: line.split()[0] for line in r.stdout.splitlines()[1:] if line.split()[0] != "skipped"}
+    assert status == {"onnx-fp32": "ready", "onnx-o2": "failed", "openvino-fp32": "ready"}, r.stdout
+    from zoo.registry.catalog import open_registry
+
+    reg = open_registry(str(home))
+    ref = zoo.load("st-tiny", artifact="torch-fp32", registry=reg, cache=False).embed(TEXTS)
+    for target in ("onnx-fp32", "openvino-fp32"):
+        m = zoo.load("st-tiny", artifact=target, registry=reg, cache=False)
+        assert ((m.embed(TEXTS) * ref).sum(1) >= 0.9999).all(), target
+        assert m.info["store_digest"] and reg.resolve("st-tiny").revision.artifacts
+    (imported,) = [a for a in reg.resolve("st-tiny").revision.artifacts if a.target == "onnx-fp32"]
+    assert imported.provenance["converter"] == "import"
+    assert imported.provenance["settings"]["imported_from"] == "model.onnx"
+    assert imported.fidelity["mean_cosine"] >= 0.9999
+
+
+def test_a_round_trip_through_export_and_import(converted, tmp_path):
+    out = tmp_path / "export"
+    assert _cli(converted.home.root, "export", "tiny", str(out), "--artifact", "onnx-fp32").returncode == 0
+    home = tmp_path / "other"
+    r = _cli(home, "import", "again", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    from zoo.registry.catalog import open_registry
+
+    a = zoo.load("tiny", artifact="onnx-fp32", registry=converted, cache=False).embed(TEXTS)
+    b = zoo.load("again", artifact="onnx-fp32", registry=open_registry(str(home)), cache=False).embed(TEXTS)
+    assert np.array_equal(a, b)  # the same graph back: the same vectors
+
+
+def test_import_refuses_a_folder_without_a_checkpoint(tmp_path, converted):
+    out = tmp_path / "export"
+    assert _cli(converted.home.root, "export", "tiny", str(out), "--artifact", "onnx-fp32").returncode == 0
+    (out / "model.safetensors").unlink()
+    r = _cli(tmp_path / "zoo", "import", "nothing", str(out))
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    from zoo.registry.catalog import open_registry
+
+    assert [m.name for m in open_registry(str(tmp_path / "zoo")).list_models()] == []

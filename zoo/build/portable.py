@@ -1,0 +1,155 @@
+"""Artifacts as plain folders other tools load and make: ``zoo export`` and ``zoo import``.
+
+The folder is sentence-transformers' layout, as its own ``export_*`` helpers and the hub write
+it: the checkpoint's configs, tokenizer, weights and module folders (``1_Pooling``, ...) at the
+root, and the artifact under the name sentence-transformers and optimum look for
+(``onnx/model.onnx``, ``onnx/model_O3.onnx``, ``onnx/model_qint8_avx512_vnni.onnx``,
+``openvino/openvino_model.xml``, ``openvino/openvino_model_qint8_quantized.xml``). So
+``SentenceTransformer(DIR, backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})`` and
+LlamaIndex's HuggingFace/OpenVINO classes load it. ``zoo-artifact.json`` beside them holds the
+artifact's identity, provenance and fidelity report.
+
+One change to the graph: zoo names the transformer's output ``token_embeddings`` (what its pooling
+reads), optimum reads ``last_hidden_state``; the exported graph's output is renamed, nothing else.
+The folder is written under a temporary name and renamed whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+from converters.imported import OPTIMUM_OUTPUT, ZOO_OUTPUT, rename_onnx_output, rename_openvino_output
+
+from ..errors import ArtifactNotFound, InvalidInput
+from ..registry.catalog import artifact_dict
+
+__all__ = ["export_artifact", "exported_name", "import_folder", "found_artifacts"]
+
+ONNX_FILE = re.compile(r"model(?:_(O[1-4])|_qu?int8_(\w+))?\.onnx")
+
+
+
+def exported_name(artifact) -> str | None:
+    """Where ``artifact`` goes in the folder (None: the checkpoint itself, at the root)."""
+    if artifact.format == "torch":
+        if artifact.target != "torch-fp32":
+            raise InvalidInput(f"{artifact.target} is a cast made at load time, not a file to export; export "
+                               "torch-fp32 (the checkpoint) or an ONNX/OpenVINO artifact")
+        return None
+    variant = artifact.variant or ""
+    if artifact.format == "onnx":
+        if artifact.precision == "int8":
+            return f"onnx/model_qint8_{variant or 'static'}.onnx"
+        if variant.lower().startswith("o"):
+            return f"onnx/model_{variant.upper()}.onnx"
+        return "onnx/model.onnx"
+    if artifact.format == "openvino":
+        return "openvino/openvino_model_qint8_quantized.xml" if artifact.precision == "int8" \
+            else "openvino/openvino_model.xml"
+    raise InvalidInput(f"artifacts of format {artifact.format!r} cannot be exported yet")
+
+
+def export_artifact(reg, name: str, target: str | int, directory: str | Path) -> dict:
+    """Write ``name``'s ready artifact ``target`` (a target name or id) as a folder; returns what was written."""
+    resolved = reg.resolve(name)
+    arts = resolved.revision.artifacts
+    chosen = next((a for a in arts if a.target == target or str(a.id) == str(target)), None)
+    if chosen is None:
+        raise ArtifactNotFound(f"{resolved.model.name} has no artifact {target!r}; its artifacts: "
+                               f"{', '.join(a.target for a in arts)}")
+    if chosen.status.value != "ready":
+        raise ArtifactNotFound(f"{resolved.model.name} {chosen.target} is {chosen.status.value}, not ready; only "
+                               "artifacts that passed the fidelity gate are exported")
+    relative = exported_name(chosen)
+    checkpoint = next(a for a in arts if a.target == "torch-fp32")
+    out = Path(directory).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInput(f"{out} exists and is not an empty folder; export into a new one")
+    base, tree = reg.artifact_path(checkpoint), reg.artifact_path(chosen)
+    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        shutil.copytree(base, staging, symlinks=False)
+        for p in staging.rglob("*"):  # the store's files are read-only; the copy is the user's
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        written = []
+        if relative is not None:
+            dst = staging / relative
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if chosen.format == "onnx":
+                rename_onnx_output(tree / "model.onnx", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
+            else:
+                rename_openvino_output(tree / "openvino_model.xml", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
+            written = [str(p.relative_to(staging)) for p in dst.parent.iterdir()]
+        record = {"model": resolved.model.name, "revision": resolved.revision.resolved_id,
+                  "source": resolved.model.source, "file_name": relative, "artifact": artifact_dict(chosen),
+                  "checkpoint_digest": checkpoint.store_digest,
+                  "note": "the graph's output is renamed token_embeddings -> last_hidden_state for optimum; "
+                          "store_digest names zoo's stored bytes"}
+        (staging / "zoo-artifact.json").write_text(json.dumps(record, indent=1, default=str))
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"path": str(out), "file_name": relative, "files": sorted(written), "artifact": chosen.target}
+
+
+def found_artifacts(directory: Path) -> tuple[dict[str, Path], list[str]]:
+    """The ONNX/OpenVINO files in an exported folder, by the target each is (sentence-transformers'
+    and optimum's names, under ``onnx/``, ``openvino/`` or at the root); and the files not understood."""
+    targets: dict[str, Path] = {}
+    skipped: list[str] = []
+    for path in sorted([*directory.glob("*.onnx"), *directory.glob("onnx/*.onnx"),
+                        *directory.glob("*.xml"), *directory.glob("openvino/*.xml")]):
+        rel = str(path.relative_to(directory))
+        target = None
+        if path.suffix == ".onnx" and (m := ONNX_FILE.fullmatch(path.name)):
+            level, isa = m.groups()
+            target = f"onnx-{level.lower()}" if level else f"onnx-int8-{isa}" if isa else "onnx-fp32"
+        elif path.name == "openvino_model.xml":
+            target = "openvino-fp32"
+        elif path.name == "openvino_model_qint8_quantized.xml":
+            target = "openvino-int8"
+        if target is None or target in targets:
+            skipped.append(f"{rel} (unrecognised name)" if target is None else f"{rel} (a second {target})")
+        else:
+            targets[target] = path
+    return targets, skipped
+
+
+def import_folder(reg, name: str, directory: str | Path, *, force: bool = False, progress=None) -> dict:
+    """Register the checkpoint in ``directory`` as ``name``, then bring in and gate every ONNX/OpenVINO
+    artifact exported beside it; returns the registration, the outcomes and what was skipped."""
+    from converters import converter_for
+
+    from ..core.hardware import detect
+    from .pipeline import convert
+
+    folder = Path(directory).expanduser()
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder}: no such folder")
+    found, skipped = found_artifacts(folder)
+    hw = detect()
+    usable = {}
+    for target, path in found.items():
+        try:
+            t, conv = converter_for(target)
+        except KeyError:
+            skipped.append(f"{path.relative_to(folder)} ({target} is not a zoo target)")
+            continue
+        why = conv.unavailable_reason(t, hw)
+        if why:
+            skipped.append(f"{path.relative_to(folder)} ({target} cannot run here: {why})")
+        else:
+            usable[target] = path
+    # the checkpoint first: a folder without one is refused before any artifact is read
+    resolved = reg.register(name, str(folder), force=force)
+    outcomes = convert(reg, name, list(usable), rebuild=True, imports=usable, hardware=hw,
+                       progress=progress) if usable else []
+    return {"model": resolved.model.name, "revision": resolved.revision.resolved_id, "outcomes": outcomes,
+            "skipped": skipped}
