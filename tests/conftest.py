@@ -158,6 +158,21 @@ def tiny_cls_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-cls", pooling="cls", normalize=False, seed=2)
 
 
+@pytest.fixture(scope="module")
+def zoohome(tmp_path_factory, tiny_model_dir):
+    """A home with the tiny model and its ONNX fp32 artifact, so worker processes (the CLI's, Ray's
+    actors) load no torch: the dataset tests' home."""
+    from zoo.build.pipeline import convert
+    from zoo.registry.catalog import Registry
+    from zoo.store.home import resolve_home
+
+    root = tmp_path_factory.mktemp("onnxhome") / "zoo"
+    reg = Registry(resolve_home(root))
+    reg.register("tiny", str(tiny_model_dir))
+    convert(reg, "tiny", ["onnx-fp32"])
+    return root
+
+
 @pytest.fixture
 def home(tmp_path):
     from zoo.store.home import resolve_home

@@ -27,20 +27,6 @@ TEXTS = [CORPUS[i % len(CORPUS)] + (" more words" * (i % 5)) for i in range(90)]
     ["", CORPUS[0], " ".join(["long"] * 300)] * 3 + ["word"]
 
 
-@pytest.fixture(scope="module")
-def zoohome(tmp_path_factory, tiny_model_dir):
-    """A home with the tiny model and its ONNX fp32 artifact (no torch in worker processes)."""
-    from zoo.build.pipeline import convert
-    from zoo.registry.catalog import Registry
-    from zoo.store.home import resolve_home
-
-    root = tmp_path_factory.mktemp("dsz") / "zoo"
-    reg = Registry(resolve_home(root))
-    reg.register("tiny", str(tiny_model_dir))
-    convert(reg, "tiny", ["onnx-fp32"])
-    return root
-
-
 def _reference(home, texts, **options):
     m = zoo.load("tiny", artifact="onnx-fp32", home=str(home), cache=False)
     return m, m.embed(texts, **options)

@@ -39,19 +39,6 @@ def cluster(tmp_path_factory):
         os.environ.pop(FAULT_ENV, None)
 
 
-@pytest.fixture(scope="module")
-def zoohome(tmp_path_factory, tiny_model_dir):
-    from zoo.build.pipeline import convert
-    from zoo.registry.catalog import Registry
-    from zoo.store.home import resolve_home
-
-    root = tmp_path_factory.mktemp("rayz") / "zoo"
-    reg = Registry(resolve_home(root))
-    reg.register("tiny", str(tiny_model_dir))
-    convert(reg, "tiny", ["onnx-fp32"])
-    return root
-
-
 @pytest.fixture
 def source(tmp_path):
     src = tmp_path / "in.parquet"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import InvalidInput, require
+from ..store.blobs import fsync_dir
 
 __all__ = ["JOB_FILE", "REJECTS", "Output", "IDENTITY_KEYS"]
 
@@ -33,15 +34,6 @@ IDENTITY_KEYS = ("model", "revision", "artifact", "store_digest", "per_node_best
                  "dimensions", "column", "id_column", "input_digest", "zoo_version")
 # Per-node-best runs serve what each node picks: the artifact fields vary by file, not by job
 PER_NODE_KEYS = ("artifact", "store_digest")
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def job_keys(identity: dict) -> dict:
@@ -141,7 +133,7 @@ class Output:
             if before_rename is not None:
                 before_rename()
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -154,4 +146,4 @@ class Output:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)

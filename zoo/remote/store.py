@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -148,35 +149,28 @@ class RemoteStore:
                     if self.fs.exists(target) and self.fs.size(target) == e.size:
                         done.blobs_present += 1
                         continue
-                    self._put(str(blob), target)
+                    self._put(target, path=str(blob))
                 done.blobs_sent += 1
                 done.bytes_sent += e.size
             body = json.dumps([x.as_dict() for x in sorted(entries, key=lambda x: x.path)], indent=1)
             with self._reaching(f"upload the manifest of {digest[:12]}"):
-                self._put_bytes(body.encode(), self._path("manifests", f"{digest}.json"))
+                self._put(self._path("manifests", f"{digest}.json"), data=body.encode())
             done.artifacts += 1
         return done
 
-    def _put(self, local: str, target: str) -> None:
-        if not self.local:
-            self.fs.put_file(local, target)
-            return
-        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-        try:
-            self.fs.put_file(local, tmp)
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-    def _put_bytes(self, data: bytes, target: str) -> None:
-        if not self.local:
-            self.fs.pipe_file(target, data)
+    def _put(self, target: str, *, path: Optional[str] = None, data: Optional[bytes] = None) -> None:
+        """Upload a local file (``path``) or bytes (``data``) to ``target``, visible only whole."""
+        if not self.local:  # an object store's PUT is visible only once complete
+            self.fs.put_file(path, target) if path is not None else self.fs.pipe_file(target, data)
             return
         tmp = f"{target}.tmp-{uuid.uuid4().hex}"
         try:
             with open(tmp, "wb") as f:
-                f.write(data)
+                if path is not None:
+                    with open(path, "rb") as src:
+                        shutil.copyfileobj(src, f, CHUNK)
+                else:
+                    f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)

@@ -36,7 +36,7 @@ from typing import Iterable, Iterator
 
 from ..errors import StoreCorruption, ZooError
 
-__all__ = ["Store", "ManifestEntry", "Problem", "GcReport", "manifest_digest"]
+__all__ = ["Store", "ManifestEntry", "Problem", "GcReport", "manifest_digest", "fsync_dir"]
 
 CHUNK = 1 << 20
 
@@ -75,7 +75,8 @@ def manifest_digest(entries: Iterable[ManifestEntry]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (a no-op where directories cannot be opened)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -175,7 +176,7 @@ class Store:
             else:  # new, or a damaged copy this fresh one replaces (a new inode: old links keep the old)
                 os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
                 os.replace(tmp, final)
-                _fsync_dir(self.blobs)
+                fsync_dir(self.blobs)
             st = final.stat()
             self._verified[digest] = (st.st_ino, st.st_ctime_ns)
         finally:
@@ -201,7 +202,7 @@ class Store:
                                       f"{entry.sha256[:12]} ({size} bytes, expected {entry.size}); refused")
             os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             os.replace(tmp, self.blob_path(entry.sha256))
-            _fsync_dir(self.blobs)
+            fsync_dir(self.blobs)
             st = self.blob_path(entry.sha256).stat()
             self._verified[entry.sha256] = (st.st_ino, st.st_ctime_ns)
         finally:
@@ -255,7 +256,7 @@ class Store:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
-            _fsync_dir(self.manifests)
+            fsync_dir(self.manifests)
         return digest
 
     # -- reading -----------------------------------------------------------
