@@ -5,13 +5,14 @@ it: the checkpoint's configs, tokenizer, weights and module folders (``1_Pooling
 root, and the artifact under the name sentence-transformers and optimum look for
 (``onnx/model.onnx``, ``onnx/model_O3.onnx``, ``onnx/model_qint8_avx512_vnni.onnx``,
 ``openvino/openvino_model.xml``, ``openvino/openvino_model_qint8_quantized.xml``). So
-``SentenceTransformer(DIR, backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})`` and
-LlamaIndex's HuggingFace/OpenVINO classes load it. ``zoo-artifact.json`` beside them holds the
-artifact's identity, provenance and fidelity report.
+``SentenceTransformer(DIR, backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})`` loads
+it, as do tools that read that layout (LlamaIndex's HuggingFace/OpenVINO embedding classes).
+``zoo-artifact.json`` beside them holds the artifact's identity, provenance and fidelity report.
 
 One change to the graph: zoo names the transformer's output ``token_embeddings`` (what its pooling
 reads), optimum reads ``last_hidden_state``; the exported graph's output is renamed, nothing else.
-The folder is written under a temporary name and renamed whole.
+The folder is written under a temporary name and renamed whole. ``zoo import`` reads the same
+names (and optimum's ``model.onnx`` / ``openvino_model.xml`` at the root) and gates each graph.
 """
 
 from __future__ import annotations
