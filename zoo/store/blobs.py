@@ -147,11 +147,28 @@ class Store:
     def blob_path(self, sha256: str) -> Path:
         return self.blobs / sha256
 
+    def _write_hashed(self, tmp: Path, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Write ``chunks`` to ``tmp``, fsynced; their sha256 and size."""
+        h, size = hashlib.sha256(), 0
+        with open(tmp, "wb") as fout:
+            for chunk in chunks:
+                h.update(chunk)
+                size += len(chunk)
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        return h.hexdigest(), size
+
+    def _place(self, tmp: Path, digest: str) -> None:
+        """Give the staged ``tmp`` its final, read-only name blobs/<digest> (a new inode: old links keep the old)."""
+        os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.replace(tmp, self.blob_path(digest))
+        fsync_dir(self.blobs)
+
     def add_file(self, src: Path, rel: str, *, move: bool = False) -> ManifestEntry:
         """Hash ``src`` and place its bytes at blobs/<sha256> atomically."""
         rel = _safe_relpath(rel)
         tmp = self.tmp / f"blob-{uuid.uuid4().hex}"
-        h, size = hashlib.sha256(), 0
         try:
             if move:
                 try:
@@ -162,21 +179,13 @@ class Store:
                     shutil.copyfile(src, tmp)
                 digest, size = _hash_file(tmp)
             else:
-                with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                    while chunk := fin.read(CHUNK):
-                        h.update(chunk)
-                        size += len(chunk)
-                        fout.write(chunk)
-                    fout.flush()
-                    os.fsync(fout.fileno())
-                digest = h.hexdigest()
+                with open(src, "rb") as fin:
+                    digest, size = self._write_hashed(tmp, iter(lambda: fin.read(CHUNK), b""))
             final = self.blob_path(digest)
             if final.exists() and self._check_file(final, ManifestEntry(rel, digest, size)) is None:
                 tmp.unlink()  # reused as it is: touching it would change its ctime and void every tree's stamp
-            else:  # new, or a damaged copy this fresh one replaces (a new inode: old links keep the old)
-                os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-                os.replace(tmp, final)
-                fsync_dir(self.blobs)
+            else:  # new, or a damaged copy this fresh one replaces
+                self._place(tmp, digest)
             st = final.stat()
             self._verified[digest] = (st.st_ino, st.st_ctime_ns)
         finally:
@@ -188,23 +197,14 @@ class Store:
         """Place bytes received from elsewhere (a shared store) at blobs/<sha256>, only if they hash
         to ``entry``: a short or altered download is dropped from tmp/ and never gets a final name."""
         tmp = self.tmp / f"blob-{uuid.uuid4().hex}"
-        h, size = hashlib.sha256(), 0
         try:
-            with open(tmp, "wb") as fout:
-                for chunk in chunks:
-                    h.update(chunk)
-                    size += len(chunk)
-                    fout.write(chunk)
-                fout.flush()
-                os.fsync(fout.fileno())
-            if (h.hexdigest(), size) != (entry.sha256, entry.size):
+            digest, size = self._write_hashed(tmp, chunks)
+            if (digest, size) != (entry.sha256, entry.size):
                 raise StoreCorruption(f"{entry.path}: the received bytes do not match the manifest's sha256 "
                                       f"{entry.sha256[:12]} ({size} bytes, expected {entry.size}); refused")
-            os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            os.replace(tmp, self.blob_path(entry.sha256))
-            fsync_dir(self.blobs)
-            st = self.blob_path(entry.sha256).stat()
-            self._verified[entry.sha256] = (st.st_ino, st.st_ctime_ns)
+            self._place(tmp, digest)
+            st = self.blob_path(digest).stat()
+            self._verified[digest] = (st.st_ino, st.st_ctime_ns)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
