@@ -161,14 +161,15 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
     tally.close()
     out.sweep()
     seconds = time.perf_counter() - started
-    written = sum(_rows_of(out, s) for s in done) + tally.rows
-    rejected = tally.rejected + sum(_rejected_of(out, s) for s in done)
+    earlier = [_shard_meta(out, s) for s in done]  # what the resumed run's finished shards hold
+    written = tally.rows + sum(m["rows"] for m in earlier)
+    rejected = tally.rejected + sum(int(m.get("rejected", 0)) for m in earlier)
     update_run(reg, run_id, status="succeeded", shards_done=len(plan.shards), timings=tally.timings(seconds))
     return JobResult(run_id=run_id, output=str(out.root), rows=written, rejected=rejected, shards=len(plan.shards),
                      shards_skipped=len(done), seconds=seconds, rows_per_s=tally.rows / seconds if seconds else 0.0,
                      cache_hits=tally.cache_hits, truncated=tally.truncated, identity=identity,
-                     workers=dict(tally.workers), busy={k: round(v, 3) for k, v in tally.busy.items()}, digests=sorted(tally.digests or ([identity["store_digest"]]
-                                                                                   if identity["store_digest"] else [])))
+                     workers=dict(tally.workers), busy={k: round(v, 3) for k, v in tally.busy.items()},
+                     digests=sorted(tally.digests or ([identity["store_digest"]] if identity["store_digest"] else [])))
 
 
 def _new_id() -> str:
@@ -184,14 +185,6 @@ def _shard_meta(out: Output, shard) -> dict:
 
     meta = pq.read_metadata(out.root / shard.name)
     return {"rows": meta.num_rows, **identity_from_metadata(meta.metadata)}
-
-
-def _rows_of(out: Output, shard) -> int:
-    return _shard_meta(out, shard)["rows"]
-
-
-def _rejected_of(out: Output, shard) -> int:
-    return int(_shard_meta(out, shard).get("rejected", 0))
 
 
 class _Tally:

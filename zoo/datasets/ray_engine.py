@@ -127,27 +127,19 @@ class _BatchEmbedder:
         self.column, self.options = column, embed_options
 
     def __call__(self, batch):
-        import warnings
-
-        import numpy as np
         import pyarrow as pa
 
-        from ..engine.model import TruncationWarning
+        from .inputs import invalid_text
+        from .worker import embed_texts, vector_column
 
         texts = batch.column(self.column).to_pylist()
         bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
         if bad is not None:
-            raise InvalidInput(f"a row's {self.column!r} is {'null' if texts[bad] is None else type(texts[bad]).__name__}, "
-                               "not a string; filter such rows first (ds.filter)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TruncationWarning)
-            vectors = self.model.embed(texts, show_progress=False, **self.options)
-        flags = np.zeros(len(texts), dtype=bool)
-        flags[list(vectors.truncated)] = True
-        dim = vectors.shape[1]
-        batch = batch.append_column("embedding", pa.FixedSizeListArray.from_arrays(
-            pa.array(np.asarray(vectors, np.float32).reshape(-1), pa.float32()), dim))
-        batch = batch.append_column("truncated", pa.array(flags))
+            raise InvalidInput(f"a row's {self.column!r} is {invalid_text(texts[bad])}; filter such rows first "
+                               "(ds.filter)")
+        vectors, truncated, _ = embed_texts(self.model, texts, self.options, max(1, len(texts)))
+        batch = batch.append_column("embedding", vector_column(vectors))
+        batch = batch.append_column("truncated", pa.array(truncated, pa.bool_()))
         return batch.append_column("artifact_digest", pa.array([self.model.info["store_digest"]] * len(texts), pa.string()))
 
 

@@ -16,13 +16,13 @@ import os
 import socket
 import time
 import warnings
-from typing import Any, Optional
+from typing import Optional
 
 from ..errors import ZooError, require
 from .inputs import Shard, ShardReader, invalid_text, refuse_invalid
 from .output import Output, metadata_of
 
-__all__ = ["ShardEmbedder", "peak_rss_mb", "FAULT_ENV"]
+__all__ = ["ShardEmbedder", "embed_texts", "vector_column", "peak_rss_mb", "FAULT_ENV"]
 
 # Fault injection for the kill tests: "<marker file>:<N>" makes the first process to get here after
 # writing N shards SIGKILL itself mid-shard (its file staged, not renamed), once per marker file.
@@ -41,6 +41,31 @@ def peak_rss_mb() -> Optional[float]:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def embed_texts(model, texts: list[str], options: dict, step: int):
+    """(float32 vectors, truncated flags, cache hits) of ``texts``, ``step`` rows per ``embed`` call
+    (bounding a worker's memory); truncation is reported per row, not warned about."""
+    import numpy as np
+
+    from ..engine.model import TruncationWarning
+
+    parts, flags, hits = [], np.zeros(len(texts), dtype=bool), 0
+    for start in range(0, len(texts), step):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TruncationWarning)
+            out = model.embed(texts[start:start + step], show_progress=False, **options)
+        flags[[start + i for i in out.truncated]] = True
+        parts.append(np.asarray(out, dtype=np.float32))
+        hits += out.cache_hits
+    width = options.get("dimensions") or model.dim
+    return (np.concatenate(parts) if parts else np.empty((0, width), np.float32)), flags.tolist(), hits
+
+
+def vector_column(vectors):
+    """Vectors as Arrow's ``fixed_size_list<float32>[dim]``, the output's ``embedding`` column."""
+    pa = require("pyarrow", "dataset")
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1])
 
 
 class ShardEmbedder:
@@ -89,14 +114,13 @@ class ShardEmbedder:
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad and not self.spec["skip_invalid"]:  # planning checked; the input changed since
             refuse_invalid(shard.file, ids[bad[0]], col, texts[bad[0]])
-        good_texts = [texts[i] for i in good]
-        vectors, truncated, hits = self._embed(good_texts)
-        dim = vectors.shape[1] if len(good_texts) else (self.spec["identity"]["dimensions"] or self.model.dim)
+        vectors, truncated, hits = embed_texts(self.model, [texts[i] for i in good], self.spec["embed_options"],
+                                               self.spec["batch_rows"])
         id_name = ident["id_column"] or "id"
         id_type = None if ident["id_column"] else pa.int64()
         columns = {
             id_name: pa.array([ids[i] for i in good], id_type),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+            "embedding": vector_column(vectors),
             "truncated": pa.array(truncated, pa.bool_()),
         }
         if self.spec["per_node_best"]:
@@ -105,7 +129,7 @@ class ShardEmbedder:
         rejects = None
         if bad:
             rejects = pa.table({id_name: pa.array([ids[i] for i in bad], id_type),
-                                                "reason": pa.array([invalid_text(texts[i]) for i in bad], pa.string())})
+                                "reason": pa.array([invalid_text(texts[i]) for i in bad], pa.string())})
         meta = metadata_of(ident, shard=shard.index, rows_in=shard.rows, rejected=len(bad),
                            source_file=os.path.basename(shard.file))
         self.output.write_shard(shard, table, meta, rejects, before_rename=self._fault)
@@ -113,28 +137,6 @@ class ShardEmbedder:
         return {"shard": shard.index, "rows": len(good), "rejected": len(bad), "cache_hits": hits,
                 "truncated": int(sum(truncated)), "seconds": time.perf_counter() - started, "worker": self.worker,
                 "peak_rss_mb": peak_rss_mb(), "store_digest": ident["store_digest"], "artifact": ident["artifact"]}
-
-    def _embed(self, texts: list[str]):
-        import numpy as np
-
-        from ..engine.model import TruncationWarning
-
-        step = self.spec["batch_rows"]
-        parts, truncated, hits = [], [], 0
-        options = self.spec["embed_options"]
-        for start in range(0, len(texts), step):
-            chunk = texts[start:start + step]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", TruncationWarning)  # counted in the truncated column
-                out = self.model.embed(chunk, show_progress=False, **options)
-            flags = np.zeros(len(chunk), dtype=bool)
-            flags[list(out.truncated)] = True
-            parts.append(np.asarray(out))
-            truncated.extend(flags.tolist())
-            hits += out.cache_hits
-        dims = options.get("dimensions") or self.model.dim
-        vectors = np.concatenate(parts) if parts else np.empty((0, dims), np.float32)
-        return vectors.astype(np.float32, copy=False), truncated, hits
 
     def _fault(self) -> None:
         fault = os.environ.get(FAULT_ENV)
