@@ -102,7 +102,8 @@ class RemoteStore:
 
         entries = self.manifest(digest)
         done = Transfer(artifacts=1)
-        with FileLock(str(store.root / f".pull-{digest}.lock")), store.writing():
+        # the lock a tree is built under (and gc removes with it): one process pulls, the others wait
+        with FileLock(str(store.root / f".tree-{digest}.lock")), store.writing():
             for e in entries:
                 local = store.blob_path(e.sha256)
                 if local.exists() and store._check_file(local, e) is None:

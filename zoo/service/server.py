@@ -238,7 +238,8 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
             raise ApiError(413, f"'input[{i}]' has {len(ids)} token ids; this server takes at most "
                                 f"{settings.max_input_chars} per input", param=f"input[{i}]", code="input_too_long")
     req = validate(EmbeddingsRequest, body)
-    return {"texts": texts, "token_ids": token_ids is not None, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions}
+    return {"texts": texts, "token_ids": token_ids is not None, "model": req.model, "format": req.encoding_format,
+            "dimensions": req.dimensions}
 
 
 def _openapi_body(model) -> dict:

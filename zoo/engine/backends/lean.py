@@ -162,7 +162,7 @@ class TextEncoder:
                 if not 0 <= t < vocab:
                     hint = f"; {LANGCHAIN_HINT}" if t >= vocab else ""
                     raise InvalidInput(f"token input {i}: id {int(t)} at position {j} is outside this model's "
-                                   f"vocabulary (0 to {vocab - 1}){hint}")
+                                       f"vocabulary (0 to {vocab - 1}){hint}")
             out.append([int(t) for t in ids])
         return out
 
