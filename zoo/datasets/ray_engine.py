@@ -117,13 +117,13 @@ def run_shards(spec: dict, shards: list, *, address: Optional[str], workers: Opt
 class _BatchEmbedder:
     """A Ray actor that adds ``embedding`` and ``truncated`` to batches, with one pinned artifact."""
 
-    def __init__(self, model: str, column: str, digest: Optional[str], load_options: dict, embed_options: dict):
+    def __init__(self, model: str, column: str, digest: str, load_options: dict, embed_options: dict):
         from ..selection.loader import load
 
+        from .worker import check_pinned
+
         self.model = load(model, **load_options)
-        if digest is not None and self.model.info.get("store_digest") != digest:
-            raise ZooError(f"this worker's registry resolves {model} to {str(self.model.info.get('store_digest'))[:12]}, "
-                           f"not the pinned {digest[:12]}; give every worker the driver's registry")
+        check_pinned(self.model, digest)
         self.column, self.options = column, embed_options
 
     def __call__(self, batch):

@@ -22,7 +22,7 @@ from ..errors import ZooError, require
 from .inputs import Shard, ShardReader, invalid_text, refuse_invalid
 from .output import Output, metadata_of
 
-__all__ = ["ShardEmbedder", "embed_texts", "vector_column", "peak_rss_mb", "FAULT_ENV"]
+__all__ = ["ShardEmbedder", "check_pinned", "embed_texts", "vector_column", "peak_rss_mb", "FAULT_ENV"]
 
 # Fault injection for the kill tests: "<marker file>:<N>" makes the first process to get here after
 # writing N shards SIGKILL itself mid-shard (its file staged, not renamed), once per marker file.
@@ -41,6 +41,14 @@ def peak_rss_mb() -> Optional[float]:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def check_pinned(model, digest: str) -> None:
+    """Refuse to serve a job whose pinned artifact this worker's registry resolves to other bytes."""
+    if model.info.get("store_digest") != digest:
+        raise ZooError(f"this worker's registry serves {model.name} {model.info.get('artifact')} as "
+                       f"{str(model.info.get('store_digest'))[:12]}, but the job pinned {digest[:12]}; give every "
+                       "worker the driver's registry")
 
 
 def embed_texts(model, texts: list[str], options: dict, step: int):
@@ -79,10 +87,8 @@ class ShardEmbedder:
             model = load(spec["model"], artifact=pinned, device=spec.get("device"), objective=spec["objective"],
                          home=spec.get("home"), registry_url=spec.get("registry_url"),
                          store_url=spec.get("store_url"), cache=spec["cache"], runtime_options=spec.get("runtime_options"))
-        if not spec["per_node_best"] and model.info.get("store_digest") != spec["identity"]["store_digest"]:
-            raise ZooError(f"this worker's registry serves artifact {model.info.get('artifact')} as "
-                           f"{str(model.info.get('store_digest'))[:12]}, but the job pinned "
-                           f"{spec['identity']['store_digest'][:12]}; give every worker the job's registry")
+        if not spec["per_node_best"]:
+            check_pinned(model, spec["identity"]["store_digest"])
         self.model = model
         self.reader = ShardReader(spec["identity"]["column"], spec["identity"]["id_column"])
         self.output = Output(spec["output"])
