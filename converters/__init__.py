@@ -19,11 +19,12 @@ CHECKPOINT = Target(name="torch-fp32", format="torch", precision="fp32", device=
 
 def _converters() -> list[Converter]:
     # Modules import their heavy libraries lazily, inside build().
+    from .gguf import GgufConverter
     from .onnx import OnnxConverter
     from .openvino import OpenVinoConverter
     from .torch_cast import TorchCastConverter
 
-    return [OnnxConverter(), OpenVinoConverter(), TorchCastConverter()]
+    return [OnnxConverter(), OpenVinoConverter(), TorchCastConverter(), GgufConverter()]
 
 
 def all_targets() -> list[tuple[Target, Converter]]:

@@ -1,4 +1,4 @@
-"""An artifact someone else built (optimum, sentence-transformers' export helpers, ``zoo export``),
+"""An artifact someone else built (optimum, sentence-transformers' export helpers, llama.cpp, ``zoo export``),
 brought in by ``zoo import``: the graph is copied, never rebuilt, then judged like any build.
 
 It plays a converter's part for one target, so the build pipeline locks, gates, records and
@@ -22,7 +22,7 @@ from .base import BuildResult, Converter, Progress, Target
 __all__ = ["ImportedConverter", "ZOO_OUTPUT", "OPTIMUM_OUTPUT", "rename_onnx_output", "rename_openvino_output"]
 
 ZOO_OUTPUT, OPTIMUM_OUTPUT = "token_embeddings", "last_hidden_state"
-WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".xml")
+WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".xml", ".gguf")
 
 
 def rename_onnx_output(src: Path, dst: Path, old: str, new: str) -> None:
@@ -85,8 +85,15 @@ class ImportedConverter(Converter):
 
             info["inference_precision"] = {"fp32": "f32", "bf16": "bf16"}.get(target.precision)
             runtime = _runtime_precision(out_dir, info["inference_precision"])
+        elif target.format == "gguf":  # llama.cpp reads it as it is; the tokenizer files came along above
+            from .gguf import FILE_TYPES, save_tokenizer
+
+            shutil.copyfile(self.graph, out_dir / self.graph.name)
+            if not (out_dir / "tokenizer.json").exists():
+                save_tokenizer(checkpoint, out_dir)
+            runtime = FILE_TYPES[target.variant][1]
         else:
-            raise InvalidInput(f"{target.name}: only ONNX and OpenVINO artifacts can be imported")
+            raise InvalidInput(f"{target.name}: only ONNX, OpenVINO and GGUF artifacts can be imported")
         info["runtime_precision"] = runtime
         return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision=runtime,
                            notes=[f"imported {self.graph.name} (sha256 {info['imported_sha256'][:12]}), not rebuilt"])

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate constraints.txt (CPU) and constraints-cuda.txt from the current .venv.
-# Run after changing pins in a fresh `.venv` that passes the tests.
+# Run after changing pins in a fresh `.venv` that passes the tests. `pip list` (not `pip freeze`)
+# writes name==version even for a package installed from a locally built wheel (llama-cpp-python).
 # torch is written as ==X.Y.Z without the +cpu label: the same pin then takes the
 # CPU wheel here and PyPI's CUDA build on a GPU machine.
 set -euo pipefail
@@ -9,7 +10,7 @@ header="# Tested lock for zoo, Python 3.11. Regenerate with scripts/lock.sh."
 {
   echo "$header"
   echo "# CPU machines: pip install -c constraints.txt -e '.[cpu,test]'"
-  .venv/bin/pip freeze --exclude-editable | grep -v '^zoo' | sed -E 's/^(torch==[0-9.]+)\+cpu$/\1/'
+  .venv/bin/pip list --format=freeze --exclude-editable | grep -Ev "^(zoo|pip|setuptools)==" | sed -E 's/^(torch==[0-9.]+)\+cpu$/\1/'
 } > constraints.txt
 {
   echo "$header"

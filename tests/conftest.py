@@ -108,13 +108,19 @@ def _tiny_transformer(arch: str, tok):
 
 
 def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: str = "mean",
-                     normalize: bool = True, seed: int = 0, arch: str = "bert") -> Path:
-    """Write a tiny random model folder of the family ``arch`` to ``out`` (deterministic for a seed)."""
+                     normalize: bool = True, seed: int = 0, arch: str = "bert",
+                     tokenizer_from: Path | None = None) -> Path:
+    """Write a tiny random model folder of the family ``arch`` to ``out`` (deterministic for a seed).
+
+    ``tokenizer_from``: a folder whose ``tokenizer.json`` to use instead of one trained on CORPUS
+    (llama.cpp's converter only takes tokenizers it recognises, such as all-MiniLM-L6-v2's)."""
     import torch
+    from tokenizers import Tokenizer
 
     work = out.parent / (out.name + "-hf")
     torch.manual_seed(seed)
-    model, fast = _tiny_transformer(arch, _tiny_tokenizer(arch))
+    tok = Tokenizer.from_file(str(tokenizer_from / "tokenizer.json")) if tokenizer_from else _tiny_tokenizer(arch)
+    model, fast = _tiny_transformer(arch, tok)
     target = work if sentence_transformers else out
     model.save_pretrained(target)
     fast.save_pretrained(target)

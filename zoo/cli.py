@@ -750,6 +750,7 @@ def serve(ctx, host, port, models, api_key, config, no_cache, no_docs, log_level
                          convert_progress=_progress)
         options = dict(deployment.serve)
         options.setdefault("models", [m.name for m in deployment.models])
+        options["artifacts"] = {m.name: m.artifact for m in deployment.models if m.artifact}
     options["host"] = host or options.get("host", "127.0.0.1")
     port = port if port is not None else options.pop("port", 8000)
     if models:

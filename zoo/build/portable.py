@@ -4,7 +4,8 @@ The folder is sentence-transformers' layout, as its own ``export_*`` helpers and
 it: the checkpoint's configs, tokenizer, weights and module folders (``1_Pooling``, ...) at the
 root, and the artifact under the name sentence-transformers and optimum look for
 (``onnx/model.onnx``, ``onnx/model_O3.onnx``, ``onnx/model_qint8_avx512_vnni.onnx``,
-``openvino/openvino_model.xml``, ``openvino/openvino_model_qint8_quantized.xml``). So
+``openvino/openvino_model.xml``, ``openvino/openvino_model_qint8_quantized.xml``; a GGUF as
+``model-<type>.gguf`` at the root, where llama.cpp's users look). So
 ``SentenceTransformer(DIR, backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})`` loads
 it, as do tools that read that layout (LlamaIndex's HuggingFace/OpenVINO embedding classes).
 ``zoo-artifact.json`` beside them holds the artifact's identity, provenance and fidelity report.
@@ -17,6 +18,7 @@ names (and optimum's ``model.onnx`` / ``openvino_model.xml`` at the root) and ga
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -52,6 +54,8 @@ def exported_name(artifact) -> str | None:
     if artifact.format == "openvino":
         return "openvino/openvino_model_qint8_quantized.xml" if artifact.precision == "int8" \
             else "openvino/openvino_model.xml"
+    if artifact.format == "gguf":  # at the root, as llama.cpp users (LocalAI, llama-server) look for it
+        return f"model-{variant}.gguf"
     raise InvalidInput(f"artifacts of format {artifact.format!r} cannot be exported yet")
 
 
@@ -83,9 +87,12 @@ def export_artifact(reg, name: str, target: str | int, directory: str | Path) ->
             dst.parent.mkdir(parents=True, exist_ok=True)
             if chosen.format == "onnx":
                 rename_onnx_output(tree / "model.onnx", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
+            elif chosen.format == "gguf":  # no graph output to rename: llama.cpp pools inside
+                shutil.copyfile(tree / relative, dst)
             else:
                 rename_openvino_output(tree / "openvino_model.xml", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
-            written = [str(p.relative_to(staging)) for p in dst.parent.iterdir()]
+            written = [relative] if chosen.format == "gguf" else [
+                str(p.relative_to(staging)) for p in dst.parent.iterdir()]
         record = {"model": resolved.model.name, "revision": resolved.revision.resolved_id,
                   "source": resolved.model.source, "file_name": relative, "artifact": artifact_dict(chosen),
                   "checkpoint_digest": checkpoint.store_digest,
@@ -101,15 +108,26 @@ def export_artifact(reg, name: str, target: str | int, directory: str | Path) ->
 
 
 def found_artifacts(directory: Path) -> tuple[dict[str, Path], list[str]]:
-    """The ONNX/OpenVINO files in an exported folder, by the target each is (sentence-transformers'
-    and optimum's names, under ``onnx/``, ``openvino/`` or at the root); and the files not understood."""
+    """The ONNX/OpenVINO/GGUF files in an exported folder, by the target each is (sentence-transformers'
+    and optimum's names, under ``onnx/``, ``openvino/`` or at the root; a GGUF by the file type its
+    header declares); and the files not understood."""
     targets: dict[str, Path] = {}
     skipped: list[str] = []
     for path in sorted([*directory.glob("*.onnx"), *directory.glob("onnx/*.onnx"),
-                        *directory.glob("*.xml"), *directory.glob("openvino/*.xml")]):
+                        *directory.glob("*.xml"), *directory.glob("openvino/*.xml"), *directory.glob("*.gguf")]):
         rel = str(path.relative_to(directory))
         target = None
-        if path.suffix == ".onnx" and (m := ONNX_FILE.fullmatch(path.name)):
+        if path.suffix == ".gguf":
+            if importlib.util.find_spec("llama_cpp") is None:
+                skipped.append(f"{rel} (reading a GGUF needs llama-cpp-python: pip install 'zoo[gguf]')")
+                continue
+            from converters.gguf import target_of_file
+
+            target = target_of_file(path)
+            if target is None:
+                skipped.append(f"{rel} (a GGUF of a file type no zoo target is: f16 and q8_0 are)")
+                continue
+        elif path.suffix == ".onnx" and (m := ONNX_FILE.fullmatch(path.name)):
             level, isa = m.groups()
             target = f"onnx-{level.lower()}" if level else f"onnx-int8-{isa}" if isa else "onnx-fp32"
         elif path.name == "openvino_model.xml":

@@ -49,8 +49,9 @@ class Hardware:
     logical_cores: int = 0
     memory_mb: int = 0
     gpus: tuple[Gpu, ...] = ()
-    # runtimes installed here (torch / onnx / openvino); not part of the fingerprint: they decide
-    # what can run, not how fast. A hand-built profile assumes all of them.
+    # runtimes installed here (torch / onnx / openvino / gguf); not part of the fingerprint: they
+    # decide what can run, not how fast. A hand-built profile assumes the three of the cpu extra;
+    # llama.cpp (the gguf extra, built from source) only where it is detected.
     runtimes: frozenset[str] = frozenset({"torch", "onnx", "openvino"})
 
     def has(self, *flags: str) -> bool:
@@ -138,7 +139,7 @@ def _ort_cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
-RUNTIME_MODULES = {"torch": "sentence_transformers", "onnx": "onnxruntime", "openvino": "openvino"}
+RUNTIME_MODULES = {"torch": "sentence_transformers", "onnx": "onnxruntime", "openvino": "openvino", "gguf": "llama_cpp"}
 
 
 def _installed_runtimes() -> frozenset[str]:
@@ -181,6 +182,12 @@ def runtimes() -> dict[str, Any]:
         out["openvino"] = {"version": openvino.get_version(), "devices": openvino.Core().available_devices}
     except ImportError:
         out["openvino"] = None
+    try:
+        from importlib import metadata
+
+        out["llama_cpp"] = {"version": metadata.version("llama-cpp-python")}  # importing it loads the library
+    except metadata.PackageNotFoundError:
+        out["llama_cpp"] = None
     return out
 
 

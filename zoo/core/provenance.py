@@ -8,7 +8,7 @@ __all__ = ["library_versions"]
 
 TRACKED = ("zoo", "torch", "transformers", "sentence-transformers", "tokenizers", "huggingface-hub",
            "onnx", "onnxruntime", "onnxruntime-gpu", "optimum", "optimum-onnx", "optimum-intel",
-           "openvino", "nncf", "numpy")
+           "openvino", "nncf", "llama-cpp-python", "numpy")
 
 
 def library_versions(names: tuple[str, ...] = TRACKED) -> dict[str, str]:

@@ -6,6 +6,7 @@
         revision: main                              # hf:// only
         aliases: [default-embedder]
         targets: [openvino-int8]                    # built (and gated) if missing
+        artifact: openvino-int8                     # serve this one (default: the fastest measured)
         prompts: {query: "query: ", document: "passage: "}
     serve: {host: 127.0.0.1, port: 8000, max_inputs: 2048}
 
@@ -24,7 +25,7 @@ from ..errors import InvalidInput, ModelNotFound, ZooError, require
 
 __all__ = ["Deployment", "ModelDecl", "load_deployment", "apply_deployment", "SERVE_KEYS"]
 
-MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "prompts")
+MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "artifact", "prompts")
 PROMPT_KEYS = ("query", "document")
 SERVE_KEYS = {"host": str, "port": int, "api_key": str, "models": list, "cache": bool, "max_inputs": int,
               "max_input_chars": int, "max_queue_texts": int, "max_queue_tokens": int, "max_batch_rows": int,
@@ -41,6 +42,7 @@ class ModelDecl:
     revision: Optional[str] = None
     aliases: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
+    artifact: Optional[str] = None  # the target that serves (LocalAI's one backend per model); built if missing
     prompts: dict[str, str] = field(default_factory=dict)
 
 
@@ -150,13 +152,20 @@ class _Validator:
                     check_name(alias, "alias")
                 except InvalidInput as exc:
                     raise InvalidInput(f"{self.at(fields['aliases'][1])}: {exc}") from None
+        known = {t.name for t, _ in all_targets()}
         if "targets" in fields:
             decl.targets = self.strings(fields["targets"][1], "targets")
-            known = {t.name for t, _ in all_targets()} | {"all-cpu", "all-cuda"}
-            unknown = [t for t in decl.targets if t not in known]
+            unknown = [t for t in decl.targets if t not in known | {"all-cpu", "all-cuda"}]
             if unknown:
                 raise InvalidInput(f"{self.at(fields['targets'][1])}: unknown target(s) {', '.join(unknown)}; "
                                    "see `zoo convert --list`")
+        if "artifact" in fields:
+            decl.artifact = self.scalar(fields["artifact"][1], str, "artifact")
+            if decl.artifact not in known:
+                raise InvalidInput(f"{self.at(fields['artifact'][1])}: unknown target {decl.artifact!r}; "
+                                   "see `zoo convert --list`")
+            if decl.artifact != "torch-fp32" and decl.artifact not in decl.targets:
+                decl.targets.append(decl.artifact)
         if "prompts" in fields:
             prompts = self.mapping(fields["prompts"][1], PROMPT_KEYS, "prompts")
             decl.prompts = {k: self.scalar(v, str, f"prompts.{k}") for k, (_, v) in prompts.items()}

@@ -35,6 +35,7 @@ class ServeSettings:
     home: Optional[str] = None
     registry_url: Optional[str] = None
     models: list[str] = field(default_factory=list)  # preloaded, and (if set) the only ones served
+    artifacts: dict[str, str] = field(default_factory=dict)  # model -> the artifact that serves it (else selection)
     api_key: Optional[str] = None
     cache: bool = True
     host: str = "127.0.0.1"  # where it listens: loopback decides the Host check and management defaults
@@ -155,6 +156,7 @@ class Service:
 
                 # the artifact with the best single-text latency, run as measured best for batches
                 model = await asyncio.to_thread(load, canonical, registry=self.registry, cache=self.settings.cache,
+                                                artifact=self.settings.artifacts.get(canonical),
                                                 objective="latency", runtime_objective="throughput")
                 m = self.metrics
 

@@ -33,7 +33,7 @@ __all__ = ["Source", "parse_source", "select_checkpoint_files", "list_checkpoint
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")  # fullmatch only
 SKIP_SUFFIXES = (".h5", ".msgpack", ".ot", ".onnx", ".onnx_data", ".xml", ".tflite", ".mlmodel",
-                 ".ckpt", ".index", ".pb")
+                 ".ckpt", ".index", ".pb", ".gguf")
 SKIP_DIRS = {"onnx", "openvino", ".git", ".cache", "__pycache__"}
 
 

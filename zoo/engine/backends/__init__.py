@@ -31,6 +31,7 @@ BACKENDS: dict[str, str] = {
     "torch": "zoo.engine.backends.torch_st:TorchBackend",
     "onnx": "zoo.engine.backends.onnx_rt:OnnxBackend",
     "openvino": "zoo.engine.backends.openvino_rt:OpenVinoBackend",
+    "gguf": "zoo.engine.backends.llama_cpp_rt:GgufBackend",
 }
 
 
