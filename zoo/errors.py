@@ -57,7 +57,11 @@ class ArtifactNotFound(ZooError):
 
 
 class InvalidInput(ZooError):
-    pass
+    """``param``: which request field is wrong (``input[3]``), for the service's OpenAI-style error."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str = "invalid_value"):
+        super().__init__(message)
+        self.param, self.code = param, code
 
 
 class StoreCorruption(ZooError):

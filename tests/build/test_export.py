@@ -57,6 +57,31 @@ def test_sentence_transformers_loads_the_export(converted, tmp_path, target, bac
                                                  cache=False).embed(TEXTS)).max() < 1e-5
 
 
+def test_llama_index_embedding_classes_load_the_export(converted, tmp_path):
+    """LlamaIndex's HuggingFaceEmbedding (sentence-transformers underneath, any backend) and its
+    OpenVINOEmbedding (optimum-intel underneath) embed with the exported files as zoo does."""
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.embeddings.huggingface_openvino import OpenVINOEmbedding
+    from optimum.intel import OVModelForFeatureExtraction
+
+    from zoo.build.portable import export_artifact
+
+    for target in ("onnx-fp32", "openvino-fp32"):
+        export_artifact(converted, "tiny", target, tmp_path / target)
+    zoo_vectors = zoo.load("tiny", artifact="onnx-fp32", registry=converted, cache=False).embed(TEXTS)
+    hf = HuggingFaceEmbedding(model_name=str(tmp_path / "onnx-fp32"), backend="onnx", device="cpu",
+                              model_kwargs={"file_name": "onnx/model.onnx"})
+    assert np.abs(np.array(hf.get_text_embedding_batch(TEXTS)) - zoo_vectors).max() < 1e-5
+    # OpenVINOEmbedding finds an IR only at a folder's root (optimum's layout); sentence-transformers'
+    # layout keeps it in openvino/, which optimum loads with subfolder=
+    folder = tmp_path / "openvino-fp32"
+    ir = OVModelForFeatureExtraction.from_pretrained(str(folder), subfolder="openvino", device="CPU",
+                                                     ov_config={"INFERENCE_PRECISION_HINT": "f32"})
+    ov = OpenVINOEmbedding(model_id_or_path=str(folder), model=ir, pooling="mean", normalize=True)
+    theirs = np.array(ov.get_text_embedding_batch(TEXTS))
+    assert ((theirs * zoo_vectors).sum(1) >= 0.9999).all()
+
+
 def test_export_refusals(converted, tmp_path):
     from zoo.build.portable import export_artifact
 

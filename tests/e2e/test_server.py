@@ -112,7 +112,7 @@ def test_token_ids_embed_as_their_text(server, local):
     ({"model": "tiny", "input": [[1, 2], "text"]}, 400, "input[0]", "invalid_type"),
     ({"model": "tiny", "input": [[1, 2], 3]}, 400, "input[1]", "invalid_type"),
     ({"model": "tiny", "input": [5, -1]}, 400, "input[0]", "invalid_value"),
-    ({"model": "tiny", "input": [[7], [100257]]}, 400, "input", "invalid_value"),  # a tiktoken id: out of vocabulary
+    ({"model": "tiny", "input": [[7], [100257]]}, 400, "input[1]", "invalid_value"),  # a tiktoken id: out of vocabulary
     ({"model": "tiny", "input": []}, 400, "input", "invalid_value"),
     ({"input": "x"}, 400, "model", "missing_required_parameter"),
     ({"model": "tiny", "input": "x", "encoding_format": "int8"}, 400, "encoding_format", "invalid_value"),

@@ -59,7 +59,7 @@ def test_bad_ids_are_refused_naming_the_input(tmp_path, tiny_model_dir):
     m = zoo.load("t", artifact="onnx-fp32", registry=_home_with(tmp_path, tiny_model_dir), cache=False)
     vocab = m.backend.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
     cases = [([[5, 6], []], r"token input 1 is an empty list"),
-             ([[5, -1]], r"token input 0: id -1 at position 1 is outside this model's vocabulary"),
+             ([[5, -1]], r"token input 0: id -1 at position 1 is negative; token ids are 0 or more"),
              ([[5], [vocab]], rf"token input 1: id {vocab} at position 0 .*check_embedding_ctx_length=False"),
              ([[5, "6"]], r"token input 0: position 1 is str, not an integer token id"),
              ([[True]], r"position 0 is bool"), ("text", r"must be a list of lists of ids")]

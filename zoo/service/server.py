@@ -82,7 +82,9 @@ def _from_zoo_error(exc: ZooError) -> ApiError:
         return ApiError(502, str(exc), type="upstream_error", code="source_unavailable")
     if isinstance(exc, ArtifactNotFound):
         return ApiError(404, str(exc), code="artifact_not_found")
-    if isinstance(exc, (InvalidInput, InvalidSource, RevisionNotFound, NotAModel)):
+    if isinstance(exc, InvalidInput):
+        return ApiError(400, str(exc), param=exc.param, code=exc.code)
+    if isinstance(exc, (InvalidSource, RevisionNotFound, NotAModel)):
         return ApiError(400, str(exc), code="invalid_value")
     raise exc  # anything else is the server's problem: a generic 500, details in the log
 
@@ -184,20 +186,15 @@ def _token_input(items: list) -> Optional[list[list[int]]]:
         items = [items]
     elif any(isinstance(x, str) for x in items) or not any(isinstance(x, list) or _is_id(x) for x in items):
         return None  # texts (the text checks name any non-string among them)
+    from ..engine.backends.lean import id_list_problem
+
     for i, x in enumerate(items):
         if not isinstance(x, list):
             raise ApiError(400, f"'input' mixes token-id lists with {type(x).__name__} at index {i}; send all texts "
                                 "or all token-id lists", param=f"input[{i}]", code="invalid_type")
-        if not x:
-            raise ApiError(400, f"'input[{i}]' is an empty list of token ids", param=f"input[{i}]", code="invalid_value")
-        bad = next((j for j, t in enumerate(x) if not _is_id(t)), None)
-        if bad is not None:
-            raise ApiError(400, f"'input[{i}][{bad}]' is {type(x[bad]).__name__}, not an integer token id",
-                           param=f"input[{i}]", code="invalid_type")
-        negative = next((j for j, t in enumerate(x) if t < 0), None)
-        if negative is not None:
-            raise ApiError(400, f"'input[{i}][{negative}]' is {x[negative]}; token ids are 0 or more",
-                           param=f"input[{i}]", code="invalid_value")
+        problem = id_list_problem(x)  # the engine's own check, before any model is loaded
+        if problem is not None:
+            raise ApiError(400, f"'input[{i}]'{problem[0]}", param=f"input[{i}]", code=problem[1])
     return items
 
 
@@ -345,7 +342,7 @@ def create_app(settings: ServeSettings):
         try:
             tokenized = await asyncio.to_thread(model.tokenize_ids if req["token_ids"] else model.tokenize, req["texts"])
         except InvalidInput as exc:
-            raise ApiError(400, str(exc), param="input", code="invalid_value") from None
+            raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None
         tokens = tokenized.lengths
         from .batcher import Overloaded
 

@@ -22,7 +22,7 @@ from ...errors import InvalidInput, ZooError
 from ..model_config import ModelSpec
 
 __all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows", "TokenEncoding", "TOKEN_KEY",
-           "is_token_key"]
+           "is_token_key", "id_list_problem"]
 
 # Token-id inputs travel through the engine (dedup, batching, the vector cache) under a key that
 # starts with a lone surrogate: no valid text contains one (``validate_texts`` refuses them), so a
@@ -40,6 +40,22 @@ class TokenEncoding:
     ids: list[int]
     type_ids: list[int]
     overflowing: list  # non-empty when truncated, as tokenizers says it
+
+
+def id_list_problem(ids) -> Optional[tuple[str, str]]:
+    """What is wrong with one token-id input short of the vocabulary: (what to say right after
+    "token input i", OpenAI's error code), or None. The service asks before it loads a model; the engine
+    asks again, then checks the vocabulary."""
+    if not isinstance(ids, (list, tuple)) or not ids:
+        what, code = ("an empty list", "invalid_value") if isinstance(ids, (list, tuple)) else (
+            type(ids).__name__, "invalid_type")
+        return f" is {what}; send a non-empty list of token ids", code
+    for j, t in enumerate(ids):
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            return f": position {j} is {type(t).__name__}, not an integer token id", "invalid_type"
+        if t < 0:
+            return f": id {int(t)} at position {j} is negative; token ids are 0 or more", "invalid_value"
+    return None
 
 
 LANGCHAIN_HINT = ("LangChain's OpenAIEmbeddings sends tiktoken ids unless check_embedding_ctx_length=False; "
@@ -153,16 +169,13 @@ class TextEncoder:
             raise InvalidInput(f"token input must be a list of lists of ids, not {type(inputs).__name__}")
         out = []
         for i, ids in enumerate(inputs):
-            if not isinstance(ids, (list, tuple)) or not ids:
-                what = "an empty list" if isinstance(ids, (list, tuple)) else type(ids).__name__
-                raise InvalidInput(f"token input {i} is {what}; send a non-empty list of token ids")
+            problem = id_list_problem(ids)
+            if problem is not None:
+                raise InvalidInput(f"token input {i}{problem[0]}", param=f"input[{i}]", code=problem[1])
             for j, t in enumerate(ids):
-                if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
-                    raise InvalidInput(f"token input {i}: position {j} is {type(t).__name__}, not an integer token id")
-                if not 0 <= t < vocab:
-                    hint = f"; {LANGCHAIN_HINT}" if t >= vocab else ""
+                if t >= vocab:
                     raise InvalidInput(f"token input {i}: id {int(t)} at position {j} is outside this model's "
-                                       f"vocabulary (0 to {vocab - 1}){hint}")
+                                       f"vocabulary (0 to {vocab - 1}); {LANGCHAIN_HINT}", param=f"input[{i}]")
             out.append([int(t) for t in ids])
         return out
 
