@@ -142,6 +142,57 @@ def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: 
     return out
 
 
+def build_tiny_clip(out: Path, *, sentence_transformers: bool = False, seed: int = 0) -> Path:
+    """A tiny random CLIP (text and vision towers of width 32, 16-dim projection, 32x32 images) with
+    its processor: a byte-level BPE with CLIP's end-of-word suffix, trained on CORPUS. Saved as a
+    plain transformers folder, or by sentence-transformers (its modules.json and configs added)."""
+    import json
+
+    import torch
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 3, trainers.BpeTrainer(
+        vocab_size=500, special_tokens=["<|startoftext|>", "<|endoftext|>"], initial_alphabet=alphabet,
+        end_of_word_suffix="</w>"))
+    vocab = tok.get_vocab()
+    for t in [c + suffix for c in alphabet for suffix in ("", "</w>")]:  # CLIP's byte fallbacks
+        vocab.setdefault(t, len(vocab))
+    work = out.parent / (out.name + "-tok")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "vocab.json").write_text(json.dumps(vocab))
+    merges = [" ".join(m) if isinstance(m, list) else m for m in json.loads(tok.to_str())["model"]["merges"]]
+    (work / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    fast = tf.CLIPTokenizerFast(vocab_file=str(work / "vocab.json"), merges_file=str(work / "merges.txt"),
+                                model_max_length=32, pad_token="<|endoftext|>")
+    torch.manual_seed(seed)
+    config = tf.CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=32, bos_token_id=fast.bos_token_id,
+                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8), projection_dim=16)
+    processor = tf.CLIPProcessor(image_processor=tf.CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}), tokenizer=fast)
+    plain = work / "plain" if sentence_transformers else out
+    tf.CLIPModel(config).eval().save_pretrained(plain)
+    processor.save_pretrained(plain)
+    if sentence_transformers:
+        from sentence_transformers import SentenceTransformer
+
+        SentenceTransformer(str(plain), device="cpu").save(str(out))
+    shutil.rmtree(work)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
 @pytest.fixture(scope="session", params=ARCHITECTURES[1:])
 def tiny_arch_dir(request, tmp_path_factory) -> Path:
     """A tiny model of each family beyond BERT (MPNet, RoBERTa, DistilBERT)."""

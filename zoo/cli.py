@@ -724,6 +724,8 @@ def apply(ctx, config):
 @click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Tokens (summed over texts) per coalesced engine call (default 16384).")
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), help="Wait for a burst to join when idle (default 2).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), help="Request body size limit (default 16 MiB): 413 past it.")
+@click.option("--max-image-pixels", type=click.IntRange(min=1),
+              help="Pixels per image input (default 4096x4096), checked from its header before decoding.")
 @click.option("--allow-source-dir", "allow_source_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Allow registering local folders under DIR over HTTP (repeatable; default: none).")
 @click.option("--cors-origin", "cors_origins", multiple=True,

@@ -94,3 +94,44 @@ def test_langchain_takes_model_as_its_classes_do(tiny_home):
     np.testing.assert_allclose(by_model.embed_query("cats"), by_name.embed_query("cats"), atol=1e-6)
     with pytest.raises(InvalidInput, match="disagree"):
         ZooEmbeddings("tiny", model="other", home=tiny_home)
+
+
+def test_llama_index_multimodal_retrieves_an_image_by_text(registry, tiny_clip_dir, tiny_model_dir, tmp_path):
+    """ZooMultiModalEmbedding is a real MultiModalEmbedding: a MultiModalVectorStoreIndex holds its
+    image vectors and retrieves, for a text, the image sentence-transformers itself ranks first."""
+    pytest.importorskip("llama_index.core", reason="the llama-index extra is not installed")
+    from llama_index.core.embeddings import MultiModalEmbedding
+    from llama_index.core.indices import MultiModalVectorStoreIndex
+    from llama_index.core.schema import Document, ImageDocument
+    from PIL import Image
+    from sentence_transformers import SentenceTransformer
+
+    from zoo.errors import InvalidInput
+    from zoo.integrations.llama_index import ZooMultiModalEmbedding
+
+    registry.register("clip", str(tiny_clip_dir))
+    registry.register("tiny", str(tiny_model_dir))
+    home = str(registry.home.root)
+    emb = ZooMultiModalEmbedding(model_name="clip", home=home, cache=False)
+    assert isinstance(emb, MultiModalEmbedding)
+    paths = []
+    (tmp_path / "images").mkdir()
+    for i, colour in enumerate(("red", "green", "blue", "yellow", "black")):
+        paths.append(tmp_path / "images" / f"{colour}.png")
+        Image.new("RGB", (48, 48), colour).save(paths[-1])
+    st = SentenceTransformer(str(tiny_clip_dir), device="cpu")
+    images = st.encode([Image.open(p).convert("RGB") for p in paths])
+    np.testing.assert_allclose(np.array(emb.get_image_embedding_batch([str(p) for p in paths])), images, atol=1e-5)
+    np.testing.assert_allclose(emb.get_image_embedding(str(paths[0])), images[0], atol=1e-5)
+    # as LlamaIndex's image reader makes them: the image's path, and its file name as metadata
+    documents = [Document(text="a note about colours"),
+                 *[ImageDocument(image_path=str(p), metadata={"file_name": p.name}) for p in paths]]
+    index = MultiModalVectorStoreIndex.from_documents(documents, embed_model=emb, image_embed_model=emb)
+    query = "a blue square"
+    text = st.encode([query])[0]
+    scores = images @ text / np.linalg.norm(images, axis=1) / np.linalg.norm(text)
+    (hit,) = index.as_retriever(image_similarity_top_k=1).text_to_image_retrieve(query)
+    assert hit.node.image_path == str(paths[int(np.argmax(scores))])
+    assert hit.score == pytest.approx(float(scores.max()), abs=1e-4)
+    with pytest.raises(InvalidInput, match="tiny embeds text only"):
+        ZooMultiModalEmbedding(model_name="tiny", home=home)

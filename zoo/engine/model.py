@@ -163,8 +163,6 @@ class EmbeddingModel:
 
     def _run(self, prepared, batch_size: int, max_tokens: Optional[int], normalize: bool, dims: int,
              show_progress: Optional[bool]) -> np.ndarray:
-        from .backends.lean import normalize_rows
-
         texts = prepared.texts
         show = len(texts) >= PROGRESS_MIN_TEXTS and sys.stderr.isatty() if show_progress is None else show_progress
         bar = None
@@ -178,12 +176,67 @@ class EmbeddingModel:
         finally:
             if bar is not None:
                 bar.close()
-        if raw.shape != (len(texts), self.dim):
+        return self._trim(raw, len(texts), normalize, dims)
+
+    def _trim(self, raw: np.ndarray, rows: int, normalize: bool, dims: int) -> np.ndarray:
+        from .backends.lean import normalize_rows
+
+        if raw.shape != (rows, self.dim):
             raise RuntimeError(f"backend {self.info.get('backend')} returned shape {raw.shape}, "
-                               f"expected {(len(texts), self.dim)}")
+                               f"expected {(rows, self.dim)}")
         if dims < self.dim:  # Matryoshka: keep the leading components, then re-normalise
             raw = normalize_rows(raw[:, :dims]) if normalize else np.ascontiguousarray(raw[:, :dims])
         return raw.astype(np.float32, copy=False)
+
+    def embed_images(self, images, *, batch_size: Optional[int] = None, normalize: Optional[bool] = None,
+                     dimensions: Optional[int] = None, cache: bool = True,
+                     max_pixels: Optional[int] = None) -> Embeddings:
+        """Embed images into the space :meth:`embed` puts this model's texts in (a CLIP-family model).
+
+        ``images``: PIL images, file paths or encoded bytes (PNG, JPEG, WebP, GIF, BMP, TIFF), one or
+        a list; each is checked from its header before it is decoded (``max_pixels``). The vector
+        cache keys each image by the digest of its bytes. Options as :meth:`embed`'s."""
+        from .images import DEFAULT_MAX_PIXELS, read_images
+
+        if "image" not in self.spec.modalities:
+            raise InvalidInput(f"{self.name} embeds text only (modalities: {', '.join(self.spec.modalities)}); "
+                               "images need a CLIP-family model")
+        run = getattr(self.backend, "embed_images", None)
+        if run is None:
+            raise InvalidInput(f"the {self.info.get('artifact')} artifact of {self.name} embeds text only; "
+                               "load artifact='torch-fp32' for images")
+        batch_size = self.default_batch_size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        dims = self._dimensions(dimensions)
+        normalize = self.spec.normalize if normalize is None else bool(normalize)
+        loaded = read_images(images, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+        pictures = dict(loaded)  # key -> image: each distinct image is embedded once
+        vectors: dict[str, np.ndarray] = {}
+        store = self.cache if cache else None
+        if store is not None:
+            from .cache import CacheConfig
+
+            config = CacheConfig(model=self.name, artifact_digest=str(self.info.get("store_digest")),
+                                 runtime_precision=str(self.info.get("runtime_precision")), prompt="",
+                                 normalize=normalize, dimensions=dims)
+            keys = dict(zip(pictures, config.keys(list(pictures))))
+            found = store.get_many(config, list(keys.values()))
+            vectors.update({k: found[c].vector for k, c in keys.items() if c in found})
+        hits = set(vectors)
+        missing = [k for k in pictures if k not in hits]
+        if missing:
+            raw = run([pictures[k] for k in missing], batch_size, normalize=normalize and dims == self.dim)
+            computed = self._trim(np.asarray(raw, dtype=np.float32), len(missing), normalize, dims)
+            vectors.update(zip(missing, computed))
+            if store is not None:
+                store.put_many(config, [(keys[k], v, 0) for k, v in zip(missing, computed)])
+        out = np.empty((len(loaded), dims), dtype=np.float32)
+        for pos, (key, _) in enumerate(loaded):
+            out[pos] = vectors[key]
+        result = out.view(Embeddings)
+        result.cache_hits = sum(1 for key, _ in loaded if key in hits)
+        return result
 
     def _refuse_long(self, items: list[str], cut: set[str], prefix: str):
         index = next(i for i, t in enumerate(items) if t in cut)

@@ -5,6 +5,11 @@ config says (mean/CLS/max pooling, a Normalize module, a Dense projection), so
 all artifacts of a model produce comparable vectors. A plain transformers
 folder (no ``modules.json``) gets what sentence-transformers itself would do
 with it: mean pooling, no normalisation.
+
+A CLIP-family folder (``model_type`` clip: a text and a vision tower projected into one space)
+embeds text and images: its dimension is the projection's, its "pooling" is the towers' own
+(``projection``), and its image preprocessing (size, crop, mean, std, resampling) is read from
+``preprocessor_config.json`` and recorded, so the image path is reproducible and explainable.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ class ModelSpec:
     license: Optional[str] = None
     model_type: Optional[str] = None
     task: str = "sentence-embedding"
+    modalities: tuple[str, ...] = ("text",)
+    image_preprocessing: Optional[dict[str, Any]] = None  # multimodal models: how images become pixels
+
+    def __post_init__(self):  # a spec read back from JSON (a load plan) has a list here
+        object.__setattr__(self, "modalities", tuple(self.modalities))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +93,8 @@ def read_model_spec(directory: Path) -> ModelSpec:
     if not any((d / f).exists() for f in TOKENIZER_FILES):
         raise NotAModel(f"{d} has no tokenizer files (tokenizer.json, vocab.txt, ...)")
 
+    if config.get("model_type") in MULTIMODAL_TYPES:
+        return _multimodal_spec(d, config)
     hidden = config.get("hidden_size") or config.get("d_model") or config.get("dim")
     if not isinstance(hidden, int):
         raise NotAModel(f"{d}/config.json has no hidden_size: cannot tell the embedding dimension")
@@ -118,8 +130,37 @@ def read_model_spec(directory: Path) -> ModelSpec:
                      model_type=config.get("model_type"))
 
 
+MULTIMODAL_TYPES = ("clip",)
+# what of preprocessor_config.json decides the pixels a vision tower sees
+IMAGE_KEYS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
+              "do_normalize", "image_mean", "image_std", "do_convert_rgb")
+
+
+def _multimodal_spec(d: Path, config: dict) -> ModelSpec:
+    dim = config.get("projection_dim")
+    if not isinstance(dim, int):
+        raise NotAModel(f"{d}/config.json has no projection_dim: cannot tell the shared embedding dimension")
+    processor = _json(d / "preprocessor_config.json")
+    if not isinstance(processor, dict):
+        raise NotAModel(f"{d} has no preprocessor_config.json: a {config['model_type']} model needs its image "
+                        "processor saved beside it (CLIPProcessor.save_pretrained)")
+    text = config.get("text_config") or {}
+    st_conf = _json(d / "sentence_bert_config.json") or {}
+    tok_conf = _json(d / "tokenizer_config.json") or {}
+    candidates = [v for v in (st_conf.get("max_seq_length"), tok_conf.get("model_max_length"),
+                              text.get("max_position_embeddings")) if isinstance(v, int) and 0 < v < 1_000_000]
+    normalize = any(m.get("type", "").endswith("Normalize") for m in (_json(d / "modules.json") or []))
+    prompts = (_json(d / "config_sentence_transformers.json") or {}).get("prompts") or {}
+    return ModelSpec(dim=dim, max_seq_length=min(candidates) if candidates else 77, pooling="projection",
+                     normalize=normalize, query_prompt=prompts.get("query") or None,
+                     document_prompt=prompts.get("document") or None, license=_license(d / "README.md"),
+                     model_type=config.get("model_type"), modalities=("text", "image"),
+                     image_preprocessing={k: processor[k] for k in IMAGE_KEYS if k in processor})
+
+
 def spec_of(model) -> ModelSpec:
     """The spec recorded for a registered model (a ``zoo.registry.schema.Model`` row)."""
     return ModelSpec(dim=model.dim, max_seq_length=model.max_seq_length, pooling=model.pooling,
                      normalize=model.normalize, query_prompt=model.query_prompt,
-                     document_prompt=model.document_prompt, license=model.license, task=model.task)
+                     document_prompt=model.document_prompt, license=model.license, task=model.task,
+                     modalities=tuple(model.modalities or ("text",)), image_preprocessing=model.image_preprocessing)

@@ -6,6 +6,10 @@
 LlamaIndex cuts inputs into chunks of ``embed_batch_size``; each chunk is one zoo
 call with that batch size, so it is length-sorted, cached and batched by tokens.
 Queries get the model's query prompt, texts its document prompt.
+
+``ZooMultiModalEmbedding`` is LlamaIndex's ``MultiModalEmbedding`` on a CLIP-family model:
+``get_image_embedding`` (a file path or bytes) and ``get_text_embedding`` in one space, as
+``MultiModalVectorStoreIndex`` needs.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from ..errors import require
 require("llama_index.core", "llama-index")
 
 from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, BaseEmbedding  # noqa: E402
+from llama_index.core.embeddings import MultiModalEmbedding  # noqa: E402
 from pydantic import Field, PrivateAttr  # noqa: E402
 
-__all__ = ["ZooEmbedding"]
+__all__ = ["ZooEmbedding", "ZooMultiModalEmbedding"]
 
 
 class ZooEmbedding(BaseEmbedding):
@@ -78,3 +83,38 @@ class ZooEmbedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: List[str]) -> List[List[float]]:
         return (await self._model.aembed_documents(texts, **self._options())).tolist()
+
+
+class ZooMultiModalEmbedding(ZooEmbedding, MultiModalEmbedding):
+    """Images and texts of a CLIP-family model in one space; texts as ``ZooEmbedding`` embeds them."""
+
+    def __init__(self, model_name: str, embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE, **kwargs: Any):
+        super().__init__(model_name=model_name, embed_batch_size=embed_batch_size, **kwargs)
+        if "image" not in self._model.spec.modalities:
+            from ..errors import InvalidInput
+
+            raise InvalidInput(f"{model_name} embeds text only; ZooMultiModalEmbedding needs a CLIP-family model")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ZooMultiModalEmbedding"
+
+    @staticmethod
+    def _image(item):  # LlamaIndex's ImageType: a path or a BytesIO
+        return item.getvalue() if hasattr(item, "getvalue") else item
+
+    def _get_image_embedding(self, img_file_path) -> List[float]:
+        return self._model.embed_images([self._image(img_file_path)], **self._options())[0].tolist()
+
+    def _get_image_embeddings(self, img_file_paths) -> List[List[float]]:
+        return self._model.embed_images([self._image(p) for p in img_file_paths], **self._options()).tolist()
+
+    async def _aget_image_embedding(self, img_file_path) -> List[float]:
+        import asyncio
+
+        return await asyncio.to_thread(self._get_image_embedding, img_file_path)
+
+    async def _aget_image_embeddings(self, img_file_paths) -> List[List[float]]:
+        import asyncio
+
+        return await asyncio.to_thread(self._get_image_embeddings, img_file_paths)

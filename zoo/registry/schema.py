@@ -65,6 +65,9 @@ class Model(Base):
     license: Mapped[Optional[str]] = mapped_column(String(100))
     # Per-model fidelity floor overrides ({"mean_cosine": ..., ...}); per-call flags override these.
     fidelity_floor: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # ["text"] (NULL: text only, as before 0005) or ["text", "image"]; and how images become pixels
+    modalities: Mapped[Optional[list[str]]] = mapped_column(JSON)
+    image_preprocessing: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # Points at the revision `load(name)` uses; use_alter breaks the models<->revisions cycle.
     current_revision_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("revisions.id", use_alter=True, ondelete="SET NULL"))

@@ -30,7 +30,8 @@ PROMPT_KEYS = ("query", "document")
 SERVE_KEYS = {"host": str, "port": int, "api_key": str, "models": list, "cache": bool, "max_inputs": int,
               "max_input_chars": int, "max_queue_texts": int, "max_queue_tokens": int, "max_batch_rows": int,
               "max_batch_tokens": int,
-              "max_wait_ms": (int, float), "max_body_bytes": int, "allow_source_dirs": list, "cors_origins": list,
+              "max_wait_ms": (int, float), "max_body_bytes": int, "max_image_pixels": int, "allow_source_dirs": list,
+              "cors_origins": list,
               "allowed_hosts": list, "allow_unauthenticated_management": bool, "docs": bool}
 
 

@@ -57,6 +57,9 @@ class EmbeddingsRequest(_Strict):
                     "special tokens are added as for text). Inputs longer than the model's max length are "
                     "truncated, as sentence-transformers does; the server may cap characters per text.")
     model: str = Field(min_length=1, examples=["all-minilm-l6-v2"], description="A registered model name or alias")
+    modality: Literal["text", "image"] = Field(
+        "text", description="image: every input is an image as a data URI (data:image/png;base64,...), embedded "
+                            "by a multimodal (CLIP-family) model into its text space. Remote URLs are not fetched.")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Optional[int] = Field(None, ge=1, le=1_000_000,
                                       description="Truncate vectors to this many dimensions, then re-normalize")

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import logging
 import os
+import re
 import time
 from datetime import datetime
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class ServeSettings:
     max_batch_tokens: int = 16384  # tokens summed over a coalesced engine call's texts
     max_wait_ms: float = 2.0  # idle: how long a partial batch waits for a burst to join
     max_body_bytes: int = 16 * 1024 * 1024  # a request body past this is a 413, before it is read whole
+    max_image_pixels: int = 4096 * 4096  # per image input, checked from its header before any decode
     allow_source_dirs: list[str] = field(default_factory=list)  # roots a local-directory registration may use
     cors_origins: list[str] = field(default_factory=list)  # origins allowed to POST, with CORS headers for them
     allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback's
@@ -198,6 +200,33 @@ def _token_input(items: list) -> Optional[list[list[int]]]:
     return items
 
 
+DATA_URI = re.compile(r"data:image/[a-z0-9.+-]+;base64,", re.I)
+
+
+def _image_input(texts: list) -> list[bytes]:
+    """``modality: image`` inputs: data URIs, decoded. Remote URLs are never fetched (SSRF)."""
+    import binascii
+
+    out = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ApiError(400, f"'input[{i}]' is {type(t).__name__}; send each image as a data URI string",
+                           param=f"input[{i}]", code="invalid_type")
+        head = DATA_URI.match(t)
+        if head is None:
+            remote = t[:8].lower().startswith(("http://", "https://"))
+            raise ApiError(400, f"'input[{i}]' is a URL; this server does not fetch images, send the image itself as "
+                                "data:image/...;base64,..." if remote else
+                                f"'input[{i}]' is not an image data URI (data:image/png;base64,...)",
+                           param=f"input[{i}]", code="url_not_allowed" if remote else "invalid_value")
+        try:
+            out.append(base64.b64decode(t[head.end():], validate=True))
+        except (binascii.Error, ValueError):
+            raise ApiError(400, f"'input[{i}]' is not valid base64 after its data: header", param=f"input[{i}]",
+                           code="invalid_value") from None
+    return out
+
+
 def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
     """The request's texts and options; the input's own problems get messages that say what to send."""
     from .protocol import EmbeddingsRequest, validate
@@ -214,6 +243,13 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
                        param="input", code="invalid_type")
     if not texts:
         raise ApiError(400, "'input' is an empty list; send at least one string", param="input", code="invalid_value")
+    if body.get("modality") == "image":
+        if len(texts) > settings.max_inputs:
+            raise ApiError(400, f"{len(texts)} inputs; this server takes at most {settings.max_inputs} per request",
+                           param="input", code="too_many_inputs")
+        images = _image_input(texts)
+        req = validate(EmbeddingsRequest, {**body, "input": ["image"] * len(images)})
+        return {"images": images, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions}
     token_ids = _token_input(texts)
     if token_ids is not None:
         texts = token_ids
@@ -338,6 +374,17 @@ def create_app(settings: ServeSettings):
         if req["dimensions"] is not None and req["dimensions"] > model.dim:
             raise ApiError(400, f"dimensions must be at most {model.dim} for {model.name}, got {req['dimensions']}",
                            param="dimensions", code="invalid_value")
+        if "images" in req:
+            if "image" not in model.spec.modalities:
+                raise ApiError(400, f"{model.name} embeds text only; images need a CLIP-family model",
+                               param="modality", code="invalid_value")
+            try:  # headers are checked before any pixel is decoded (zoo.engine.images)
+                vectors = await asyncio.to_thread(model.embed_images, req["images"], dimensions=req["dimensions"],
+                                                  max_pixels=settings.max_image_pixels)
+            except InvalidInput as exc:
+                raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None
+            metrics.inputs.labels(model.name).inc(len(req["images"]))
+            return _embeddings_response(model.name, vectors, req["format"], 0)
         # once: for usage, the budget, the engine; token ids get the model's special tokens, as text does
         try:
             tokenized = await asyncio.to_thread(model.tokenize_ids if req["token_ids"] else model.tokenize, req["texts"])
@@ -358,13 +405,16 @@ def create_app(settings: ServeSettings):
             metrics.queue_depth.labels(model.name).set(batcher.queue_depth)
         metrics.inputs.labels(model.name).inc(len(req["texts"]))
         metrics.tokens.labels(model.name).inc(sum(tokens))
-        if req["format"] == "base64":
+        return _embeddings_response(model.name, vectors, req["format"], sum(tokens))
+
+    def _embeddings_response(name: str, vectors, encoding: str, tokens: int):
+        if encoding == "base64":
             data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
         else:
             data = list(np.ascontiguousarray(vectors, dtype=np.float32))  # rows; orjson writes float32 exactly
-        body = {"object": "list", "model": model.name,
+        body = {"object": "list", "model": name,
                 "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
-                "usage": {"prompt_tokens": sum(tokens), "total_tokens": sum(tokens)}}
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
         # orjson: ~10x json's speed on float arrays, which is most of a response's cost on the event loop
         return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 

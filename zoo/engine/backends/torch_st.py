@@ -61,6 +61,23 @@ class TorchBackend(BatchedBackend):
                 features = module(features)
         return features["sentence_embedding"].float().cpu().numpy()
 
+    def embed_images(self, images: list, batch_size: int, normalize: bool) -> np.ndarray:
+        """RGB PIL images through the model's image path (a CLIP-family model), as its ``encode`` does."""
+        if normalize or not self._has_normalize:
+            out = self.model.encode(images, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False,
+                                    normalize_embeddings=normalize and not self._has_normalize)
+            return np.asarray(out, dtype=np.float32)
+        from sentence_transformers.util import batch_to_device
+
+        parts = []
+        for start in range(0, len(images), batch_size):
+            features = batch_to_device(self.model.preprocess(images[start:start + batch_size]), self.model.device)
+            with self._torch.inference_mode():
+                for module in self._raw_modules:
+                    features = module(features)
+            parts.append(features["sentence_embedding"].float().cpu().numpy())
+        return np.concatenate(parts)
+
     def _embed_encodings(self, encodings: list, normalize: bool) -> np.ndarray:
         """The model's modules on already-encoded inputs, padded as its tokenizer pads them."""
         from sentence_transformers.util import batch_to_device

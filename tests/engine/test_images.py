@@ -1,0 +1,126 @@
+"""Multimodal models: a tiny random CLIP registered, its images and texts embedded as
+sentence-transformers embeds them, images read safely, and the vector cache keyed by image bytes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import zoo
+from conftest import build_tiny_clip
+from zoo.errors import InvalidInput
+
+TEXTS = ["a photo of a cat", "the quick brown fox", "a red square on white"]
+
+
+def _pictures():
+    from PIL import Image, ImageDraw
+
+    noise = Image.fromarray((np.random.RandomState(0).rand(40, 50, 3) * 255).astype("uint8"))
+    gradient = Image.fromarray(np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1)), mode="L")
+    text = Image.new("RGB", (80, 40), "white")
+    ImageDraw.Draw(text).text((4, 12), "zoo 42", fill="black")
+    return [noise, gradient, text, Image.new("RGB", (64, 64), "red")]
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _registry(root, name, folder):
+    from zoo.registry.catalog import Registry
+    from zoo.store.home import resolve_home
+
+    reg = Registry(resolve_home(root))
+    reg.register(name, str(folder))
+    return reg
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, tiny_clip_dir):
+    return _registry(tmp_path_factory.mktemp("clip") / "zoo", "clip", tiny_clip_dir)
+
+
+def test_registration_records_modalities_and_preprocessing(clip):
+    d = clip.describe("clip")
+    assert (d["modalities"], d["dim"], d["pooling"], d["normalize"]) == (["text", "image"], 16, "projection", False)
+    pre = d["image_preprocessing"]
+    assert pre["size"] == {"shortest_edge": 32} and pre["crop_size"] == {"height": 32, "width": 32}
+    assert pre["image_mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073]) and pre["resample"] == 3
+
+
+@pytest.mark.parametrize("saved_by", ["transformers", "sentence-transformers"])
+def test_images_and_texts_embed_as_sentence_transformers_does(tmp_path, tiny_clip_dir, saved_by):
+    from PIL import Image
+    from sentence_transformers import SentenceTransformer
+
+    folder = tiny_clip_dir if saved_by == "transformers" else build_tiny_clip(tmp_path / "st-clip",
+                                                                              sentence_transformers=True)
+    m = zoo.load("c", registry=_registry(tmp_path / "zoo", "c", folder), cache=False)
+    st = SentenceTransformer(str(folder), device="cpu")
+    pictures = _pictures()
+    theirs = st.encode([p.convert("RGB") for p in pictures])
+    assert np.abs(m.embed_images(pictures) - theirs).max() < 1e-5
+    # the same pictures as PNG bytes and as files decode to the same pixels
+    files = []
+    for i, p in enumerate(pictures):
+        files.append(tmp_path / f"{i}.png")
+        files[-1].write_bytes(_png(p))
+    decoded = st.encode([Image.open(f).convert("RGB") for f in files])
+    assert np.abs(m.embed_images([_png(p) for p in pictures]) - decoded).max() < 1e-5
+    assert np.abs(m.embed_images([str(f) for f in files]) - decoded).max() < 1e-5
+    assert np.abs(m.embed(TEXTS) - st.encode(TEXTS)).max() < 1e-5  # the same space's text side
+    # dimensions and normalize work as for text
+    cut = m.embed_images(pictures, dimensions=8, normalize=True)
+    np.testing.assert_allclose(cut, theirs[:, :8] / np.linalg.norm(theirs[:, :8], axis=1, keepdims=True), atol=1e-5)
+
+
+def test_the_cache_keys_images_by_their_bytes(clip):
+    m = zoo.load("clip", registry=clip)
+    pictures = [_png(p) for p in _pictures()]
+    first = m.embed_images(pictures + [pictures[0]])
+    assert first.cache_hits == 0 and np.array_equal(first[0], first[-1])
+    again = m.embed_images(list(reversed(pictures)))
+    assert again.cache_hits == 4 and np.array_equal(np.asarray(again), np.asarray(first[:4])[::-1])
+    # a text whose characters spell an image key's digest is no image
+    assert m.embed(["img:" + "0" * 64]).cache_hits == 0
+
+
+def test_bad_images_are_refused_from_their_header(clip, tmp_path):
+    from PIL import Image
+
+    m = zoo.load("clip", registry=clip, cache=False)
+    good = _png(_pictures()[0])
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, "PNG")  # ~60 kB on disk, 400 M pixels declared
+    big = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(big, "PNG")  # 48 M: under Pillow's limit, over zoo's
+    cases = [([good, b"not an image"], r"image at index 1 is not an image"),
+             ([good[: len(good) // 2]], r"image at index 0 is truncated or damaged"),
+             ([bomb.getvalue()], r"image at index 0 declares more pixels than Pillow opens, more than the 40,000,000"),
+             ([good, big.getvalue()], r"image at index 1 is 8000x6000 pixels, more than the 40,000,000 allowed"),
+             ([good, 7], r"image at index 1 is int; pass a PIL image, a file path or bytes"),
+             ([str(tmp_path / "missing.png")], r"image at index 0: cannot read")]
+    for images, message in cases:
+        with pytest.raises(InvalidInput, match=message) as info:
+            m.embed_images(images)
+        assert info.value.param.startswith("input[")
+    with pytest.raises(InvalidInput, match=r"is 64x64 pixels, more than the 100 allowed"):
+        m.embed_images([Image.new("RGB", (64, 64))], max_pixels=100)
+
+
+def test_a_text_model_refuses_images(tmp_path, tiny_model_dir):
+    m = zoo.load("t", registry=_registry(tmp_path / "zoo", "t", tiny_model_dir), cache=False)
+    with pytest.raises(InvalidInput, match=r"t embeds text only \(modalities: text\); images need a CLIP-family"):
+        m.embed_images([_png(_pictures()[0])])
+
+
+def test_clip_gets_no_lean_targets(clip):
+    from zoo.build.pipeline import convert
+
+    with pytest.raises(InvalidInput, match=r"cannot build onnx-fp32 for clip: .* this model is clip"):
+        convert(clip, "clip", ["onnx-fp32"])

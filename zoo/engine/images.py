@@ -1,0 +1,99 @@
+"""Images in: PIL images, file paths or encoded bytes, checked before any pixel is decoded.
+
+A multimodal model (CLIP family) embeds images into its text space. Whatever the caller hands in
+becomes one RGB ``PIL.Image`` and one digest, which keys the vector cache (``IMAGE_KEY`` + the
+sha256 of the encoded bytes, or of the mode, size and pixels of an image given decoded), so the
+same picture is embedded once however often it is sent.
+
+Encoded input is opened lazily: Pillow reads only the header, and the format and the pixel count
+are checked against the limits before ``load()`` decodes anything. So a decompression bomb (a
+small file declaring 50,000 x 50,000 pixels), a truncated file or something that is not an image
+costs a header read and gets ``InvalidInput`` naming its index, never a stall or a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import InvalidInput, require
+
+__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "read_images", "is_image_key"]
+
+# Like TOKEN_KEY: a lone surrogate no valid text contains, so an image's key never equals a text's
+IMAGE_KEY = "\udc01img:"
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+DEFAULT_MAX_PIXELS = 40_000_000  # a 6,000 x 6,000 photo passes; Pillow's own bomb warning starts at 89 M
+
+
+def is_image_key(key: str) -> bool:
+    return key.startswith(IMAGE_KEY)
+
+
+def read_images(images: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[str, Any]]:
+    """(cache key, RGB PIL image) per input, in order; ``InvalidInput`` names the first bad index."""
+    pil = require("PIL.Image", "torch")
+    if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)) or isinstance(images, pil.Image):
+        images = [images]
+    if not isinstance(images, Sequence):
+        raise InvalidInput(f"images must be a list of PIL images, file paths or bytes, not {type(images).__name__}")
+    return [_read(pil, item, i, max_pixels) for i, item in enumerate(images)]
+
+
+def _read(pil, item, index: int, max_pixels: int) -> tuple[str, Any]:
+    if isinstance(item, pil.Image):
+        digest = hashlib.sha256(f"{item.mode}:{item.size}:".encode() + item.tobytes()).hexdigest()
+        _check_size(item.size, index, max_pixels)
+        return IMAGE_KEY + digest, item.convert("RGB")
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            data = Path(item).read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"image at index {index}: cannot read {item} ({exc.strerror or exc})",
+                               param=f"input[{index}]") from None
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+    else:
+        raise InvalidInput(f"image at index {index} is {type(item).__name__}; pass a PIL image, a file path or bytes",
+                           param=f"input[{index}]", code="invalid_type")
+    return IMAGE_KEY + hashlib.sha256(data).hexdigest(), decode(data, index, max_pixels)
+
+
+def decode(data: bytes, index: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """One encoded image as RGB, after its header passed the format and pixel checks."""
+    pil = require("PIL.Image", "torch")
+    try:
+        with warnings.catch_warnings():  # the size is ours to judge, below
+            warnings.simplefilter("ignore", pil.DecompressionBombWarning)
+            image = pil.open(io.BytesIO(data))  # reads the header only
+    except pil.DecompressionBombError:  # Pillow's own limit (twice MAX_IMAGE_PIXELS), checked at open
+        raise InvalidInput(f"image at index {index} declares more pixels than Pillow opens, more than the "
+                           f"{max_pixels:,} allowed; scale it down first", param=f"input[{index}]") from None
+    except (pil.UnidentifiedImageError, OSError, ValueError):
+        raise InvalidInput(f"image at index {index} is not an image ({', '.join(FORMATS)} are read)",
+                           param=f"input[{index}]") from None
+    if image.format not in FORMATS:
+        raise InvalidInput(f"image at index {index} is {image.format}; {', '.join(FORMATS)} are read",
+                           param=f"input[{index}]")
+    _check_size(image.size, index, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pil.DecompressionBombWarning)
+            image.load()
+        return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, pil.DecompressionBombError):
+        raise InvalidInput(f"image at index {index} is truncated or damaged; send the whole file",
+                           param=f"input[{index}]") from None
+
+
+def _check_size(size: tuple[int, int], index: int, max_pixels: int) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise InvalidInput(f"image at index {index} has no pixels ({width}x{height})", param=f"input[{index}]")
+    if width * height > max_pixels:
+        raise InvalidInput(f"image at index {index} is {width}x{height} pixels, more than the {max_pixels:,} "
+                           "allowed; scale it down first", param=f"input[{index}]")
