@@ -15,8 +15,9 @@ into k-quant blocks of 256 and fall back to other types anyway.
 
 Refused before any work, with the reason: families llama.cpp cannot run as encoders (MPNet has
 no llama.cpp architecture), models without a sentence-transformers Pooling module (llama.cpp
-would declare no pooling and return token vectors), and pooling llama.cpp lacks (max,
-mean-sqrt-len, weighted mean). The per-tensor overrides of ``llama-quantize --tensor-type``
+would declare no pooling and return token vectors), pooling llama.cpp lacks (max,
+mean-sqrt-len, weighted mean), and vocabularies its converter refuses (found by its own
+``--vocab-only`` run: an unknown pre-tokenizer, say). The per-tensor overrides of ``llama-quantize --tensor-type``
 are not reachable through llama-cpp-python's C API, so these targets are gated, not searched.
 """
 
@@ -86,7 +87,7 @@ class GgufConverter(Converter):
         if model_type not in GGUF_MODEL_TYPES:
             return (f"llama.cpp runs the encoder families {', '.join(GGUF_MODEL_TYPES)}; this model is "
                     f"{model_type or 'of no declared model_type'}")
-        return exportable_reason(checkpoint) or pooling_reason(checkpoint)
+        return exportable_reason(checkpoint) or pooling_reason(checkpoint) or tokenizer_reason(checkpoint)
 
     def build(self, target: Target, checkpoint: Path, out_dir: Path, settings: dict[str, Any],
               progress: Progress) -> BuildResult:
@@ -130,6 +131,25 @@ def target_of_file(path: Path) -> Optional[str]:
     return f"gguf-{variant}" if variant else None
 
 
+_TOKENIZER_CHECKS: dict[str, Optional[str]] = {}  # checkpoint folder -> reason; store trees never change
+
+
+def tokenizer_reason(checkpoint: Path) -> Optional[str]:
+    """Why llama.cpp's converter refuses this model's vocabulary, or None: its own ``--vocab-only``
+    run (a few seconds), so an unknown pre-tokenizer is refused before any build starts."""
+    key = str(Path(checkpoint).resolve())
+    if key not in _TOKENIZER_CHECKS:
+        import tempfile
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="zoo-gguf-vocab-") as tmp:
+                _run_converter(checkpoint, Path(tmp) / "vocab.gguf", "--vocab-only")
+            _TOKENIZER_CHECKS[key] = None
+        except ZooError as exc:
+            _TOKENIZER_CHECKS[key] = str(exc)
+    return _TOKENIZER_CHECKS[key]
+
+
 def save_tokenizer(checkpoint: Path, out_dir: Path) -> None:
     """The checkpoint's fast tokenizer beside the file: zoo counts tokens and truncation with it."""
     from zoo.errors import require
@@ -141,25 +161,33 @@ def save_tokenizer(checkpoint: Path, out_dir: Path) -> None:
 
 def _f32_gguf(checkpoint: Path, settings: dict[str, Any], progress: Progress) -> tuple[Path, dict[str, Any]]:
     """The checkpoint as an f32 GGUF, written by llama.cpp's converter: the call's shared one if any."""
-    from .gguf_source import conversion_script, llama_cpp_version
+    from .gguf_source import llama_cpp_version
 
     work = settings.get("work_dir")
     folder = Path(work) / "gguf-f32" if work else Path(settings["scratch"]) / "gguf-f32"
     done = folder / "info.json"
     if done.exists():
         return folder / "model-f32.gguf", json.loads(done.read_text())
-    script, source = conversion_script(progress)
     folder.mkdir(parents=True, exist_ok=True)
     progress("converting the checkpoint with llama.cpp's convert_hf_to_gguf.py", None)
-    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}  # its own gguf-py, of its commit
-    run = subprocess.run([sys.executable, str(script), str(checkpoint), "--outfile", str(folder / "model-f32.gguf"),
-                          "--outtype", "f32"], capture_output=True, text=True, env=env)
-    if run.returncode != 0:
-        raise ZooError(_conversion_error(run.stderr))
+    source = _run_converter(checkpoint, folder / "model-f32.gguf", "--outtype", "f32", progress=progress)
     info = {"converter": "llama.cpp convert_hf_to_gguf.py", "llama_cpp_python": llama_cpp_version(),
             "conversion_source": source}
     done.write_text(json.dumps(info))
     return folder / "model-f32.gguf", info
+
+
+def _run_converter(checkpoint: Path, outfile: Path, *args: str, progress: Progress = lambda s, f: None) -> dict:
+    """llama.cpp's ``convert_hf_to_gguf.py`` in its own process, as its authors run it; where it came from."""
+    from .gguf_source import conversion_script
+
+    script, source = conversion_script(progress)
+    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}  # its own gguf-py, of its commit
+    run = subprocess.run([sys.executable, str(script), str(checkpoint), "--outfile", str(outfile), *args],
+                         capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        raise ZooError(_conversion_error(run.stderr))
+    return source
 
 
 def _conversion_error(stderr: str) -> str:

@@ -198,15 +198,22 @@ def test_refused_before_any_work(tmp_path, tiny_plain_dir, minilm_vocab):
         assert table_counts(reg) == before  # not even a failed row
 
 
-def test_an_unknown_tokenizer_fails_clearly(tmp_path, tiny_model_dir):
-    """A tokenizer llama.cpp does not recognise: its converter refuses, and the build says why."""
+def test_an_unknown_tokenizer_is_refused_before_any_work(tmp_path, tiny_model_dir):
+    """A tokenizer llama.cpp does not recognise: its converter's own --vocab-only run refuses it, and
+    the request is refused saying why, before a row is written; all-cpu quietly leaves GGUF out."""
+    from converters import expand_targets
     from zoo.build.pipeline import convert
+    from zoo.core.hardware import detect
 
     reg = _registry(tmp_path / "zoo")
     reg.register("toy", str(tiny_model_dir))
-    (outcome,) = convert(reg, "toy", ["gguf-f16"])
-    assert outcome.status == "failed"
-    assert "does not know this model's tokenizer" in outcome.error and "ONNX/OpenVINO" in outcome.error
+    before = table_counts(reg)
+    with pytest.raises(InvalidInput, match=r"cannot build gguf-f16 for toy: llama.cpp's converter does not know "
+                                           r"this model's tokenizer .* use the ONNX/OpenVINO targets"):
+        convert(reg, "toy", ["gguf-f16"])
+    assert table_counts(reg) == before
+    checkpoint = reg.artifact_path(reg.resolve("toy").revision.artifacts[0])
+    assert not any(t.startswith("gguf") for t in expand_targets(["all-cpu"], detect(), checkpoint))
 
 
 def test_a_missing_conversion_source_is_named(monkeypatch, tmp_path):

@@ -22,19 +22,22 @@ def candidates(hardware) -> list[str]:
       openvino-bf16 and torch-bf16.
       fp16 on a CPU is skipped (0.24x fp32 in torch), as are O1/O3 (measured no faster than O2/fp32).
     - ARM: onnx-int8-arm64, ONNX static int8, ONNX fp32/O2, OpenVINO fp32/int8.
+    - Any CPU with llama-cpp-python (the gguf extra): gguf-q8_0, as fast as gguf-f16 here in half the
+      memory. The converter refuses what llama.cpp cannot run (``unavailable_reason``).
     """
     if hardware.cuda:
         out = ["onnx-fp32", "torch-fp16", "torch-bf16"]
         return (["onnx-o4"] if hardware.ort_cuda else []) + out
+    gguf = ["gguf-q8_0"] if "gguf" in hardware.runtimes else []
     if hardware.is_arm:
-        return ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "onnx-int8-static", "openvino-fp32", "openvino-int8"]
+        return ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "onnx-int8-static", "openvino-fp32", "openvino-int8"] + gguf
     isa = next((i for i, need in (("avx512_vnni", ("avx512f", "avx512_vnni")), ("avx512", ("avx512f",)),
                                   ("avx2", ("avx2",))) if hardware.has(*need)), None)
     out = ["onnx-fp32", "onnx-o2"] + ([f"onnx-int8-{isa}", "onnx-int8-static"] if isa else []) \
         + ["openvino-fp32", "openvino-int8"]
     if hardware.bf16:
         out += ["openvino-bf16", "torch-bf16"]
-    return out
+    return out + gguf
 
 
 @dataclass
