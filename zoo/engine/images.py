@@ -1,9 +1,9 @@
 """Images in: PIL images, file paths or encoded bytes, checked before any pixel is decoded.
 
 A multimodal model (CLIP family) embeds images into its text space. Whatever the caller hands in
-becomes one RGB ``PIL.Image`` and one digest, which keys the vector cache (``IMAGE_KEY`` + the
-sha256 of the encoded bytes, or of the mode, size and pixels of an image given decoded), so the
-same picture is embedded once however often it is sent.
+gets one digest first, which keys the vector cache (``IMAGE_KEY`` + the sha256 of the encoded
+bytes, or of the mode, size and pixels of an image given decoded), so the same picture is
+embedded, and decoded, once however often it is sent; then one RGB ``PIL.Image`` if it is new.
 
 Encoded input is opened lazily: Pillow reads only the header, and the format and the pixel count
 are checked against the limits before ``load()`` decodes anything. So a decompression bomb (a
@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from ..errors import InvalidInput, require
 
-__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "read_images", "is_image_key"]
+__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "image_keys", "open_image", "is_image_key"]
 
 # Like TOKEN_KEY: a lone surrogate no valid text contains, so an image's key never equals a text's
 IMAGE_KEY = "\udc01img:"
@@ -34,21 +34,30 @@ def is_image_key(key: str) -> bool:
     return key.startswith(IMAGE_KEY)
 
 
-def read_images(images: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[str, Any]]:
-    """(cache key, RGB PIL image) per input, in order; ``InvalidInput`` names the first bad index."""
+def image_keys(images: Any) -> list[tuple[str, Any]]:
+    """(cache key, source) per input: the source is a PIL image or the encoded bytes, not yet decoded,
+    so a caller can look its keys up first and decode only what the cache lacks (the same bytes
+    were a valid image when they were cached)."""
     pil = require("PIL.Image", "torch")
     if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)) or isinstance(images, pil.Image):
         images = [images]
     if not isinstance(images, Sequence):
         raise InvalidInput(f"images must be a list of PIL images, file paths or bytes, not {type(images).__name__}")
-    return [_read(pil, item, i, max_pixels) for i, item in enumerate(images)]
+    return [_source(pil, item, i) for i, item in enumerate(images)]
 
 
-def _read(pil, item, index: int, max_pixels: int) -> tuple[str, Any]:
+def open_image(source, index: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """One source of ``image_keys`` as an RGB image, its header checked first."""
+    pil = require("PIL.Image", "torch")
+    if isinstance(source, pil.Image):
+        _check_size(source.size, index, max_pixels)
+        return source.convert("RGB")
+    return decode(source, index, max_pixels)
+
+
+def _source(pil, item, index: int) -> tuple[str, Any]:
     if isinstance(item, pil.Image):
-        digest = hashlib.sha256(f"{item.mode}:{item.size}:".encode() + item.tobytes()).hexdigest()
-        _check_size(item.size, index, max_pixels)
-        return IMAGE_KEY + digest, item.convert("RGB")
+        return IMAGE_KEY + hashlib.sha256(f"{item.mode}:{item.size}:".encode() + item.tobytes()).hexdigest(), item
     if isinstance(item, (str, os.PathLike)):
         try:
             data = Path(item).read_bytes()
@@ -60,7 +69,7 @@ def _read(pil, item, index: int, max_pixels: int) -> tuple[str, Any]:
     else:
         raise InvalidInput(f"image at index {index} is {type(item).__name__}; pass a PIL image, a file path or bytes",
                            param=f"input[{index}]", code="invalid_type")
-    return IMAGE_KEY + hashlib.sha256(data).hexdigest(), decode(data, index, max_pixels)
+    return IMAGE_KEY + hashlib.sha256(data).hexdigest(), data
 
 
 def decode(data: bytes, index: int, max_pixels: int = DEFAULT_MAX_PIXELS):

@@ -196,7 +196,7 @@ class EmbeddingModel:
         ``images``: PIL images, file paths or encoded bytes (PNG, JPEG, WebP, GIF, BMP, TIFF), one or
         a list; each is checked from its header before it is decoded (``max_pixels``). The vector
         cache keys each image by the digest of its bytes. Options as :meth:`embed`'s."""
-        from .images import DEFAULT_MAX_PIXELS, read_images
+        from .images import DEFAULT_MAX_PIXELS, image_keys, open_image
 
         if "image" not in self.spec.modalities:
             raise InvalidInput(f"{self.name} embeds text only (modalities: {', '.join(self.spec.modalities)}); "
@@ -210,8 +210,11 @@ class EmbeddingModel:
             raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
         dims = self._dimensions(dimensions)
         normalize = self.spec.normalize if normalize is None else bool(normalize)
-        loaded = read_images(images, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
-        pictures = dict(loaded)  # key -> image: each distinct image is embedded once
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        loaded = image_keys(images)  # digests first: a cached image is never decoded
+        pictures = {}  # key -> (first index, source): each distinct image is embedded once
+        for i, (key, source) in enumerate(loaded):
+            pictures.setdefault(key, (i, source))
         vectors: dict[str, np.ndarray] = {}
         store = self.cache if cache else None
         if store is not None:
@@ -226,7 +229,8 @@ class EmbeddingModel:
         hits = set(vectors)
         missing = [k for k in pictures if k not in hits]
         if missing:
-            raw = run([pictures[k] for k in missing], batch_size, normalize=normalize and dims == self.dim)
+            decoded = [open_image(pictures[k][1], pictures[k][0], limit) for k in missing]  # headers checked first
+            raw = run(decoded, batch_size, normalize=normalize and dims == self.dim)
             computed = self._trim(np.asarray(raw, dtype=np.float32), len(missing), normalize, dims)
             vectors.update(zip(missing, computed))
             if store is not None:
