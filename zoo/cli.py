@@ -125,6 +125,11 @@ def show(ctx, name, as_json):
     click.echo(f"  dim             {d['dim']}    max_seq_length {d['max_seq_length']}")
     click.echo(f"  pooling         {d['pooling']}    normalize {d['normalize']}")
     click.echo(f"  prompts         query={d['query_prompt']!r} document={d['document_prompt']!r}")
+    if d.get("image_preprocessing"):
+        pre = d["image_preprocessing"]
+        click.echo(f"  modalities      {', '.join(d['modalities'])}    images: size {pre.get('size')}, crop "
+                   f"{pre.get('crop_size') if pre.get('do_center_crop') else 'none'}, mean {pre.get('image_mean')}, "
+                   f"std {pre.get('image_std')}, resample {pre.get('resample')}")
     if d["aliases"]:
         click.echo("  aliases         " + ", ".join(f"{a['name']} -> {a['revision'][:16]}" for a in d["aliases"]))
     for r in d["revisions"]:

@@ -68,6 +68,25 @@ def test_hub_model_embeds_like_the_local_folder(registry, at_hub, tiny_model_dir
     np.testing.assert_array_equal(a, b)
 
 
+def test_a_clip_model_from_the_hub_embeds_images_like_the_local_folder(registry, monkeypatch, tiny_clip_dir):
+    """The real hub code path for a multimodal model: its processor comes along, images embed alike."""
+    import zoo
+    from PIL import Image
+
+    with FakeHub() as h:
+        h.repos["acme/clip"] = FakeRepo(commits={C1: {p.relative_to(tiny_clip_dir).as_posix(): p.read_bytes()
+                                                      for p in tiny_clip_dir.rglob("*") if p.is_file()}},
+                                        refs={"main": C1})
+        monkeypatch.setenv("HF_ENDPOINT", h.url)
+        r = registry.register("hubclip", "hf://acme/clip")
+    assert "preprocessor_config.json" in [f["path"] for f in r.revision.manifest]
+    assert registry.describe("hubclip")["modalities"] == ["text", "image"]
+    registry.register("localclip", str(tiny_clip_dir))
+    pictures = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (30, 40), "teal")]
+    a = zoo.load("hubclip", registry=registry, cache=False).embed_images(pictures)
+    np.testing.assert_array_equal(a, zoo.load("localclip", registry=registry, cache=False).embed_images(pictures))
+
+
 def test_missing_revision(registry, at_hub):
     with pytest.raises(RevisionNotFound, match="revision 'nope' not found in hf://acme/tiny"):
         registry.register("tiny", "hf://acme/tiny", revision="nope")
