@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -50,16 +49,6 @@ for _ in range(rounds):
 rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 print(json.dumps({"images_s": len(blobs) / statistics.median(times), "peak_rss_mb": rss}))
 """
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _pictures(n: int, size: int, out: Path) -> None:
@@ -106,7 +95,10 @@ def main() -> None:
                                   capture_output=True, text=True, check=True)
             rows.append((way, json.loads(done.stdout.strip().splitlines()[-1])))
     ref = rows[0][1]["images_s"]
-    print(f"CPU: {_cpu()}; {args.images} PNG images of {args.size}x{args.size}, tiny random CLIP\n")
+    from zoo.core.hardware import detect
+
+    hw = detect()
+    print(f"CPU: {hw.cpu_model} ({hw.physical_cores} cores); {args.images} PNG images of {args.size}x{args.size}, tiny random CLIP\n")
     print("| way | images/s | vs sentence-transformers | peak RSS MB |\n|---|---|---|---|")
     for way, r in rows:
         print(f"| {way} | {r['images_s']:.0f} | {r['images_s'] / ref:.2f}x | {r['peak_rss_mb']:.0f} |")
