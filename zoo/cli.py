@@ -254,8 +254,10 @@ def _fidelity_line(fid: dict | None) -> str:
         return "reference"
     if fid.get("non_finite"):
         return "non-finite output"
+    images = (f"  images: mean cos {fid['image_mean_cosine']:.5f}  min cos {fid['image_min_cosine']:.5f}"
+              if "image_mean_cosine" in fid else "")
     return (f"mean cos {fid['mean_cosine']:.5f}  min cos {fid['min_cosine']:.5f}  spearman {fid['spearman']:.4f}  "
-            f"top1 agree {fid['top1_agreement']:.2f}  R@10 {fid['recall_at_10']:.2f}")
+            f"top1 agree {fid['top1_agreement']:.2f}  R@10 {fid['recall_at_10']:.2f}" + images)
 
 
 @cli.command()

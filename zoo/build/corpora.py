@@ -15,6 +15,10 @@ Three disjoint sets, so no artifact is gated on text it was tuned on:
 
 Short texts are where int8 breaks (a one-word text has three tokens, and one bad activation
 range moves its whole vector), so every set has them and the gate checks the minimum cosine.
+
+Multimodal models are also gated on **images** (``image_probe_set``), generated here with Pillow,
+never fetched: solid colours, gradients, noise, shapes and rendered text, in several sizes and
+aspect ratios (so resizing and cropping are exercised), the same pixels on every machine.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["probe_set", "validation_set", "calibration_texts", "ProbeSet", "corpus_digest", "benchmark_texts"]
+__all__ = ["probe_set", "validation_set", "calibration_texts", "ProbeSet", "corpus_digest", "benchmark_texts",
+           "image_probe_set"]
 
 
 @lru_cache(maxsize=2)
@@ -120,3 +125,42 @@ def corpus_digest(texts) -> str:
         h.update(t.encode("utf-8"))
         h.update(b"\0")
     return h.hexdigest()
+
+
+IMAGE_SIZES = ((224, 224), (320, 200), (150, 300), (64, 64), (500, 375), (33, 97))
+
+
+def image_probe_set(n: int = 48, seed: int = 0) -> list:
+    """The gate's images: ``n`` RGB pictures of six kinds and six sizes, deterministic for ``seed``."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.RandomState(seed)
+    words = list(_sentences()[1::2])
+    out = []
+    for i in range(n):
+        w, h = IMAGE_SIZES[i % len(IMAGE_SIZES)]
+        kind = (i // len(IMAGE_SIZES)) % 6
+        colour = tuple(int(c) for c in rng.randint(0, 256, 3))
+        if kind == 0:  # a solid colour
+            img = Image.new("RGB", (w, h), colour)
+        elif kind == 1:  # a two-colour gradient
+            t = np.linspace(0.0, 1.0, w)[None, :, None]
+            other = rng.randint(0, 256, 3)
+            img = Image.fromarray(np.repeat((np.array(colour) * (1 - t) + other * t), h, axis=0).astype("uint8"))
+        elif kind == 2:  # noise
+            img = Image.fromarray((rng.rand(h, w, 3) * 255).astype("uint8"))
+        else:  # shapes on a background, or rendered text
+            img = Image.new("RGB", (w, h), colour)
+            draw = ImageDraw.Draw(img)
+            fill = tuple(int(c) for c in rng.randint(0, 256, 3))
+            box = sorted(rng.randint(0, w, 2)), sorted(rng.randint(0, h, 2))
+            if kind == 3:
+                draw.ellipse([box[0][0], box[1][0], box[0][1] + 1, box[1][1] + 1], fill=fill)
+            elif kind == 4:
+                draw.rectangle([box[0][0], box[1][0], box[0][1] + 1, box[1][1] + 1], fill=fill)
+                draw.line([0, 0, w - 1, h - 1], fill=(255 - fill[0], 255 - fill[1], 255 - fill[2]), width=3)
+            else:
+                draw.text((4, h // 3), words[i % len(words)][:40], fill=fill)
+        out.append(img)
+    return out

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["measure", "embed_probe", "spearman", "ProbeEmbeddings"]
+__all__ = ["measure", "embed_probe", "spearman", "ProbeEmbeddings", "unit_rows"]
 
 
 @dataclass
@@ -36,8 +36,9 @@ def embed_probe(embed, probe) -> ProbeEmbeddings:
     return ProbeEmbeddings(texts=embed(probe.texts), queries=embed(probe.queries), passages=embed(probe.passages))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1, in float64 (cosines exact whatever the runtime's precision)."""
+    x = np.asarray(x).astype(np.float64)
     return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
 
 
@@ -60,7 +61,7 @@ def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int]) -> 
         nan = float("nan")
         return {"mean_cosine": nan, "min_cosine": nan, "spearman": nan, "recall_at_10": nan,
                 "reference_recall_at_10": 1.0, "non_finite": True}
-    r, a = _unit(ref.texts), _unit(art.texts)
+    r, a = unit_rows(ref.texts), unit_rows(art.texts)
     cos = (r * a).sum(axis=1)
     iu = np.triu_indices(len(r), k=1)
     fig: dict[str, Any] = {
@@ -70,8 +71,8 @@ def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int]) -> 
         "spearman": spearman((r @ r.T)[iu], (a @ a.T)[iu]),
     }
     rel = np.asarray(relevant)
-    ref_scores = _unit(ref.queries) @ _unit(ref.passages).T
-    art_scores = _unit(art.queries) @ _unit(art.passages).T
+    ref_scores = unit_rows(ref.queries) @ unit_rows(ref.passages).T
+    art_scores = unit_rows(art.queries) @ unit_rows(art.passages).T
     ref_top = np.argsort(-ref_scores, axis=1, kind="stable")[:, :10]
     art_top = np.argsort(-art_scores, axis=1, kind="stable")[:, :10]
     fig.update({

@@ -132,8 +132,25 @@ def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progres
     return cache[which]
 
 
-def _judge(target, out_dir: Path, result, spec, texts, reference, hardware):
-    """Load what was built with its real runtime, embed ``texts``, and compare with ``reference``."""
+def _reference_images(checkpoint: Path, spec, cache: dict, progress: Progress):
+    """A multimodal model's image probe set and the reference's vectors of it (None: a text model)."""
+    if "image" not in spec.modalities:
+        return None
+    if "images" not in cache:
+        from ..engine.backends import load_backend
+        from .corpora import image_probe_set
+
+        images = image_probe_set()
+        progress(f"embedding {len(images)} probe images with the reference (torch-fp32)", None)
+        if "backend" not in cache:
+            cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
+        cache["images"] = (images, cache["backend"].embed_images(images, 16, normalize=False))
+    return cache["images"]
+
+
+def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, images=None):
+    """Load what was built with its real runtime, embed ``texts`` (and ``images``: the probe images
+    and their reference vectors, for a multimodal model), and compare with ``reference``."""
     from ..engine.backends import load_backend
 
     # judged where it will serve: a CUDA target on the GPU when there is one (torch-fp16 also runs on a CPU)
@@ -141,6 +158,15 @@ def _judge(target, out_dir: Path, result, spec, texts, reference, hardware):
     backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
                            settings=result.settings)
     figures = measure(reference, embed_probe(lambda xs: backend.embed(list(xs), 32), texts), texts.relevant)
+    if images is not None:
+        if not hasattr(backend, "embed_images"):
+            raise ZooError(f"{target.name} embeds text only; a multimodal model's artifact must embed its images too")
+        from .fidelity import unit_rows
+
+        pictures, ref = images  # cosines in float64, whatever precision the runtime normalises in
+        cos = (unit_rows(backend.embed_images(pictures, 16, normalize=False)) * unit_rows(ref)).sum(axis=1)
+        figures.update(probe_images=len(pictures), image_mean_cosine=float(cos.mean()),
+                       image_min_cosine=float(cos.min()))
     figures["runtime_precision"] = result.runtime_precision
     return figures
 
@@ -210,8 +236,10 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
             out_dir, result, search = _build_searched(conv, target, checkpoint, staging, settings, spec, gate,
                                                       reference_cache, progress, hardware, search_budget)
             probe, ref = _reference_embeddings(checkpoint, spec, reference_cache, progress)
-            progress(f"{target.name}: checking fidelity on {len(probe.texts)} probe texts", None)
-            figures = _judge(target, out_dir, result, spec, probe, ref, hardware)
+            images = _reference_images(checkpoint, spec, reference_cache, progress)
+            progress(f"{target.name}: checking fidelity on {len(probe.texts)} probe texts"
+                     + (f" and {len(images[0])} probe images" if images else ""), None)
+            figures = _judge(target, out_dir, result, spec, probe, ref, hardware, images)
             figures["floor"] = gate.as_dict()
             reason = gate.check(figures)
             seconds = time.perf_counter() - started

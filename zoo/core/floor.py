@@ -38,12 +38,16 @@ class Floor:
                                    f"not {value!r}")
 
     def _checks(self, fig: dict[str, Any]) -> list[tuple[str, float, float]]:
-        return [
+        checks = [
             ("mean cosine", fig["mean_cosine"], self.mean_cosine),
             ("min cosine", fig["min_cosine"], self.min_cosine),
             ("pairwise-similarity Spearman", fig["spearman"], self.spearman),
             ("recall@10", fig["recall_at_10"], fig["reference_recall_at_10"] - self.recall_at_10_drop),
         ]
+        if "image_mean_cosine" in fig:  # a multimodal model: its images hold the same cosine floor
+            checks += [("image mean cosine", fig["image_mean_cosine"], self.mean_cosine),
+                       ("image min cosine", fig["image_min_cosine"], self.min_cosine)]
+        return checks
 
     def check(self, fig: dict[str, Any]) -> Optional[str]:
         """None when the figures pass, else the first reason they do not."""
