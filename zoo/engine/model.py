@@ -99,9 +99,7 @@ class EmbeddingModel:
         """
         # a Prepared's own texts were checked when it was made (and token-id keys are no texts)
         items = list(texts) if tokenized is not None and texts is tokenized.texts else validate_texts(texts)
-        batch_size = self.default_batch_size if batch_size is None else batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = self._batch_size(batch_size)
         max_tokens = self.max_batch_tokens if max_batch_tokens is _UNSET else max_batch_tokens
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise InvalidInput(f"max_batch_tokens must be an integer >= 1 or None, got {max_tokens!r}")
@@ -120,11 +118,9 @@ class EmbeddingModel:
         cut: set[str] = set()  # texts that were (or, from the cache, had been) truncated
         store = self.cache if cache else None
         if store is not None:
-            from .cache import TRUNCATED, CacheConfig
+            from .cache import TRUNCATED
 
-            config = CacheConfig(model=self.name, artifact_digest=str(self.info.get("store_digest")),
-                                 runtime_precision=str(self.info.get("runtime_precision")), prompt=prefix,
-                                 normalize=normalize, dimensions=dims)
+            config = self._cache_config(prefix, normalize, dims)
             keys = dict(zip(unique, config.keys(unique)))
             found = store.get_many(config, list(keys.values()))
             for text, key in keys.items():
@@ -205,9 +201,7 @@ class EmbeddingModel:
         if run is None:
             raise InvalidInput(f"the {self.info.get('artifact')} artifact of {self.name} embeds text only; "
                                "load artifact='torch-fp32' for images")
-        batch_size = self.default_batch_size if batch_size is None else batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = self._batch_size(batch_size)
         dims = self._dimensions(dimensions)
         normalize = self.spec.normalize if normalize is None else bool(normalize)
         limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
@@ -218,11 +212,7 @@ class EmbeddingModel:
         vectors: dict[str, np.ndarray] = {}
         store = self.cache if cache else None
         if store is not None:
-            from .cache import CacheConfig
-
-            config = CacheConfig(model=self.name, artifact_digest=str(self.info.get("store_digest")),
-                                 runtime_precision=str(self.info.get("runtime_precision")), prompt="",
-                                 normalize=normalize, dimensions=dims)
+            config = self._cache_config("", normalize, dims)
             keys = dict(zip(pictures, config.keys(list(pictures))))
             found = store.get_many(config, list(keys.values()))
             vectors.update({k: found[c].vector for k, c in keys.items() if c in found})
@@ -247,6 +237,20 @@ class EmbeddingModel:
         tokens = self.backend.encoder.full_length(prefix + items[index])
         raise InvalidInput(f"text at index {index} has {tokens} tokens, more than {self.name}'s max length of "
                            f"{self.max_seq_length}; shorten it, split it, or pass truncate=True to cut it")
+
+    def _batch_size(self, batch_size) -> int:
+        batch_size = self.default_batch_size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        return batch_size
+
+    def _cache_config(self, prompt: str, normalize: bool, dims: int):
+        """What keys this model's cached vectors besides the input: the exact artifact and settings."""
+        from .cache import CacheConfig
+
+        return CacheConfig(model=self.name, artifact_digest=str(self.info.get("store_digest")),
+                           runtime_precision=str(self.info.get("runtime_precision")), prompt=prompt,
+                           normalize=normalize, dimensions=dims)
 
     def _dimensions(self, dimensions) -> int:
         if dimensions is None:
