@@ -227,6 +227,12 @@ def _image_input(texts: list) -> list[bytes]:
     return out
 
 
+def _check_count(inputs: int, settings: ServeSettings) -> None:
+    if inputs > settings.max_inputs:
+        raise ApiError(400, f"{inputs} inputs; this server takes at most {settings.max_inputs} per request",
+                       param="input", code="too_many_inputs")
+
+
 def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
     """The request's texts and options; the input's own problems get messages that say what to send."""
     from .protocol import EmbeddingsRequest, validate
@@ -244,18 +250,14 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
     if not texts:
         raise ApiError(400, "'input' is an empty list; send at least one string", param="input", code="invalid_value")
     if body.get("modality") == "image":
-        if len(texts) > settings.max_inputs:
-            raise ApiError(400, f"{len(texts)} inputs; this server takes at most {settings.max_inputs} per request",
-                           param="input", code="too_many_inputs")
+        _check_count(len(texts), settings)
         images = _image_input(texts)
         req = validate(EmbeddingsRequest, {**body, "input": ["image"] * len(images)})
         return {"images": images, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions}
     token_ids = _token_input(texts)
     if token_ids is not None:
         texts = token_ids
-    if len(texts) > settings.max_inputs:
-        raise ApiError(400, f"{len(texts)} inputs; this server takes at most {settings.max_inputs} per request",
-                       param="input", code="too_many_inputs")
+    _check_count(len(texts), settings)
     for i, t in enumerate(texts if token_ids is None else ()):
         if not isinstance(t, str):
             raise ApiError(400, f"'input[{i}]' is {type(t).__name__}; send strings, or token ids for every input",
