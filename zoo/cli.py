@@ -733,6 +733,8 @@ def apply(ctx, config):
 @click.option("--max-body-bytes", type=click.IntRange(min=1), help="Request body size limit (default 16 MiB): 413 past it.")
 @click.option("--max-image-pixels", type=click.IntRange(min=1),
               help="Pixels per image input (default 4096x4096), checked from its header before decoding.")
+@click.option("--allow-image-host", "allow_image_hosts", multiple=True,
+              help="Fetch image URLs from this host (repeatable; exact name; no redirects). Default: none.")
 @click.option("--allow-source-dir", "allow_source_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Allow registering local folders under DIR over HTTP (repeatable; default: none).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
@@ -745,7 +747,7 @@ def apply(ctx, config):
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.pass_context
 def serve(ctx, host, port, models, api_key, config, no_cache, no_docs, log_level, allow_source_dirs, cors_origins,
-          allowed_hosts, **limits):
+          allowed_hosts, allow_image_hosts, **limits):
     """Serve embeddings over HTTP: OpenAI-compatible /v1/embeddings, /v1/models, /health, /metrics."""
     from .service.guard import is_loopback
     from .service.server import ServeSettings, serve as run_server
@@ -771,7 +773,7 @@ def serve(ctx, host, port, models, api_key, config, no_cache, no_docs, log_level
     if no_docs:
         options["docs"] = False
     for key, given in (("allow_source_dirs", allow_source_dirs), ("cors_origins", cors_origins),
-                       ("allowed_hosts", allowed_hosts)):
+                       ("allowed_hosts", allowed_hosts), ("allow_image_hosts", allow_image_hosts)):
         if given:
             options[key] = [*options.get(key, []), *given]
     options.update({k: v for k, v in limits.items() if v is not None})

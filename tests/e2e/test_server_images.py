@@ -102,3 +102,60 @@ def test_decode_bombs_and_truncated_files_get_400_from_the_header(server):
         assert r.status_code == 400 and needle in r.json()["error"]["message"], r.text
         assert r.json()["error"]["param"] == "input[1]"
     assert _post(server, {"model": "clip", "modality": "image", "input": [good]}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def image_site(tmp_path_factory):
+    """A web server on 127.0.0.1 with one PNG, a redirect and a 404, for the operator-allowed fetch."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (50, 40), "orange").save(buf, "PNG")
+    png = buf.getvalue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if self.path == "/cat.png":
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(png)))
+                self.end_headers()
+                self.wfile.write(png)
+            elif self.path == "/moved.png":
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data")
+                self.end_headers()
+            else:
+                self.send_response(404)
+                self.end_headers()
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{site.server_address[1]}", png
+    site.shutdown()
+
+
+def test_image_urls_only_from_the_hosts_the_operator_allows(home, image_site):
+    url, png = image_site
+    s = Server(home, "--api-key", KEY, "--allow-image-host", "127.0.0.1")
+    try:
+        ok = _post(s, {"model": "clip", "modality": "image", "input": [url + "/cat.png"]})
+        assert ok.status_code == 200, ok.text
+        expected = zoo.load("clip", home=home, cache=False).embed_images([png])[0]
+        assert np.abs(np.array(ok.json()["data"][0]["embedding"]) - expected).max() < 1e-5
+        for item, status, code, needle in (
+                (url + "/moved.png", 400, "fetch_failed", "got HTTP 302"),  # redirects are not followed
+                (url + "/missing.png", 400, "fetch_failed", "got HTTP 404"),
+                (url.replace("127.0.0.1", "localhost") + "/cat.png", 400, "url_not_allowed", "--allow-image-host"),
+                (url.replace("http://", "http://127.0.0.1@") + "/cat.png", 400, "url_not_allowed", "allows")):
+            r = _post(s, {"model": "clip", "modality": "image", "input": [item]})
+            assert r.status_code == status and (r.json()["error"]["code"], needle in r.json()["error"]["message"]) \
+                == (code, True), r.text
+    finally:
+        s.stop()

@@ -31,7 +31,7 @@ SERVE_KEYS = {"host": str, "port": int, "api_key": str, "models": list, "cache":
               "max_input_chars": int, "max_queue_texts": int, "max_queue_tokens": int, "max_batch_rows": int,
               "max_batch_tokens": int,
               "max_wait_ms": (int, float), "max_body_bytes": int, "max_image_pixels": int, "allow_source_dirs": list,
-              "cors_origins": list,
+              "cors_origins": list, "allow_image_hosts": list,
               "allowed_hosts": list, "allow_unauthenticated_management": bool, "docs": bool}
 
 

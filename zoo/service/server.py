@@ -49,6 +49,7 @@ class ServeSettings:
     max_wait_ms: float = 2.0  # idle: how long a partial batch waits for a burst to join
     max_body_bytes: int = 16 * 1024 * 1024  # a request body past this is a 413, before it is read whole
     max_image_pixels: int = 4096 * 4096  # per image input, checked from its header before any decode
+    allow_image_hosts: list[str] = field(default_factory=list)  # hosts whose image URLs are fetched (else none)
     allow_source_dirs: list[str] = field(default_factory=list)  # roots a local-directory registration may use
     cors_origins: list[str] = field(default_factory=list)  # origins allowed to POST, with CORS headers for them
     allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback's
@@ -203,9 +204,12 @@ def _token_input(items: list) -> Optional[list[list[int]]]:
 DATA_URI = re.compile(r"data:image/[a-z0-9.+-]+;base64,", re.I)
 
 
-def _image_input(texts: list) -> list[bytes]:
-    """``modality: image`` inputs: data URIs, decoded. Remote URLs are never fetched (SSRF)."""
+def _image_input(texts: list, allowed_hosts: list[str]) -> list:
+    """``modality: image`` inputs: data URIs, decoded to bytes; and URLs on the operator's allow-list
+    (``--allow-image-host``), left as URLs for ``_fetch_images``. Any other URL is refused unread:
+    fetching what a client names is server-side request forgery."""
     import binascii
+    from urllib.parse import urlsplit
 
     out = []
     for i, t in enumerate(texts):
@@ -214,16 +218,60 @@ def _image_input(texts: list) -> list[bytes]:
                            param=f"input[{i}]", code="invalid_type")
         head = DATA_URI.match(t)
         if head is None:
-            remote = t[:8].lower().startswith(("http://", "https://"))
-            raise ApiError(400, f"'input[{i}]' is a URL; this server does not fetch images, send the image itself as "
-                                "data:image/...;base64,..." if remote else
-                                f"'input[{i}]' is not an image data URI (data:image/png;base64,...)",
-                           param=f"input[{i}]", code="url_not_allowed" if remote else "invalid_value")
+            if not t[:8].lower().startswith(("http://", "https://")):
+                raise ApiError(400, f"'input[{i}]' is not an image data URI (data:image/png;base64,...)",
+                               param=f"input[{i}]", code="invalid_value")
+            try:
+                parts = urlsplit(t)
+                host = "" if "@" in parts.netloc else (parts.hostname or "").lower()  # no userinfo tricks
+            except ValueError:
+                host = ""
+            if host and host in allowed_hosts:
+                out.append(t)
+                continue
+            why = ("this server fetches images only from the hosts its operator allows (--allow-image-host)"
+                   if allowed_hosts else "this server does not fetch images")
+            raise ApiError(400, f"'input[{i}]' is a URL; {why}; send the image itself as data:image/...;base64,...",
+                           param=f"input[{i}]", code="url_not_allowed")
         try:
             out.append(base64.b64decode(t[head.end():], validate=True))
         except (binascii.Error, ValueError):
             raise ApiError(400, f"'input[{i}]' is not valid base64 after its data: header", param=f"input[{i}]",
                            code="invalid_value") from None
+    return out
+
+
+FETCH_TIMEOUT_S = 10.0
+
+
+def _fetch_images(items: list, max_bytes: int) -> list[bytes]:
+    """The allowed URLs among ``items`` fetched: no redirect followed (it could lead anywhere), at
+    most ``max_bytes`` each, ``FETCH_TIMEOUT_S`` each; a failure is a 400 that names the input."""
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, bytes):
+            out.append(item)
+            continue
+        try:
+            with opener.open(urllib.request.Request(item, headers={"User-Agent": "zoo"}), timeout=FETCH_TIMEOUT_S) as r:
+                data = r.read(max_bytes + 1)
+        except urllib.error.HTTPError as exc:
+            raise ApiError(400, f"fetching 'input[{i}]' got HTTP {exc.code}", param=f"input[{i}]",
+                           code="fetch_failed") from None
+        except (urllib.error.URLError, OSError, ValueError):
+            raise ApiError(400, f"'input[{i}]' could not be fetched", param=f"input[{i}]", code="fetch_failed") from None
+        if len(data) > max_bytes:
+            raise ApiError(413, f"'input[{i}]' is larger than {max_bytes} bytes", param=f"input[{i}]",
+                           code="input_too_long")
+        out.append(data)
     return out
 
 
@@ -251,7 +299,7 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
         raise ApiError(400, "'input' is an empty list; send at least one string", param="input", code="invalid_value")
     if body.get("modality") == "image":
         _check_count(len(texts), settings)
-        images = _image_input(texts)
+        images = _image_input(texts, [h.lower() for h in settings.allow_image_hosts])
         req = validate(EmbeddingsRequest, {**body, "input": ["image"] * len(images)})
         return {"images": images, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions}
     token_ids = _token_input(texts)
@@ -380,8 +428,11 @@ def create_app(settings: ServeSettings):
             if "image" not in model.spec.modalities:
                 raise ApiError(400, f"{model.name} embeds text only; images need a CLIP-family model",
                                param="modality", code="invalid_value")
+            images = req["images"]
+            if any(isinstance(x, str) for x in images):  # URLs the operator allows
+                images = await asyncio.to_thread(_fetch_images, images, settings.max_body_bytes)
             try:  # headers are checked before any pixel is decoded (zoo.engine.images)
-                vectors = await asyncio.to_thread(model.embed_images, req["images"], dimensions=req["dimensions"],
+                vectors = await asyncio.to_thread(model.embed_images, images, dimensions=req["dimensions"],
                                                   max_pixels=settings.max_image_pixels)
             except InvalidInput as exc:
                 raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None
