@@ -16,16 +16,24 @@ from zoo.errors import ZooError, require
 
 from .support import copy_model_configs
 
-__all__ = ["export_onnx", "ONNX_INPUTS", "OPSET"]
+__all__ = ["export_onnx", "export_clip_onnx", "ONNX_INPUTS", "OPSET", "CLIP_GRAPHS"]
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
 
 
+CLIP_GRAPHS = ("text_model.onnx", "vision_model.onnx")
+
+
 def export_onnx(checkpoint: Path, out_dir: Path) -> dict[str, Any]:
-    """Export the transformer of ``checkpoint`` to ``out_dir/model.onnx``, plus tokenizer and configs."""
+    """Export the transformer of ``checkpoint`` to ``out_dir/model.onnx``, plus tokenizer and configs
+    (a CLIP-family model: its two towers, see ``export_clip_onnx``)."""
     torch = require("torch", "torch")
     transformers = require("transformers", "torch")
+    import json
+
+    if json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type") == "clip":
+        return export_clip_onnx(checkpoint, out_dir)
 
     # A freshly loaded model in eval mode: dropout left on would silently corrupt the export.
     model = transformers.AutoModel.from_pretrained(str(checkpoint), local_files_only=True).eval()
@@ -57,3 +65,58 @@ def export_onnx(checkpoint: Path, out_dir: Path) -> dict[str, Any]:
     tokenizer.save_pretrained(str(out_dir))  # guarantees tokenizer.json for the lean runtime
     copy_model_configs(checkpoint, out_dir)
     return {"opset": OPSET, "inputs": names, "exporter": "torch.onnx.export(dynamo=False)"}
+
+
+def export_clip_onnx(checkpoint: Path, out_dir: Path) -> dict[str, Any]:
+    """A CLIP-family model's two towers, each through its projection into the shared space:
+    ``text_model.onnx`` (input_ids, attention_mask -> text_embeds) and ``vision_model.onnx``
+    (pixel_values -> image_embeds). The image processor's config travels along; zoo's lean
+    runtime applies it with numpy (``zoo.engine.images.pixel_values``)."""
+    torch = require("torch", "torch")
+    transformers = require("transformers", "torch")
+
+    model = transformers.CLIPModel.from_pretrained(str(checkpoint), local_files_only=True).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True, use_fast=True)
+    if not tokenizer.is_fast:
+        raise ZooError(f"{checkpoint} has no fast tokenizer; the ONNX runtime needs tokenizer.json")
+
+    class Text(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+
+    class Vision(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values):
+            return self.inner.get_image_features(pixel_values=pixel_values)
+
+    text = tokenizer(["zoo exports this model", "a second, longer example sentence"], padding=True,
+                     return_tensors="pt")
+    vision_config = model.config.vision_config
+    pixels = torch.zeros(2, 3, vision_config.image_size, vision_config.image_size)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(Text(model), (text["input_ids"], text["attention_mask"]), str(out_dir / CLIP_GRAPHS[0]),
+                          input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                                        "attention_mask": {0: "batch", 1: "sequence"},
+                                        "sentence_embedding": {0: "batch"}},
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(Vision(model), (pixels,), str(out_dir / CLIP_GRAPHS[1]), input_names=["pixel_values"],
+                          output_names=["sentence_embedding"],
+                          dynamic_axes={"pixel_values": {0: "batch"}, "sentence_embedding": {0: "batch"}},
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    tokenizer.save_pretrained(str(out_dir))
+    import shutil
+
+    shutil.copy2(Path(checkpoint) / "preprocessor_config.json", out_dir / "preprocessor_config.json")
+    copy_model_configs(checkpoint, out_dir)
+    return {"opset": OPSET, "inputs": ["input_ids", "attention_mask"], "graphs": list(CLIP_GRAPHS),
+            "exporter": "torch.onnx.export(dynamo=False)"}

@@ -55,7 +55,7 @@ class OnnxConverter(Converter):
         return search_space(checkpoint, settings, Path(settings["scratch"]), progress, [Recipe(target.variant)])
 
     def unavailable_reason(self, target: Target, hardware, checkpoint: Optional[Path] = None) -> Optional[str]:
-        if checkpoint is not None and (why := exportable_reason(checkpoint)):
+        if checkpoint is not None and (why := exportable_reason(checkpoint, target.name)):
             return why
         if target.device == "cuda" and not hardware.cuda:
             return f"{target.name} needs a CUDA GPU; this machine has none"

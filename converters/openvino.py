@@ -50,7 +50,7 @@ class OpenVinoConverter(Converter):
     )
 
     def unavailable_reason(self, target: Target, hardware, checkpoint: Optional[Path] = None) -> Optional[str]:
-        if checkpoint is not None and (why := exportable_reason(checkpoint)):
+        if checkpoint is not None and (why := exportable_reason(checkpoint, target.name)):
             return why
         if hardware.is_arm and target.precision == "bf16":
             return "openvino-bf16 needs an x86-64 CPU with avx512_bf16 or AMX"

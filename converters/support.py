@@ -17,6 +17,8 @@ SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 # tests/build/test_architectures.py): BERT, MPNet (relative position bias), RoBERTa and XLM-R
 # (position ids offset past the padding index, no token types), DistilBERT (no token types).
 SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert")
+# Multimodal families: which targets export them so far (their two towers, each with its projection)
+MULTIMODAL_TARGETS = {"clip": ("onnx-fp32",)}
 
 
 def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
@@ -30,12 +32,17 @@ def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
             shutil.copy2(config, out_dir / module_dir.name / "config.json")
 
 
-def exportable_reason(checkpoint: Path) -> Optional[str]:
-    """Why the ONNX/OpenVINO exporters cannot represent this model faithfully, or None."""
+def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optional[str]:
+    """Why the ONNX/OpenVINO exporters cannot represent this model faithfully as ``target``, or None."""
     try:
         model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         model_type = None
+    if model_type in MULTIMODAL_TARGETS:
+        allowed = MULTIMODAL_TARGETS[model_type]
+        return None if target in allowed else (
+            f"a {model_type} model (text and image towers) exports to {', '.join(allowed)} so far; this model is "
+            f"{model_type} (use that, or torch-bf16 / torch-fp32)")
     if model_type not in SUPPORTED_MODEL_TYPES:
         return (f"the exporters support the encoder families {', '.join(SUPPORTED_MODEL_TYPES)}; this model is "
                 f"{model_type or 'of no declared model_type'} (use torch-fp16/torch-bf16 or torch-fp32)")

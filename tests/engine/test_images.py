@@ -119,8 +119,48 @@ def test_a_text_model_refuses_images(tmp_path, tiny_model_dir):
         m.embed_images([_png(_pictures()[0])])
 
 
-def test_clip_gets_no_lean_targets(clip):
+def test_onnx_towers_embed_like_the_checkpoint_without_torch(clip, tmp_path):
+    """onnx-fp32 of a CLIP model: its text and vision graphs, gated on texts and images, served by
+    onnxruntime with the recorded preprocessing in numpy; a fresh process never imports torch."""
+    import json
+    import subprocess
+    import sys
+
+    from zoo.build.corpora import image_probe_set
     from zoo.build.pipeline import convert
 
-    with pytest.raises(InvalidInput, match=r"cannot build onnx-fp32 for clip: .* this model is clip"):
-        convert(clip, "clip", ["onnx-fp32"])
+    (outcome,) = convert(clip, "clip", ["onnx-fp32"])
+    assert outcome.status == "ready" and outcome.fidelity["image_min_cosine"] >= 0.99999
+    art = next(a for a in clip.resolve("clip").revision.artifacts if a.target == "onnx-fp32")
+    assert {"text_model.onnx", "vision_model.onnx", "preprocessor_config.json"} <= {
+        p.name for p in clip.artifact_path(art).iterdir()}
+    pictures = image_probe_set()[:12]  # six sizes: resize and crop both ways
+    for i, p in enumerate(pictures):
+        p.save(tmp_path / f"{i}.png")
+    reference = zoo.load("clip", artifact="torch-fp32", registry=clip, cache=False)
+    code = ("import json, sys, zoo; m = zoo.load('clip', artifact='onnx-fp32', home=sys.argv[1], cache=False); "
+            "v = m.embed_images(sys.argv[2:]); t = m.embed(['a photo of a cat']); "
+            "print(json.dumps({'images': v.tolist(), 'text': t.tolist(), 'torch': 'torch' in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", code, str(clip.home.root), *[str(tmp_path / f"{i}.png")
+                                                                             for i in range(len(pictures))]],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["torch"] is False
+    expected = reference.embed_images([str(tmp_path / f"{i}.png") for i in range(len(pictures))])
+    assert np.abs(np.array(got["images"]) - expected).max() < 1e-5
+    assert np.abs(np.array(got["text"]) - reference.embed(["a photo of a cat"])).max() < 1e-5
+
+
+def test_clip_gets_only_the_targets_that_export_it(clip):
+    from zoo.build.pipeline import convert
+
+    for target in ("onnx-o2", "onnx-int8-static", "openvino-fp32", "openvino-int8"):
+        with pytest.raises(InvalidInput, match=rf"cannot build {target} for clip: a clip model .* exports to "
+                                               r"onnx-fp32 so far"):
+            convert(clip, "clip", [target])
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp"):  # the gguf extra (part of test)
+        with pytest.raises(InvalidInput, match=r"cannot build gguf-q8_0 for clip: llama.cpp runs the encoder families"):
+            convert(clip, "clip", ["gguf-q8_0"])

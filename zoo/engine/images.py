@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from ..errors import InvalidInput, require
 
-__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "image_keys", "open_image", "is_image_key"]
+__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "image_keys", "open_image", "is_image_key", "pixel_values"]
 
 # Like TOKEN_KEY: a lone surrogate no valid text contains, so an image's key never equals a text's
 IMAGE_KEY = "\udc01img:"
@@ -106,3 +106,47 @@ def _check_size(size: tuple[int, int], index: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise InvalidInput(f"image at index {index} is {width}x{height} pixels, more than the {max_pixels:,} "
                            "allowed; scale it down first", param=f"input[{index}]")
+
+
+def pixel_values(images: list, pre: dict) -> "np.ndarray":
+    """RGB images as a vision tower's ``pixel_values`` (n, 3, H, W), float32, with numpy and Pillow
+    only, step for step as transformers' CLIPImageProcessor does it (so a lean runtime needs no
+    torch): resize the shortest edge (Pillow, the recorded resampling, no reducing gap), centre
+    crop, rescale in float64 then float32, normalise by the recorded mean and std."""
+    import numpy as np
+
+    mean = np.asarray(pre.get("image_mean", (0.0, 0.0, 0.0)), dtype=np.float32)
+    std = np.asarray(pre.get("image_std", (1.0, 1.0, 1.0)), dtype=np.float32)
+    out = []
+    for image in images:
+        if pre.get("do_convert_rgb", True):
+            image = image.convert("RGB")
+        if pre.get("do_resize", True):
+            size = pre.get("size") or {}
+            w, h = image.size
+            if "shortest_edge" in size:
+                short, long = (w, h) if w <= h else (h, w)
+                new_short, new_long = size["shortest_edge"], int(size["shortest_edge"] * long / short)
+                new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+            else:
+                new_w, new_h = size["width"], size["height"]
+            image = image.resize((new_w, new_h), resample=pre.get("resample", 3), reducing_gap=None)
+        x = np.asarray(image)
+        if pre.get("do_center_crop", False):
+            crop = pre["crop_size"]
+            ch, cw = crop["height"], crop["width"]
+            top, left = (x.shape[0] - ch) // 2, (x.shape[1] - cw) // 2
+            if top >= 0 and left >= 0:
+                x = x[top:top + ch, left:left + cw]
+            else:  # smaller than the crop: centred on zeros, as transformers pads
+                canvas = np.zeros((max(ch, x.shape[0]), max(cw, x.shape[1]), 3), dtype=x.dtype)
+                t, l = (canvas.shape[0] - x.shape[0]) // 2, (canvas.shape[1] - x.shape[1]) // 2
+                canvas[t:t + x.shape[0], l:l + x.shape[1]] = x
+                t, l = (canvas.shape[0] - ch) // 2, (canvas.shape[1] - cw) // 2
+                x = canvas[t:t + ch, l:l + cw]
+        x = (x.astype(np.float64) * pre.get("rescale_factor", 1 / 255)).astype(np.float32) \
+            if pre.get("do_rescale", True) else x.astype(np.float32)
+        if pre.get("do_normalize", True):
+            x = (x - mean) / std
+        out.append(x.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
