@@ -326,8 +326,9 @@ def floor(ctx, name, reset, **values):
 def _figures_table(rows) -> None:
     click.echo(f"{'TARGET':<24} {'SENT/S':>8} {'BATCH':>6} {'P50 MS':>7} {'P95 MS':>7} {'LOAD S':>7} {'PEAK MB':>8}  RUNTIME")
     for target, f in rows:
+        images = f"  ({f['image_throughput']:.0f} images/s)" if "image_throughput" in f else ""
         click.echo(f"{target:<24} {f['throughput']:8.0f} {f['batch_size']:6d} {f['latency_p50_ms']:7.2f} "
-                   f"{f['latency_p95_ms']:7.2f} {f['load_s']:7.2f} {f['peak_rss_mb']:8.0f}  {f['backend']}")
+                   f"{f['latency_p95_ms']:7.2f} {f['load_s']:7.2f} {f['peak_rss_mb']:8.0f}  {f['backend']}{images}")
 
 
 def _progress(step, _fraction):
@@ -391,7 +392,7 @@ def bench(ctx, name, artifacts, rounds, texts):
 
 
 def _selection_options(f):
-    f = click.option("--objective", type=click.Choice(["throughput", "latency"]), default="throughput",
+    f = click.option("--objective", type=click.Choice(["throughput", "latency", "images"]), default="throughput",
                      show_default=True, help="What the measured pick optimises.")(f)
     f = click.option("--min-fidelity", type=float, help="Minimum mean cosine to the reference.")(f)
     f = click.option("--exact", is_flag=True, help="Only fp32-exact formats.")(f)
@@ -421,7 +422,8 @@ def select_(ctx, name, objective, min_fidelity, exact, device, explain, as_json)
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--objective", type=click.Choice(["throughput", "latency"]), default="throughput", show_default=True)
+@click.option("--objective", type=click.Choice(["throughput", "latency", "images"]), default="throughput",
+              show_default=True)
 @click.option("--rebuild", is_flag=True, help="Rebuild and re-measure everything.")
 @click.pass_context
 def optimize(ctx, name, objective, rebuild):

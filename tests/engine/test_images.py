@@ -164,3 +164,21 @@ def test_clip_gets_only_the_targets_that_export_it(clip):
     if importlib.util.find_spec("llama_cpp"):  # the gguf extra (part of test)
         with pytest.raises(InvalidInput, match=r"cannot build gguf-q8_0 for clip: llama.cpp runs the encoder families"):
             convert(clip, "clip", ["gguf-q8_0"])
+
+
+def test_the_image_path_is_benchmarked_and_selected_apart(clip):
+    from zoo.build.pipeline import convert
+    from zoo.core.hardware import detect
+    from zoo.selection.benchmark import BenchConfig, bench_artifact
+    from zoo.selection.select import select
+
+    convert(clip, "clip", ["onnx-fp32"])
+    hw = detect()
+    small = BenchConfig(texts=32, batch_sizes=(8,), rounds=1, latency_runs=3, load_runs=1)
+    arts = [a for a in clip.resolve("clip").revision.artifacts if a.status.value == "ready"]
+    figures = {a.id: bench_artifact(clip, "clip", a, hw, small) for a in arts}
+    assert all(f["images"] == 48 and f["image_throughput"] > 0 and f["throughput"] > 0 for f in figures.values())
+    by_images = select(arts, hw, figures, objective="images")
+    best = max(figures, key=lambda i: figures[i]["image_throughput"])
+    assert by_images.chosen.id == best and by_images.how == "measured" and "images/s" in by_images.reason
+    assert select(arts, hw, figures).chosen.id == max(figures, key=lambda i: figures[i]["throughput"])

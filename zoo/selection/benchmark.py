@@ -8,7 +8,9 @@ For each artifact, all medians of ``rounds`` runs:
   streams, onnxruntime thread counts); the fastest becomes ``runtime_options``, applied at load;
 - p50 / p95 latency of one short text (single-request serving);
 - load time and peak memory in a fresh process (``zoo.loadprobe``), from before
-  ``import zoo`` to the first embedding: the cold start a CLI user waits for.
+  ``import zoo`` to the first embedding: the cold start a CLI user waits for;
+- for a multimodal model, images/s on the image probe set (``image_throughput``), apart from the
+  texts, so selection can serve an image workload by its own figure (objective ``images``).
 
 Figures go into the ``benchmarks`` table under the hardware fingerprint, which is
 what selection reads.
@@ -117,6 +119,14 @@ def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig
         "texts": config.texts, "rounds": config.rounds, "device": m.info["device"],
         "backend": m.info["backend"], "runtime_precision": m.info["runtime_precision"],
     })
+    if "image" in m.spec.modalities and hasattr(m.backend, "embed_images"):
+        from ..build.corpora import image_probe_set
+
+        images = image_probe_set()
+        progress(f"{artifact.target}: image throughput ({len(images)} probe images)", None)
+        m.embed_images(images[:8])
+        figures.update(images=len(images), image_throughput=len(images) / median_time(
+            lambda: m.embed_images(images, batch_size=16), config.rounds))
     with registry.session() as s:
         s.add(Benchmark(artifact_id=artifact.id, hardware_fingerprint=hardware.fingerprint, figures=figures))
     return figures

@@ -11,7 +11,8 @@ The decision, in order:
    its runtime installed (``hardware.runtimes``).
 3. Among eligible artifacts measured on this machine's fingerprint (``zoo bench``),
    the best for the objective wins: highest throughput (``throughput``, the
-   default) or lowest p50 single-text latency (``latency``).
+   default), lowest p50 single-text latency (``latency``), or, for a multimodal
+   model, highest image throughput (``images``).
 4. With no measurements, the first eligible artifact in the static ranking for the
    detected hardware (``static_ranking``), written from the speeds measured on the
    development machine (README, Benchmarks).
@@ -27,7 +28,7 @@ from ..errors import ArtifactNotFound, InvalidInput
 
 __all__ = ["Selection", "Candidate", "select", "static_ranking", "OBJECTIVES", "pick_artifact"]
 
-OBJECTIVES = ("throughput", "latency")
+OBJECTIVES = ("throughput", "latency", "images")  # images: a multimodal model's measured images/s
 EXACT_TARGETS = {"torch-fp32", "onnx-fp32", "onnx-o1", "onnx-o2", "openvino-fp32"}
 CUDA_ONLY = {"onnx-o4", "torch-fp16"}
 # Artifacts built for any device that serve on the GPU when one is usable (the CPU-tuned ONNX
@@ -148,9 +149,13 @@ def select(artifacts: Sequence, hardware, figures: dict[int, dict], *, objective
         have = "; ".join(f"{c.target}: {c.reason}" for c in candidates) or "no artifacts"
         raise ArtifactNotFound(f"no artifact can serve with these options ({have})")
     by_id = {a.id: a for a in artifacts}
-    measured = [c for c in eligible if c.figures and "throughput" in c.figures]
+    key = "image_throughput" if objective == "images" else "throughput"
+    measured = [c for c in eligible if c.figures and key in c.figures]
     if measured:
-        if objective == "throughput":
+        if objective == "images":
+            best = max(measured, key=lambda c: c.figures["image_throughput"])
+            reason = f"highest measured image throughput here, {best.figures['image_throughput']:.0f} images/s"
+        elif objective == "throughput":
             best = max(measured, key=lambda c: c.figures["throughput"])
             reason = (f"highest measured throughput here, {best.figures['throughput']:.0f} texts/s at batch "
                       f"{best.figures['batch_size']}")
