@@ -73,10 +73,17 @@ class OpenVinoConverter(Converter):
         export = fp32_export(checkpoint, settings, out_dir)
         info = copy_export(export, out_dir, with_model=False)  # tokenizer + configs land in out_dir
         progress(f"{target.name}: converting to OpenVINO IR", None)
-        model = ov.convert_model(str(export / "model.onnx"))
         (out_dir / "model.onnx").unlink(missing_ok=True)
         (out_dir / ".export.json").unlink(missing_ok=True)
         hint: Optional[str] = {"fp32": "f32", "bf16": "bf16"}.get(target.precision)
+        if info.get("graphs"):  # a CLIP-family model: its two towers, each its own IR
+            for graph in info["graphs"]:
+                ov.save_model(ov.convert_model(str(export / graph)), str(out_dir / graph.replace(".onnx", ".xml")),
+                              compress_to_fp16=target.precision == "fp16")
+            info["inference_precision"] = hint
+            info["runtime_precision"] = runtime = _runtime_precision(out_dir, hint, "text_model.xml")
+            return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision=runtime)
+        model = ov.convert_model(str(export / "model.onnx"))
         if target.precision == "int8":
             progress(f"{target.name}: calibrating on {len(settings['calibration'])} texts", None)
             model, info["quantization"] = _quantize(model, out_dir, info["inputs"], settings)
@@ -87,14 +94,14 @@ class OpenVinoConverter(Converter):
         return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision=runtime)
 
 
-def _runtime_precision(out_dir: Path, hint: Optional[str]) -> str:
+def _runtime_precision(out_dir: Path, hint: Optional[str], graph: str = XML) -> str:
     """Compile the IR as the runtime will and read back the precision it computes in."""
     import openvino as ov
 
     from zoo.engine.backends.openvino_rt import compile_config, precision_name
 
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(out_dir / XML)), "CPU",
+    compiled = core.compile_model(core.read_model(str(out_dir / graph)), "CPU",
                                   compile_config({"inference_precision": hint}))
     return precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
 

@@ -18,7 +18,7 @@ SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 # (position ids offset past the padding index, no token types), DistilBERT (no token types).
 SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert")
 # Multimodal families: which targets export them so far (their two towers, each with its projection)
-MULTIMODAL_TARGETS = {"clip": ("onnx-fp32",)}
+MULTIMODAL_TARGETS = {"clip": ("onnx-fp32", "openvino-fp32", "openvino-bf16", "openvino-fp16")}
 
 
 def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:

@@ -152,12 +152,27 @@ def test_onnx_towers_embed_like_the_checkpoint_without_torch(clip, tmp_path):
     assert np.abs(np.array(got["text"]) - reference.embed(["a photo of a cat"])).max() < 1e-5
 
 
+def test_openvino_towers_embed_like_the_checkpoint(clip):
+    from zoo.build.corpora import image_probe_set
+    from zoo.build.pipeline import convert
+
+    outcomes = {o.target: o for o in convert(clip, "clip", ["openvino-fp32", "openvino-fp16"])}
+    assert {t: o.status for t, o in outcomes.items()} == {"openvino-fp32": "ready", "openvino-fp16": "ready"}
+    assert outcomes["openvino-fp16"].fidelity["image_min_cosine"] >= 0.999
+    pictures = image_probe_set()[:12]
+    m = zoo.load("clip", artifact="openvino-fp32", registry=clip, cache=False)
+    reference = zoo.load("clip", artifact="torch-fp32", registry=clip, cache=False)
+    assert m.backend.name == "openvino (f32, clip)"
+    assert np.abs(m.embed_images(pictures) - reference.embed_images(pictures)).max() < 1e-5
+    assert np.abs(m.embed(["a photo of a cat"]) - reference.embed(["a photo of a cat"])).max() < 1e-5
+
+
 def test_clip_gets_only_the_targets_that_export_it(clip):
     from zoo.build.pipeline import convert
 
-    for target in ("onnx-o2", "onnx-int8-static", "openvino-fp32", "openvino-int8"):
+    for target in ("onnx-o2", "onnx-int8-static", "onnx-int8-avx2", "openvino-int8"):
         with pytest.raises(InvalidInput, match=rf"cannot build {target} for clip: a clip model .* exports to "
-                                               r"onnx-fp32 so far"):
+                                               r"onnx-fp32, openvino-fp32, openvino-bf16, openvino-fp16 so far"):
             convert(clip, "clip", [target])
     import importlib.util
 

@@ -30,7 +30,7 @@ class Backend(Protocol):
 BACKENDS: dict[str, str] = {
     "torch": "zoo.engine.backends.torch_st:TorchBackend",
     "onnx": "zoo.engine.backends.onnx_rt:open_onnx",
-    "openvino": "zoo.engine.backends.openvino_rt:OpenVinoBackend",
+    "openvino": "zoo.engine.backends.openvino_rt:open_openvino",
     "gguf": "zoo.engine.backends.llama_cpp_rt:GgufBackend",
 }
 

@@ -18,7 +18,20 @@ from ...errors import ZooError, require
 from ..model_config import ModelSpec
 from .lean import BatchedBackend, Prepared, TextEncoder, pool
 
-__all__ = ["OpenVinoBackend", "compile_config", "precision_name"]
+__all__ = ["OpenVinoBackend", "compile_config", "precision_name", "open_openvino"]
+
+
+def open_openvino(path: Path, spec: ModelSpec, **kwargs):
+    """The OpenVINO runtime an artifact needs: one encoder IR (``OpenVinoBackend``), or a CLIP-family
+    model's text and vision IRs (``ClipOpenVinoBackend``)."""
+    if (Path(path) / "vision_model.xml").exists():
+        from .clip_openvino import ClipOpenVinoBackend
+
+        return ClipOpenVinoBackend(path, spec, **kwargs)
+    return OpenVinoBackend(path, spec, **kwargs)
+
+
+open_openvino.compiles = True  # both take ``compile_cache``
 
 
 def precision_name(value) -> str:
@@ -42,7 +55,7 @@ def compile_config(settings: Optional[dict[str, Any]], mode: str = "latency") ->
     return config
 
 
-def _compile(core, path: Path, config: dict[str, str], cache_root: Optional[Path]):
+def _compile(core, path: Path, config: dict[str, str], cache_root: Optional[Path], graph: str = "openvino_model.xml"):
     """``compile_model``, through a compiled-model cache when ``cache_root`` is given.
 
     OpenVINO spends most of a cold start compiling kernels (0.3-1.2 s for MiniLM on 2 cores); its
@@ -56,14 +69,14 @@ def _compile(core, path: Path, config: dict[str, str], cache_root: Optional[Path
     import shutil
     import uuid
 
-    xml = str(Path(path) / "openvino_model.xml")
+    xml = str(Path(path) / graph)
     if cache_root is None:
         return core.compile_model(core.read_model(xml), "CPU", config)
     from ...core.hardware import detect
 
     ov = require("openvino", "openvino")
     identity = {"artifact": Path(path).name, "config": config, "hardware": detect().fingerprint,
-                "openvino": ov.__version__}
+                "openvino": ov.__version__, **({"graph": graph} if graph != "openvino_model.xml" else {})}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
     final = Path(cache_root) / key
     if final.is_dir():
