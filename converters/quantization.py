@@ -18,7 +18,7 @@ from zoo.errors import ZooError
 
 from .base import Progress, Recipe, SearchSpace
 
-__all__ = ["fp32_export", "copy_export", "sensitivity_nodes", "search_space", "keep_float"]
+__all__ = ["fp32_export", "copy_export", "sensitivity_nodes", "search_space", "keep_float", "tower_sensitivity"]
 
 SENSITIVITY_TEXTS = 80  # single-text runs over a spread of the calibration texts (short ones included)
 
@@ -75,6 +75,41 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
     feeds = [encoder.pad(encoder.encode([t])) for t in picked]
     nodes = [{**n.as_dict(), "flops": n.flops, "weighted": n.weighted}
              for n in measure_sensitivity(export / "model.onnx", feeds)]
+    seconds = round(time.perf_counter() - started, 2)
+    cached.write_text(json.dumps({"nodes": nodes, "seconds": seconds}))
+    return nodes, seconds
+
+
+def tower_sensitivity(checkpoint: Path, settings: dict[str, Any], scratch: Path,
+                      progress: Progress) -> tuple[list[dict[str, Any]], float]:
+    """A CLIP-family model's products, both towers ranked together: the text graph measured on
+    calibration texts, the vision graph on calibration images (node names carry their tower)."""
+    from zoo.build.corpora import CALIBRATION_IMAGE_SEED, image_probe_set
+    from zoo.engine.backends.lean import TextEncoder
+    from zoo.engine.images import pixel_values
+
+    from .sensitivity import measure_sensitivity
+
+    export = fp32_export(checkpoint, settings, scratch)
+    cached = export / ".sensitivity.json"
+    if cached.exists():
+        data = json.loads(cached.read_text())
+        return data["nodes"], data["seconds"]
+    started = time.perf_counter()
+    texts = list(settings.get("calibration") or [])
+    if not texts:
+        raise ZooError("measuring int8 sensitivity needs calibration texts (settings['calibration'])")
+    picked = texts[::max(1, len(texts) // SENSITIVITY_TEXTS)][:SENSITIVITY_TEXTS]
+    progress(f"measuring int8 sensitivity of each tower's products on {len(picked)} texts and images", None)
+    info = json.loads((export / ".export.json").read_text())
+    encoder = TextEncoder.from_folder(export, int(settings["max_seq_length"]), info["inputs"])
+    pre = json.loads((export / "preprocessor_config.json").read_text())
+    feeds = {"text_model.onnx": [encoder.pad(encoder.encode([t])) for t in picked],
+             "vision_model.onnx": [{"pixel_values": pixel_values([im], pre)}
+                                   for im in image_probe_set(len(picked), CALIBRATION_IMAGE_SEED)]}
+    ranked = [n for graph, f in feeds.items() for n in measure_sensitivity(export / graph, f)]
+    ranked.sort(key=lambda n: -n.error)
+    nodes = [{**n.as_dict(), "flops": n.flops, "weighted": n.weighted} for n in ranked]
     seconds = round(time.perf_counter() - started, 2)
     cached.write_text(json.dumps({"nodes": nodes, "seconds": seconds}))
     return nodes, seconds

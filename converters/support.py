@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["copy_model_configs", "exportable_reason", "MODEL_CONFIG_FILES"]
+__all__ = ["copy_model_configs", "exportable_reason", "is_multimodal", "MODEL_CONFIG_FILES"]
 
 # Everything but weights: what a runtime needs to tokenize, pool and normalise like the checkpoint.
 MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
@@ -18,7 +18,7 @@ SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 # (position ids offset past the padding index, no token types), DistilBERT (no token types).
 SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert")
 # Multimodal families: which targets export them so far (their two towers, each with its projection)
-MULTIMODAL_TARGETS = {"clip": ("onnx-fp32", "openvino-fp32", "openvino-bf16", "openvino-fp16")}
+MULTIMODAL_TARGETS = {"clip": ("onnx-fp32", "openvino-fp32", "openvino-bf16", "openvino-fp16", "openvino-int8")}
 
 
 def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
@@ -30,6 +30,13 @@ def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
         if config.exists() and not any(module_dir.glob("*.safetensors")):
             (out_dir / module_dir.name).mkdir(exist_ok=True)
             shutil.copy2(config, out_dir / module_dir.name / "config.json")
+
+
+def is_multimodal(checkpoint: Path) -> bool:
+    try:
+        return json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type") in MULTIMODAL_TARGETS
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optional[str]:

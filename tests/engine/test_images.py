@@ -167,12 +167,31 @@ def test_openvino_towers_embed_like_the_checkpoint(clip):
     assert np.abs(m.embed(["a photo of a cat"]) - reference.embed(["a photo of a cat"])).max() < 1e-5
 
 
+def test_int8_towers_are_searched_to_the_floor(clip):
+    """openvino-int8 of a CLIP model: both towers calibrated on their own inputs (texts, generated
+    images), their products ranked together, and the search keeps what int8 cannot hold in float
+    until texts and images both clear the floor on the validation sets."""
+    from zoo.build.pipeline import convert
+
+    (outcome,) = convert(clip, "clip", ["openvino-int8"])
+    assert outcome.status == "ready", outcome.error
+    assert outcome.fidelity["image_min_cosine"] >= 0.95 and outcome.fidelity["min_cosine"] >= 0.95
+    search = outcome.provenance["search"]
+    assert search["attempts"][0]["kept_in_float"] == 0 and not search["attempts"][0]["passed"]  # all-int8 failed
+    chosen = [a for a in search["attempts"] if a["passed"]]
+    assert chosen and 0 < min(a["kept_in_float"] for a in chosen) < search["candidates"]
+    quantization = outcome.provenance["settings"]["quantization"]
+    assert set(quantization) == {"text_model.onnx", "vision_model.onnx"}
+    assert all(q["tool"] == "nncf.quantize" for q in quantization.values())
+
+
 def test_clip_gets_only_the_targets_that_export_it(clip):
     from zoo.build.pipeline import convert
 
-    for target in ("onnx-o2", "onnx-int8-static", "onnx-int8-avx2", "openvino-int8"):
+    for target in ("onnx-o2", "onnx-int8-static", "onnx-int8-avx2"):
         with pytest.raises(InvalidInput, match=rf"cannot build {target} for clip: a clip model .* exports to "
-                                               r"onnx-fp32, openvino-fp32, openvino-bf16, openvino-fp16 so far"):
+                                               r"onnx-fp32, openvino-fp32, openvino-bf16, openvino-fp16, "
+                                               r"openvino-int8 so far"):
             convert(clip, "clip", [target])
     import importlib.util
 

@@ -132,20 +132,22 @@ def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progres
     return cache[which]
 
 
-def _reference_images(checkpoint: Path, spec, cache: dict, progress: Progress):
-    """A multimodal model's image probe set and the reference's vectors of it (None: a text model)."""
+def _reference_images(checkpoint: Path, spec, cache: dict, progress: Progress, which: str = "probe"):
+    """A multimodal model's probe images (the gate) or validation images (the search), and the
+    reference's vectors of them; None for a text model."""
     if "image" not in spec.modalities:
         return None
-    if "images" not in cache:
+    key = f"{which}-images"
+    if key not in cache:
         from ..engine.backends import load_backend
-        from .corpora import image_probe_set
+        from .corpora import VALIDATION_IMAGE_SEED, image_probe_set
 
-        images = image_probe_set()
-        progress(f"embedding {len(images)} probe images with the reference (torch-fp32)", None)
+        images = image_probe_set() if which == "probe" else image_probe_set(seed=VALIDATION_IMAGE_SEED)
+        progress(f"embedding {len(images)} {which} images with the reference (torch-fp32)", None)
         if "backend" not in cache:
             cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
-        cache["images"] = (images, cache["backend"].embed_images(images, 16, normalize=False))
-    return cache["images"]
+        cache[key] = (images, cache["backend"].embed_images(images, 16, normalize=False))
+    return cache[key]
 
 
 def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, images=None):
@@ -184,13 +186,14 @@ def _build_searched(conv, target, checkpoint, staging: Path, settings: dict, spe
     from .search import run_search
 
     texts, reference = _reference_embeddings(checkpoint, spec, reference_cache, progress, "validation")
+    images = _reference_images(checkpoint, spec, reference_cache, progress, "validation")
     counter = itertools.count()
 
     def try_config(config):
         out_dir = staging / f"candidate-{next(counter)}"
         out_dir.mkdir()
         result = conv.build(target, checkpoint, out_dir, {**settings, "search": config}, progress)
-        return _judge(target, out_dir, result, spec, texts, reference, hardware), (out_dir, result)
+        return _judge(target, out_dir, result, spec, texts, reference, hardware, images), (out_dir, result)
 
     outcome = run_search(space, try_config, gate, budget, discard=lambda r: shutil.rmtree(r[0], ignore_errors=True),
                          progress=progress)

@@ -16,7 +16,7 @@ import numpy as np
 from ...errors import ZooError, require
 from ..model_config import ModelSpec
 from .lean import BatchedBackend, TextEncoder, normalize_rows
-from .openvino_rt import _compile, compile_config, precision_name
+from .openvino_rt import BROKEN_INT8_BF16_WIDTHS, _compile, compile_config, precision_name
 
 __all__ = ["ClipOpenVinoBackend"]
 
@@ -40,6 +40,8 @@ class ClipOpenVinoBackend(BatchedBackend):
         self._requests = threading.local()  # an InferRequest is not thread-safe: one pair per thread
         self.encoder = TextEncoder.from_folder(path, spec.max_seq_length, self.input_names)
         self.encoder.width_multiple = 8  # the CPU plugin compiles per shape
+        if precision == "int8" and self.runtime_precision == "bf16":  # as OpenVinoBackend: a kernel bug at 32
+            self.encoder.avoid_widths = BROKEN_INT8_BF16_WIDTHS
         self.spec = spec
         self.device = "cpu"
         self.name = f"openvino ({self.runtime_precision}, clip)"

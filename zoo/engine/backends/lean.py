@@ -192,9 +192,13 @@ class TextEncoder:
 
     def pad(self, encodings: list, names: Optional[list[str]] = None) -> dict[str, np.ndarray]:
         """One batch's arrays (of ``names``, default the runtime's inputs), right-padded."""
-        width = padded_width(max(len(e.ids) for e in encodings), self.width_multiple)
+        longest = max(len(e.ids) for e in encodings)
+        width = padded_width(longest, self.width_multiple)
         while width in self.avoid_widths:  # masked extra columns: pooling ignores them
             width += 1
+        # never past the max length: a model with exactly that many learned positions (CLIP's 77)
+        # cannot take one more column, padded or not
+        width = max(longest, min(width, self.max_length))
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
