@@ -25,7 +25,7 @@ from zoo.errors import require
 from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Recipe, SearchSpace, Target
-from .quantization import copy_export, fp32_export, keep_float, search_space, tower_sensitivity
+from .quantization import copy_export, fp32_export, keep_float, search_space
 from .support import exportable_reason, is_multimodal
 
 __all__ = ["OpenVinoConverter"]
@@ -63,14 +63,13 @@ class OpenVinoConverter(Converter):
                      progress: Progress) -> Optional[SearchSpace]:
         if target.precision != "int8":
             return None
-        if is_multimodal(checkpoint):  # two towers, ranked together, judged on texts and images
-            # every product, attention included: on the tiny CLIP, linear layers alone (25 of 26 in
-            # float) still left the text tower at min cosine 0.87; its loss was in the attention products
-            nodes, seconds = tower_sensitivity(checkpoint, settings, Path(settings["scratch"]), progress)
-            return SearchSpace(recipes=RECIPES, nodes=nodes, seconds=seconds)
-        # only linear layers: the CPU plugin fuses the attention products into its own kernel
+        # Text encoders: only linear layers, as the CPU plugin fuses the attention products into its own
+        # kernel. A CLIP-family model's two towers (ranked together, judged on texts and images): every
+        # product, since on the tiny CLIP linear layers alone (25 of 26 in float) still left the text
+        # tower at min cosine 0.87; its loss was in the attention products.
+        multimodal = is_multimodal(checkpoint)
         return search_space(checkpoint, settings, Path(settings["scratch"]), progress, RECIPES,
-                            keep=lambda n: n["weighted"])
+                            keep=None if multimodal else (lambda n: n["weighted"]))
 
     def build(self, target: Target, checkpoint: Path, out_dir: Path, settings: dict[str, Any],
               progress: Progress) -> BuildResult:

@@ -18,7 +18,7 @@ from zoo.errors import ZooError
 
 from .base import Progress, Recipe, SearchSpace
 
-__all__ = ["fp32_export", "copy_export", "sensitivity_nodes", "search_space", "keep_float", "tower_sensitivity"]
+__all__ = ["fp32_export", "copy_export", "sensitivity_nodes", "search_space", "keep_float"]
 
 SENSITIVITY_TEXTS = 80  # single-text runs over a spread of the calibration texts (short ones included)
 
@@ -53,7 +53,11 @@ def copy_export(export: Path, out_dir: Path, *, with_model: bool = True) -> dict
 
 def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
                       progress: Progress) -> tuple[list[dict[str, Any]], float]:
-    """Every MatMul/Gemm, most sensitive to int8 first (see ``converters.sensitivity``); seconds taken."""
+    """Every MatMul/Gemm, most sensitive to int8 first (see ``converters.sensitivity``); seconds taken.
+
+    A CLIP-family export has two graphs: the text tower is measured on the calibration texts, the
+    vision tower on generated calibration images, and their products are ranked together (node
+    names carry their tower)."""
     from zoo.engine.backends.lean import TextEncoder
 
     from .sensitivity import measure_sensitivity
@@ -69,46 +73,23 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
         raise ZooError("measuring int8 sensitivity needs calibration texts (settings['calibration'])")
     step = max(1, len(texts) // SENSITIVITY_TEXTS)
     picked = texts[::step][:SENSITIVITY_TEXTS]
-    progress(f"measuring int8 sensitivity of each matrix product on {len(picked)} texts", None)
     info = json.loads((export / ".export.json").read_text())
     encoder = TextEncoder.from_folder(export, int(settings["max_seq_length"]), info["inputs"])
-    feeds = [encoder.pad(encoder.encode([t])) for t in picked]
-    nodes = [{**n.as_dict(), "flops": n.flops, "weighted": n.weighted}
-             for n in measure_sensitivity(export / "model.onnx", feeds)]
-    seconds = round(time.perf_counter() - started, 2)
-    cached.write_text(json.dumps({"nodes": nodes, "seconds": seconds}))
-    return nodes, seconds
+    text_feeds = [encoder.pad(encoder.encode([t])) for t in picked]
+    if info.get("graphs"):
+        from zoo.build.corpora import CALIBRATION_IMAGE_SEED, image_probe_set
+        from zoo.engine.images import pixel_values
 
-
-def tower_sensitivity(checkpoint: Path, settings: dict[str, Any], scratch: Path,
-                      progress: Progress) -> tuple[list[dict[str, Any]], float]:
-    """A CLIP-family model's products, both towers ranked together: the text graph measured on
-    calibration texts, the vision graph on calibration images (node names carry their tower)."""
-    from zoo.build.corpora import CALIBRATION_IMAGE_SEED, image_probe_set
-    from zoo.engine.backends.lean import TextEncoder
-    from zoo.engine.images import pixel_values
-
-    from .sensitivity import measure_sensitivity
-
-    export = fp32_export(checkpoint, settings, scratch)
-    cached = export / ".sensitivity.json"
-    if cached.exists():
-        data = json.loads(cached.read_text())
-        return data["nodes"], data["seconds"]
-    started = time.perf_counter()
-    texts = list(settings.get("calibration") or [])
-    if not texts:
-        raise ZooError("measuring int8 sensitivity needs calibration texts (settings['calibration'])")
-    picked = texts[::max(1, len(texts) // SENSITIVITY_TEXTS)][:SENSITIVITY_TEXTS]
-    progress(f"measuring int8 sensitivity of each tower's products on {len(picked)} texts and images", None)
-    info = json.loads((export / ".export.json").read_text())
-    encoder = TextEncoder.from_folder(export, int(settings["max_seq_length"]), info["inputs"])
-    pre = json.loads((export / "preprocessor_config.json").read_text())
-    feeds = {"text_model.onnx": [encoder.pad(encoder.encode([t])) for t in picked],
-             "vision_model.onnx": [{"pixel_values": pixel_values([im], pre)}
-                                   for im in image_probe_set(len(picked), CALIBRATION_IMAGE_SEED)]}
-    ranked = [n for graph, f in feeds.items() for n in measure_sensitivity(export / graph, f)]
-    ranked.sort(key=lambda n: -n.error)
+        progress(f"measuring int8 sensitivity of each tower's products on {len(picked)} texts and images", None)
+        pre = json.loads((export / "preprocessor_config.json").read_text())
+        feeds = {"text_model.onnx": text_feeds,
+                 "vision_model.onnx": [{"pixel_values": pixel_values([im], pre)}
+                                       for im in image_probe_set(len(picked), CALIBRATION_IMAGE_SEED)]}
+    else:
+        progress(f"measuring int8 sensitivity of each matrix product on {len(picked)} texts", None)
+        feeds = {"model.onnx": text_feeds}
+    ranked = sorted((n for graph, f in feeds.items() for n in measure_sensitivity(export / graph, f)),
+                    key=lambda n: -n.error)
     nodes = [{**n.as_dict(), "flops": n.flops, "weighted": n.weighted} for n in ranked]
     seconds = round(time.perf_counter() - started, 2)
     cached.write_text(json.dumps({"nodes": nodes, "seconds": seconds}))
