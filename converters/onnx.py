@@ -84,13 +84,14 @@ class OnnxConverter(Converter):
                 info = copy_export(exported, out_dir)
                 return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision="fp32")
             info = copy_export(exported, out_dir, with_model=False)
+            graphs = info.get("graphs") or ["model.onnx"]  # a CLIP-family model: both towers
             if target.variant == "static":
                 progress(f"{target.name}: calibrating and quantizing", None)
-                info.update(_quantize_static(exported, out_dir, info["inputs"], settings))
+                info.update(_quantize_static(exported, out_dir, info["inputs"], settings, graphs))
                 runtime = "int8"
             elif target.precision == "int8":
                 progress(f"{target.name}: quantizing", None)
-                info.update(_quantize(exported, out_dir, target.variant, settings))
+                info.update(_quantize(exported, out_dir, target.variant, settings, graphs))
                 runtime = "int8"
             else:
                 progress(f"{target.name}: optimizing ({target.variant.upper()})", None)
@@ -112,7 +113,8 @@ def _optimize(exported: Path, out_dir: Path, level: str) -> dict[str, Any]:
     return {"optimization": {"level": level.upper(), **_jsonable(config.__dict__)}}
 
 
-def _quantize(exported: Path, out_dir: Path, isa: str, settings: dict[str, Any]) -> dict[str, Any]:
+def _quantize(exported: Path, out_dir: Path, isa: str, settings: dict[str, Any],
+              graphs: list[str] = ("model.onnx",)) -> dict[str, Any]:
     require("optimum.onnxruntime", "onnx")
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
@@ -125,10 +127,11 @@ def _quantize(exported: Path, out_dir: Path, isa: str, settings: dict[str, Any])
     keep = keep_float(settings)
     config = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=per_channel,
                                                    operators_to_quantize=operators, nodes_to_exclude=keep)
-    quantizer = ORTQuantizer.from_pretrained(str(exported), file_name="model.onnx")
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
-        quantizer.quantize(save_dir=tmp, quantization_config=config)
-        shutil.move(str(Path(tmp) / "model_quantized.onnx"), str(out_dir / "model.onnx"))
+    for graph in graphs:
+        quantizer = ORTQuantizer.from_pretrained(str(exported), file_name=graph)
+        with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+            quantizer.quantize(save_dir=tmp, quantization_config=config)
+            shutil.move(str(Path(tmp) / graph.replace(".onnx", "_quantized.onnx")), str(out_dir / graph))
     return {"quantization": {"preset": isa, "is_static": False, "per_channel": per_channel,
                              "mode": str(config.mode), "weights_dtype": str(config.weights_dtype),
                              "activations_dtype": str(config.activations_dtype),
@@ -145,7 +148,8 @@ class _Feeds:
         return next(self._it, None)
 
 
-def _quantize_static(exported: Path, out_dir: Path, input_names: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+def _quantize_static(exported: Path, out_dir: Path, input_names: list[str], settings: dict[str, Any],
+                     graphs: list[str] = ("model.onnx",)) -> dict[str, Any]:
     """Static QDQ int8: activation ranges from single unpadded texts (MinMax), weights per channel.
 
     Only the inputs of the MatMuls are quantized (the attention products' too), each through a Q/DQ
@@ -168,19 +172,28 @@ def _quantize_static(exported: Path, out_dir: Path, input_names: list[str], sett
     encoder = TextEncoder.from_folder(exported, int(settings["max_seq_length"]), input_names)
     keep = keep_float(settings)
     work = Path(settings.get("work_dir") or out_dir.parent)
-    cache = work / f"static-ranges-{len(texts)}.json"
-    with warnings.catch_warnings(), _quiet_root_logger():
-        warnings.simplefilter("ignore")
-        quantize_static(str(exported / "model.onnx"), str(out_dir / "model.onnx"),
-                        _Feeds(encoder.pad(encoder.encode([t])) for t in texts), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=reduce_range,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
-                        calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
-                                       "OpTypesToExcludeOutputQuantization": ["MatMul"], "DedicatedQDQPair": True})
-    for leftover in out_dir.glob("*augmented*"):
-        leftover.unlink()
-    _float_for_other_consumers(out_dir / "model.onnx")
+    for graph in graphs:
+        if graph.startswith("vision"):  # a CLIP vision tower: generated calibration images
+            from zoo.build.corpora import CALIBRATION_IMAGE_SEED, image_probe_set
+            from zoo.engine.images import pixel_values
+
+            pre = json.loads((exported / "preprocessor_config.json").read_text())
+            feeds = ({"pixel_values": pixel_values([im], pre)} for im in image_probe_set(96, CALIBRATION_IMAGE_SEED))
+        else:
+            feeds = (encoder.pad(encoder.encode([t])) for t in texts)
+        cache = work / f"static-ranges-{Path(graph).stem}-{len(texts)}.json"
+        with warnings.catch_warnings(), _quiet_root_logger():
+            warnings.simplefilter("ignore")
+            quantize_static(str(exported / graph), str(out_dir / graph), _Feeds(feeds), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=reduce_range,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
+                            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                           "OpTypesToExcludeOutputQuantization": ["MatMul"],
+                                           "DedicatedQDQPair": True})
+        for leftover in out_dir.glob("*augmented*"):
+            leftover.unlink()
+        _float_for_other_consumers(out_dir / graph)
     return {"quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                              "per_channel": True, "reduce_range": reduce_range, "activations": "uint8 MinMax, inputs only",
                              "weights": "int8 symmetric", "operators": ["MatMul"], "dedicated_qdq_pairs": True, "calibration_texts": len(texts),

@@ -18,7 +18,9 @@ SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 # (position ids offset past the padding index, no token types), DistilBERT (no token types).
 SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert")
 # Multimodal families: which targets export them so far (their two towers, each with its projection)
-MULTIMODAL_TARGETS = {"clip": ("onnx-fp32", "openvino-fp32", "openvino-bf16", "openvino-fp16", "openvino-int8")}
+MULTIMODAL_TARGETS = {"clip": ("onnx-fp32", "onnx-int8-arm64", "onnx-int8-avx2", "onnx-int8-avx512",
+                               "onnx-int8-avx512_vnni", "onnx-int8-static", "openvino-fp32", "openvino-bf16",
+                               "openvino-fp16", "openvino-int8")}
 
 
 def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:

@@ -47,4 +47,4 @@ def test_a_cast_of_a_clip_model_is_gated_on_its_images(registry, tiny_clip_dir):
     cos = (m.embed_images(pictures, normalize=True) * ref.embed_images(pictures, normalize=True)).sum(1)
     assert cos.min() >= 0.99
     with pytest.raises(zoo.ZooError, match="openvino-int8 so far; this model is clip"):
-        convert(registry, "clip", ["onnx-int8-static"])
+        convert(registry, "clip", ["onnx-o2"])

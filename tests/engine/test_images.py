@@ -185,13 +185,33 @@ def test_int8_towers_are_searched_to_the_floor(clip):
     assert all(q["tool"] == "nncf.quantize" for q in quantization.values())
 
 
+def test_onnx_int8_towers(clip):
+    """Dynamic and static onnxruntime int8 of both towers (static calibrated on texts and generated
+    images), gated on texts and images; both graphs really quantized."""
+    import collections
+
+    import onnx
+
+    from zoo.build.pipeline import convert
+    from zoo.core.hardware import detect
+
+    dynamic = "onnx-int8-arm64" if detect().is_arm else "onnx-int8-avx2"
+    outcomes = {o.target: o for o in convert(clip, "clip", ["onnx-int8-static", dynamic])}
+    assert {t: o.status for t, o in outcomes.items()} == {"onnx-int8-static": "ready", dynamic: "ready"}
+    for target, quantized_op in (("onnx-int8-static", "QuantizeLinear"), (dynamic, "MatMulInteger")):
+        assert outcomes[target].fidelity["image_min_cosine"] >= 0.95
+        art = next(a for a in clip.resolve("clip").revision.artifacts if a.target == target)
+        for graph in ("text_model.onnx", "vision_model.onnx"):
+            ops = collections.Counter(n.op_type for n in onnx.load(str(clip.artifact_path(art) / graph)).graph.node)
+            assert ops[quantized_op] >= 8, (target, graph, ops)
+
+
 def test_clip_gets_only_the_targets_that_export_it(clip):
     from zoo.build.pipeline import convert
 
-    for target in ("onnx-o2", "onnx-int8-static", "onnx-int8-avx2"):
+    for target in ("onnx-o1", "onnx-o2", "onnx-o3"):
         with pytest.raises(InvalidInput, match=rf"cannot build {target} for clip: a clip model .* exports to "
-                                               r"onnx-fp32, openvino-fp32, openvino-bf16, openvino-fp16, "
-                                               r"openvino-int8 so far"):
+                                               r"onnx-fp32, onnx-int8-arm64, .* openvino-int8 so far"):
             convert(clip, "clip", [target])
     import importlib.util
 
