@@ -173,12 +173,11 @@ def _quantize_static(exported: Path, out_dir: Path, input_names: list[str], sett
     keep = keep_float(settings)
     work = Path(settings.get("work_dir") or out_dir.parent)
     for graph in graphs:
-        if graph.startswith("vision"):  # a CLIP vision tower: generated calibration images
-            from zoo.build.corpora import CALIBRATION_IMAGE_SEED, image_probe_set
+        if graph.startswith("vision"):  # a CLIP vision tower: the pipeline's generated calibration images
             from zoo.engine.images import pixel_values
 
             pre = json.loads((exported / "preprocessor_config.json").read_text())
-            feeds = ({"pixel_values": pixel_values([im], pre)} for im in image_probe_set(96, CALIBRATION_IMAGE_SEED))
+            feeds = ({"pixel_values": pixel_values([im], pre)} for im in settings["calibration_images"])
         else:
             feeds = (encoder.pad(encoder.encode([t])) for t in texts)
         cache = work / f"static-ranges-{Path(graph).stem}-{len(texts)}.json"

@@ -87,7 +87,7 @@ class OpenVinoConverter(Converter):
                 if target.precision == "int8":  # each tower calibrated on its own inputs
                     vision = graph.startswith("vision")
                     progress(f"{target.name}: calibrating the {'vision' if vision else 'text'} tower", None)
-                    items = _image_items(out_dir) if vision else _text_items(out_dir, info["inputs"], settings)
+                    items = _image_items(out_dir, settings) if vision else _text_items(out_dir, info["inputs"], settings)
                     model, info.setdefault("quantization", {})[graph] = _quantize(model, items, settings)
                 ov.save_model(model, str(out_dir / graph.replace(".onnx", ".xml")),
                               compress_to_fp16=target.precision == "fp16")
@@ -125,13 +125,12 @@ def _text_items(out_dir: Path, input_names: list[str], settings: dict[str, Any])
     return [encoder.pad(encoder.encode([t])) for t in settings["calibration"]]
 
 
-def _image_items(out_dir: Path) -> list[dict]:
-    """Calibration images for a vision tower: generated, another seed than the gate's and the search's."""
-    from zoo.build.corpora import CALIBRATION_IMAGE_SEED, image_probe_set
+def _image_items(out_dir: Path, settings: dict[str, Any]) -> list[dict]:
+    """A vision tower's calibration images (the pipeline's, generated: another seed than the gate's)."""
     from zoo.engine.images import pixel_values
 
     pre = json.loads((out_dir / "preprocessor_config.json").read_text())
-    return [{"pixel_values": pixel_values([im], pre)} for im in image_probe_set(96, CALIBRATION_IMAGE_SEED)]
+    return [{"pixel_values": pixel_values([im], pre)} for im in settings["calibration_images"]]
 
 
 def _quantize(model, items: list[dict], settings: dict[str, Any]):

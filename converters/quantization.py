@@ -77,14 +77,13 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
     encoder = TextEncoder.from_folder(export, int(settings["max_seq_length"]), info["inputs"])
     text_feeds = [encoder.pad(encoder.encode([t])) for t in picked]
     if info.get("graphs"):
-        from zoo.build.corpora import CALIBRATION_IMAGE_SEED, image_probe_set
         from zoo.engine.images import pixel_values
 
         progress(f"measuring int8 sensitivity of each tower's products on {len(picked)} texts and images", None)
         pre = json.loads((export / "preprocessor_config.json").read_text())
         feeds = {"text_model.onnx": text_feeds,
                  "vision_model.onnx": [{"pixel_values": pixel_values([im], pre)}
-                                       for im in image_probe_set(len(picked), CALIBRATION_IMAGE_SEED)]}
+                                       for im in settings["calibration_images"][:len(picked)]]}
     else:
         progress(f"measuring int8 sensitivity of each matrix product on {len(picked)} texts", None)
         feeds = {"model.onnx": text_feeds}

@@ -235,6 +235,10 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
                                     "scratch": str(staging)}
         if calib_texts and target.precision == "int8":
             settings["calibration"] = calib_texts
+            if "image" in spec.modalities:  # a vision tower calibrates on generated images, not the gate's
+                from .corpora import CALIBRATION_IMAGE_SEED, image_probe_set
+
+                settings["calibration_images"] = image_probe_set(96, CALIBRATION_IMAGE_SEED)
         try:
             out_dir, result, search = _build_searched(conv, target, checkpoint, staging, settings, spec, gate,
                                                       reference_cache, progress, hardware, search_budget)

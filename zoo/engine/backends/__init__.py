@@ -29,8 +29,8 @@ class Backend(Protocol):
 # artifact format -> "module:factory"; filled in as converters land.
 BACKENDS: dict[str, str] = {
     "torch": "zoo.engine.backends.torch_st:TorchBackend",
-    "onnx": "zoo.engine.backends.onnx_rt:open_onnx",
-    "openvino": "zoo.engine.backends.openvino_rt:open_openvino",
+    "onnx": "zoo.engine.backends.towers:open_onnx",
+    "openvino": "zoo.engine.backends.towers:open_openvino",
     "gguf": "zoo.engine.backends.llama_cpp_rt:GgufBackend",
 }
 

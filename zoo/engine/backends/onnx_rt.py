@@ -12,17 +12,7 @@ from ...errors import ZooError, require
 from ..model_config import ModelSpec
 from .lean import BatchedBackend, Prepared, TextEncoder, pool
 
-__all__ = ["OnnxBackend", "open_onnx"]
-
-
-def open_onnx(path: Path, spec: ModelSpec, **kwargs):
-    """The ONNX runtime an artifact needs: one encoder graph (``OnnxBackend``), or a CLIP-family
-    model's text and vision graphs (``ClipOnnxBackend``)."""
-    if (Path(path) / "vision_model.onnx").exists():
-        from .clip_onnx import ClipOnnxBackend
-
-        return ClipOnnxBackend(path, spec, **kwargs)
-    return OnnxBackend(path, spec, **kwargs)
+__all__ = ["OnnxBackend"]
 
 
 class OnnxBackend(BatchedBackend):

@@ -18,20 +18,7 @@ from ...errors import ZooError, require
 from ..model_config import ModelSpec
 from .lean import BatchedBackend, Prepared, TextEncoder, pool
 
-__all__ = ["OpenVinoBackend", "compile_config", "precision_name", "open_openvino"]
-
-
-def open_openvino(path: Path, spec: ModelSpec, **kwargs):
-    """The OpenVINO runtime an artifact needs: one encoder IR (``OpenVinoBackend``), or a CLIP-family
-    model's text and vision IRs (``ClipOpenVinoBackend``)."""
-    if (Path(path) / "vision_model.xml").exists():
-        from .clip_openvino import ClipOpenVinoBackend
-
-        return ClipOpenVinoBackend(path, spec, **kwargs)
-    return OpenVinoBackend(path, spec, **kwargs)
-
-
-open_openvino.compiles = True  # both take ``compile_cache``
+__all__ = ["OpenVinoBackend", "compile_config", "precision_name"]
 
 
 def precision_name(value) -> str:
