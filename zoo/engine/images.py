@@ -22,7 +22,8 @@ from typing import Any, Sequence
 
 from ..errors import InvalidInput, require
 
-__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "image_keys", "open_image", "is_image_key", "pixel_values"]
+__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "image_keys", "open_image", "is_image_key", "pixel_values",
+           "embed_in_batches"]
 
 # Like TOKEN_KEY: a lone surrogate no valid text contains, so an image's key never equals a text's
 IMAGE_KEY = "\udc01img:"
@@ -150,3 +151,12 @@ def pixel_values(images: list, pre: dict) -> "np.ndarray":
             x = (x - mean) / std
         out.append(x.transpose(2, 0, 1))
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def embed_in_batches(images: list, batch_size: int, pre: dict, run_vision) -> "np.ndarray":
+    """A vision tower's vectors of ``images``: ``run_vision(pixel_values)`` per batch of ``batch_size``."""
+    import numpy as np
+
+    parts = [np.asarray(run_vision(pixel_values(images[i:i + batch_size], pre)), dtype=np.float32)
+             for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts)

@@ -47,12 +47,10 @@ class ClipOnnxBackend(BatchedBackend):
         return normalize_rows(out) if normalize else np.asarray(out, dtype=np.float32)
 
     def embed_images(self, images: list, batch_size: int, normalize: bool) -> np.ndarray:
-        from ..images import pixel_values
+        from ..images import embed_in_batches
 
-        parts = [self.vision.run(None, {"pixel_values": pixel_values(images[i:i + batch_size],
-                                                                     self.spec.image_preprocessing)})[0]
-                 for i in range(0, len(images), batch_size)]
-        out = np.concatenate(parts).astype(np.float32, copy=False)
+        out = embed_in_batches(images, batch_size, self.spec.image_preprocessing,
+                               lambda pixels: self.vision.run(None, {"pixel_values": pixels})[0])
         return normalize_rows(out) if normalize else out
 
     @staticmethod

@@ -58,12 +58,9 @@ class ClipOpenVinoBackend(BatchedBackend):
         return normalize_rows(out) if normalize else out
 
     def embed_images(self, images: list, batch_size: int, normalize: bool) -> np.ndarray:
-        from ..images import pixel_values
+        from ..images import embed_in_batches
 
         request = self._request("vision")
-        parts = [np.array(request.infer({"pixel_values": pixel_values(images[i:i + batch_size],
-                                                                      self.spec.image_preprocessing)})
-                          [self.vision.output(0)], dtype=np.float32)
-                 for i in range(0, len(images), batch_size)]
-        out = np.concatenate(parts)
+        out = embed_in_batches(images, batch_size, self.spec.image_preprocessing,
+                               lambda pixels: np.array(request.infer({"pixel_values": pixels})[self.vision.output(0)]))
         return normalize_rows(out) if normalize else out
