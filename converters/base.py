@@ -48,6 +48,9 @@ class Recipe:
 
     label: str
     config: dict[str, Any] = field(default_factory=dict)
+    # the SmoothQuant strength this recipe applies, if any: the sensitivity pass measures each product
+    # after that smoothing too, and the nodes are ranked by the error it leaves
+    smoothing: Optional[float] = None
 
 
 @dataclass
@@ -61,8 +64,20 @@ class SearchSpace:
     """
 
     recipes: list[Recipe]
-    nodes: list[dict[str, Any]]  # {"name", "role", "layer", "error", "flops"}, most sensitive first
+    # {"name", "role", "layer", "error", "errors", "flops"}, most sensitive (plain error) first
+    nodes: list[dict[str, Any]]
     seconds: float = 0.0  # what measuring the sensitivities took
+
+    def ranked(self, recipe: Recipe) -> list[str]:
+        """The node names, most sensitive first under ``recipe`` (by the error it leaves)."""
+        from .sensitivity import PLAIN, smoothed_key
+
+        key = PLAIN if recipe.smoothing is None else smoothed_key(recipe.smoothing)
+
+        def error(node: dict[str, Any]) -> float:
+            return (node.get("errors") or {}).get(key, node.get("error", 0.0))
+
+        return [n["name"] for n in sorted(self.nodes, key=lambda n: -error(n))]
 
 
 class Converter(abc.ABC):

@@ -51,9 +51,13 @@ def copy_export(export: Path, out_dir: Path, *, with_model: bool = True) -> dict
     return json.loads((export / ".export.json").read_text())
 
 
-def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
-                      progress: Progress) -> tuple[list[dict[str, Any]], float]:
+def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path, progress: Progress,
+                      smooth_alphas: tuple[float, ...] = ()) -> tuple[list[dict[str, Any]], float]:
     """Every MatMul/Gemm, most sensitive to int8 first (see ``converters.sensitivity``); seconds taken.
+
+    ``smooth_alphas``: also measure each linear product after SmoothQuant at these strengths. The
+    measurement is cached in the conversion's work dir and redone (with the union of strengths)
+    only when a later target asks for one it lacks.
 
     A CLIP-family export has two graphs: the text tower is measured on the calibration texts, the
     vision tower on generated calibration images, and their products are ranked together (node
@@ -66,7 +70,9 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
     cached = export / ".sensitivity.json"
     if cached.exists():
         data = json.loads(cached.read_text())
-        return data["nodes"], data["seconds"]
+        if set(smooth_alphas) <= set(data.get("smooth_alphas", [])):
+            return data["nodes"], data["seconds"]
+        smooth_alphas = tuple(sorted(set(smooth_alphas) | set(data.get("smooth_alphas", []))))
     started = time.perf_counter()
     texts = list(settings.get("calibration") or [])
     if not texts:
@@ -87,18 +93,19 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
     else:
         progress(f"measuring int8 sensitivity of each matrix product on {len(picked)} texts", None)
         feeds = {"model.onnx": text_feeds}
-    ranked = sorted((n for graph, f in feeds.items() for n in measure_sensitivity(export / graph, f)),
+    ranked = sorted((n for graph, f in feeds.items() for n in measure_sensitivity(export / graph, f, smooth_alphas)),
                     key=lambda n: -n.error)
     nodes = [{**n.as_dict(), "flops": n.flops, "weighted": n.weighted} for n in ranked]
     seconds = round(time.perf_counter() - started, 2)
-    cached.write_text(json.dumps({"nodes": nodes, "seconds": seconds}))
+    cached.write_text(json.dumps({"nodes": nodes, "seconds": seconds, "smooth_alphas": list(smooth_alphas)}))
     return nodes, seconds
 
 
 def search_space(checkpoint: Path, settings: dict[str, Any], scratch: Path, progress: Progress,
                  recipes: list[Recipe], keep: Optional[Callable[[dict], bool]] = None) -> SearchSpace:
     """The recipes given, with the nodes ranked by sensitivity (only those ``keep`` accepts)."""
-    nodes, seconds = sensitivity_nodes(checkpoint, settings, scratch, progress)
+    alphas = tuple(sorted({r.smoothing for r in recipes if r.smoothing is not None}))
+    nodes, seconds = sensitivity_nodes(checkpoint, settings, scratch, progress, alphas)
     return SearchSpace(recipes=recipes, nodes=[n for n in nodes if keep is None or keep(n)], seconds=seconds)
 
 

@@ -120,7 +120,7 @@ def test_provenance_records_how_it_was_built(built):
     search = p["search"]
     assert (search["recipe"], search["kept_in_float"], search["passed"]) == ("SmoothQuant 0.95", [], True)
     assert len(search["attempts"]) == 1 and search["attempts"][0]["figures"]["mean_cosine"] > 0.999
-    assert search["candidates"] == 2 * 6  # q, k, v, attention output, FFN up and down, per layer
+    assert search["candidates"] == 2 * 8  # q, k, v, QK, AV, attention output, FFN up and down, per layer
     assert p["settings"]["quantization"]["smooth_quant"] == 0.95
     assert {"openvino", "nncf", "onnx", "torch"} <= set(p["libraries"]) and p["build_seconds"] > 0
     assert artifact(reg, "openvino-fp32").provenance["runtime_precision"] == "f32"

@@ -3,7 +3,7 @@
 
 from conftest import CORPUS, row_cosines
 from converters.export import export_onnx
-from converters.sensitivity import measure_sensitivity, role_of
+from converters.sensitivity import PLAIN, measure_sensitivity, role_of, smoothed_key
 from hostile import make_hostile
 from zoo.engine.backends.lean import TextEncoder
 
@@ -45,3 +45,34 @@ def test_hostile_copy_computes_the_same_and_its_outliers_rank_first(tiny_model_d
     assert all(s.weighted == ("dense" in s.name or "query" in s.name or "key" in s.name or "value" in s.name)
                for s in planted)
     assert all(s.flops > 0 for s in planted)
+
+
+def test_smoothquant_ranking_keeps_what_smoothing_cannot_repair(tiny_model_dir, tmp_path):
+    """SmoothQuant moves the planted value outliers into the output projection's weights, so under it
+    that product's error falls, while the attention products (no weight to smooth into) keep theirs:
+    a smoothing recipe must rank them first, not the linear layers it has already repaired."""
+    hostile = make_hostile(tiny_model_dir, tmp_path / "hostile", factor=40.0, channels=4)
+    (tmp_path / "onnx").mkdir()
+    info = export_onnx(hostile, tmp_path / "onnx")
+    encoder = TextEncoder.from_folder(tmp_path / "onnx", 64, info["inputs"])
+    nodes = measure_sensitivity(tmp_path / "onnx" / "model.onnx", [encoder.pad(encoder.encode([t])) for t in TEXTS],
+                                smooth_alphas=(0.95,))
+    key = smoothed_key(0.95)
+    assert key == "smooth_quant 0.95"
+    for s in nodes:
+        assert set(s.errors) == {PLAIN, key} and s.errors[PLAIN] == s.error
+        if not s.weighted:  # never smoothed
+            assert s.errors[key] == s.errors[PLAIN]
+    outputs = [s for s in nodes if s.role == "/inner/encoder/layer.*/attention/output/dense/MatMul"]
+    for s in outputs:
+        assert s.errors[key] < s.errors[PLAIN] / 3, (s.name, s.errors)
+    scores = [s for s in nodes if s.role == "/inner/encoder/layer.*/attention/self/MatMul"]
+    smoothed_first = sorted(nodes, key=lambda s: -s.errors[key])[:len(scores)]
+    assert {s.name for s in smoothed_first} == {s.name for s in scores}, [(s.name, s.errors) for s in smoothed_first]
+
+    # and SearchSpace.ranked orders a recipe's prefix by that error
+    from converters.base import Recipe, SearchSpace
+
+    space = SearchSpace([], [{**s.as_dict(), "flops": s.flops} for s in nodes])
+    assert space.ranked(Recipe("plain"))[0] == nodes[0].name
+    assert set(space.ranked(Recipe("sq", smoothing=0.95))[:len(scores)]) == {s.name for s in scores}

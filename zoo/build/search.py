@@ -7,7 +7,8 @@ expected speed, each one a real build judged end to end on the **validation** se
 
 1. each recipe with everything quantized; the first that passes wins;
 2. otherwise the recipe that came closest keeps the k most sensitive products in float, for
-   k = 1, 2, 4, ... (at most all but one) until a candidate passes;
+   k = 1, 2, 4, ... (at most all but one) until a candidate passes; "most sensitive" as that
+   recipe leaves them (``SearchSpace.ranked``: a smoothing recipe has repaired some already);
 3. then k is bisected between the last failure and that pass, while the budget lasts: fewer
    products in float is faster.
 
@@ -78,7 +79,7 @@ def run_search(space, try_config: Callable[[dict[str, Any]], tuple[dict[str, Any
     """
     budget = {**DEFAULT_BUDGET, **(budget or {})}
     started = time.perf_counter()
-    names = [n["name"] for n in space.nodes]
+    names = [n["name"] for n in space.nodes]  # re-ranked below for the recipe the prefix search uses
     attempts: list[Attempt] = []
     best: Optional[Attempt] = None  # the winner so far: the passing attempt with fewest nodes in float
 
@@ -115,6 +116,7 @@ def run_search(space, try_config: Callable[[dict[str, Any]], tuple[dict[str, Any
         if why := out_of_budget():
             return _done(best, attempts, started, why)
     recipe = closest[0]
+    names = space.ranked(recipe)
     # an "int8" artifact with every product in float is an fp32 one: at least one stays quantized
     most = len(names) - 1
     low, high, k = 0, None, 1
