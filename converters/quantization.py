@@ -21,6 +21,9 @@ from .base import Progress, Recipe, SearchSpace
 __all__ = ["fp32_export", "copy_export", "sensitivity_nodes", "search_space", "keep_float"]
 
 SENSITIVITY_TEXTS = 80  # single-text runs over a spread of the calibration texts (short ones included)
+# NNCF's SmoothQuant strength for transformers, measured in every pass whichever target asks first, so
+# one pass serves all the int8 targets of a conversion (the smoothed errors cost one product each)
+COMMON_SMOOTHING = (0.95,)
 
 
 def fp32_export(checkpoint: Path, settings: dict[str, Any], scratch: Path) -> Path:
@@ -104,7 +107,7 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
 def search_space(checkpoint: Path, settings: dict[str, Any], scratch: Path, progress: Progress,
                  recipes: list[Recipe], keep: Optional[Callable[[dict], bool]] = None) -> SearchSpace:
     """The recipes given, with the nodes ranked by sensitivity (only those ``keep`` accepts)."""
-    alphas = tuple(sorted({r.smoothing for r in recipes if r.smoothing is not None}))
+    alphas = tuple(sorted(set(COMMON_SMOOTHING) | {r.smoothing for r in recipes if r.smoothing is not None}))
     nodes, seconds = sensitivity_nodes(checkpoint, settings, scratch, progress, alphas)
     return SearchSpace(recipes=recipes, nodes=[n for n in nodes if keep is None or keep(n)], seconds=seconds)
 
