@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from zoo.errors import ZooError
 
@@ -105,11 +105,11 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
 
 
 def search_space(checkpoint: Path, settings: dict[str, Any], scratch: Path, progress: Progress,
-                 recipes: list[Recipe], keep: Optional[Callable[[dict], bool]] = None) -> SearchSpace:
-    """The recipes given, with the nodes ranked by sensitivity (only those ``keep`` accepts)."""
+                 recipes: list[Recipe]) -> SearchSpace:
+    """The recipes given, with every matrix product ranked by sensitivity."""
     alphas = tuple(sorted(set(COMMON_SMOOTHING) | {r.smoothing for r in recipes if r.smoothing is not None}))
     nodes, seconds = sensitivity_nodes(checkpoint, settings, scratch, progress, alphas)
-    return SearchSpace(recipes=recipes, nodes=[n for n in nodes if keep is None or keep(n)], seconds=seconds)
+    return SearchSpace(recipes=recipes, nodes=nodes, seconds=seconds)
 
 
 def keep_float(settings: dict[str, Any]) -> list[str]:
