@@ -25,7 +25,7 @@ from zoo.errors import ZooError, require
 from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Recipe, SearchSpace, Target
-from .quantization import copy_export, fp32_export, keep_float, search_space
+from .quantization import copy_export, fp32_export, image_feeds, keep_float, search_space, text_feeds
 from .support import exportable_reason
 
 __all__ = ["OnnxConverter"]
@@ -164,22 +164,16 @@ def _quantize_static(exported: Path, out_dir: Path, input_names: list[str], sett
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from zoo.core.hardware import detect
-    from zoo.engine.backends.lean import TextEncoder
 
     hw = detect()
     reduce_range = not hw.is_arm and not (hw.has("avx512_vnni") or hw.has("avx_vnni") or hw.has("amx_int8"))
     texts = list(settings.get("calibration") or [])
-    encoder = TextEncoder.from_folder(exported, int(settings["max_seq_length"]), input_names)
     keep = keep_float(settings)
     work = Path(settings.get("work_dir") or out_dir.parent)
     for graph in graphs:
-        if graph.startswith("vision"):  # a CLIP vision tower: the pipeline's generated calibration images
-            from zoo.engine.images import pixel_values
-
-            pre = json.loads((exported / "preprocessor_config.json").read_text())
-            feeds = ({"pixel_values": pixel_values([im], pre)} for im in settings["calibration_images"])
-        else:
-            feeds = (encoder.pad(encoder.encode([t])) for t in texts)
+        # a CLIP vision tower calibrates on the pipeline's generated images
+        feeds = (image_feeds(exported, settings["calibration_images"]) if graph.startswith("vision")
+                 else text_feeds(exported, input_names, settings, texts))
         cache = work / f"static-ranges-{Path(graph).stem}-{len(texts)}.json"
         with warnings.catch_warnings(), _quiet_root_logger():
             warnings.simplefilter("ignore")

@@ -16,7 +16,6 @@ CPUs with avx512_bf16 an fp32 IR silently runs in bf16 unless told otherwise:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +24,7 @@ from zoo.errors import require
 from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Recipe, SearchSpace, Target
-from .quantization import copy_export, fp32_export, keep_float, search_space
+from .quantization import copy_export, fp32_export, image_feeds, keep_float, search_space, text_feeds
 from .support import exportable_reason
 
 __all__ = ["OpenVinoConverter"]
@@ -87,7 +86,8 @@ class OpenVinoConverter(Converter):
                 if target.precision == "int8":  # each tower calibrated on its own inputs
                     vision = graph.startswith("vision")
                     progress(f"{target.name}: calibrating the {'vision' if vision else 'text'} tower", None)
-                    items = _image_items(out_dir, settings) if vision else _text_items(out_dir, info["inputs"], settings)
+                    items = (list(image_feeds(out_dir, settings["calibration_images"])) if vision
+                             else text_feeds(out_dir, info["inputs"], settings, settings["calibration"]))
                     model, info.setdefault("quantization", {})[graph] = _quantize(model, items, settings)
                 ov.save_model(model, str(out_dir / graph.replace(".onnx", ".xml")),
                               compress_to_fp16=target.precision == "fp16")
@@ -97,7 +97,8 @@ class OpenVinoConverter(Converter):
         model = ov.convert_model(str(export / "model.onnx"))
         if target.precision == "int8":
             progress(f"{target.name}: calibrating on {len(settings['calibration'])} texts", None)
-            model, info["quantization"] = _quantize(model, _text_items(out_dir, info["inputs"], settings), settings)
+            model, info["quantization"] = _quantize(
+                model, text_feeds(out_dir, info["inputs"], settings, settings["calibration"]), settings)
         ov.save_model(model, str(out_dir / XML), compress_to_fp16=target.precision == "fp16")
         info["inference_precision"] = hint
         runtime = _runtime_precision(out_dir, hint)
@@ -115,22 +116,6 @@ def _runtime_precision(out_dir: Path, hint: Optional[str], graph: str = XML) -> 
     compiled = core.compile_model(core.read_model(str(out_dir / graph)), "CPU",
                                   compile_config({"inference_precision": hint}))
     return precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
-
-
-def _text_items(out_dir: Path, input_names: list[str], settings: dict[str, Any]) -> list[dict]:
-    """The calibration texts as graph inputs, one text per item: real lengths, no padding."""
-    from zoo.engine.backends.lean import TextEncoder
-
-    encoder = TextEncoder.from_folder(out_dir, int(settings["max_seq_length"]), input_names)
-    return [encoder.pad(encoder.encode([t])) for t in settings["calibration"]]
-
-
-def _image_items(out_dir: Path, settings: dict[str, Any]) -> list[dict]:
-    """A vision tower's calibration images (the pipeline's, generated: another seed than the gate's)."""
-    from zoo.engine.images import pixel_values
-
-    pre = json.loads((out_dir / "preprocessor_config.json").read_text())
-    return [{"pixel_values": pixel_values([im], pre)} for im in settings["calibration_images"]]
 
 
 def _quantize(model, items: list[dict], settings: dict[str, Any]):

@@ -12,13 +12,14 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from zoo.errors import ZooError
 
 from .base import Progress, Recipe, SearchSpace
 
-__all__ = ["fp32_export", "copy_export", "sensitivity_nodes", "search_space", "keep_float"]
+__all__ = ["fp32_export", "copy_export", "sensitivity_nodes", "search_space", "keep_float", "text_feeds",
+           "image_feeds"]
 
 SENSITIVITY_TEXTS = 80  # single-text runs over a spread of the calibration texts (short ones included)
 # NNCF's SmoothQuant strength for transformers, measured in every pass whichever target asks first, so
@@ -54,6 +55,23 @@ def copy_export(export: Path, out_dir: Path, *, with_model: bool = True) -> dict
     return json.loads((export / ".export.json").read_text())
 
 
+def text_feeds(folder: Path, input_names: list[str], settings: dict[str, Any], texts) -> list[dict]:
+    """``texts`` as graph inputs, one text per feed: real lengths, no padding (how every int8 path
+    calibrates, so a short text's ranges are its own)."""
+    from zoo.engine.backends.lean import TextEncoder
+
+    encoder = TextEncoder.from_folder(folder, int(settings["max_seq_length"]), input_names)
+    return [encoder.pad(encoder.encode([t])) for t in texts]
+
+
+def image_feeds(folder: Path, images) -> Iterator[dict]:
+    """A vision tower's inputs, one image per feed, preprocessed as ``folder``'s CLIP-family model says."""
+    from zoo.engine.images import pixel_values
+
+    pre = json.loads((Path(folder) / "preprocessor_config.json").read_text())
+    return ({"pixel_values": pixel_values([im], pre)} for im in images)
+
+
 def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path, progress: Progress,
                       smooth_alphas: tuple[float, ...] = ()) -> tuple[list[dict[str, Any]], float]:
     """Every MatMul/Gemm, most sensitive to int8 first (see ``converters.sensitivity``); seconds taken.
@@ -65,8 +83,6 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
     A CLIP-family export has two graphs: the text tower is measured on the calibration texts, the
     vision tower on generated calibration images, and their products are ranked together (node
     names carry their tower)."""
-    from zoo.engine.backends.lean import TextEncoder
-
     from .sensitivity import measure_sensitivity
 
     export = fp32_export(checkpoint, settings, scratch)
@@ -83,19 +99,14 @@ def sensitivity_nodes(checkpoint: Path, settings: dict[str, Any], scratch: Path,
     step = max(1, len(texts) // SENSITIVITY_TEXTS)
     picked = texts[::step][:SENSITIVITY_TEXTS]
     info = json.loads((export / ".export.json").read_text())
-    encoder = TextEncoder.from_folder(export, int(settings["max_seq_length"]), info["inputs"])
-    text_feeds = [encoder.pad(encoder.encode([t])) for t in picked]
+    texts_in = text_feeds(export, info["inputs"], settings, picked)
     if info.get("graphs"):
-        from zoo.engine.images import pixel_values
-
         progress(f"measuring int8 sensitivity of each tower's products on {len(picked)} texts and images", None)
-        pre = json.loads((export / "preprocessor_config.json").read_text())
-        feeds = {"text_model.onnx": text_feeds,
-                 "vision_model.onnx": [{"pixel_values": pixel_values([im], pre)}
-                                       for im in settings["calibration_images"][:len(picked)]]}
+        feeds = {"text_model.onnx": texts_in,
+                 "vision_model.onnx": list(image_feeds(export, settings["calibration_images"][:len(picked)]))}
     else:
         progress(f"measuring int8 sensitivity of each matrix product on {len(picked)} texts", None)
-        feeds = {"model.onnx": text_feeds}
+        feeds = {"model.onnx": texts_in}
     ranked = sorted((n for graph, f in feeds.items() for n in measure_sensitivity(export / graph, f, smooth_alphas)),
                     key=lambda n: -n.error)
     nodes = [{**n.as_dict(), "flops": n.flops, "weighted": n.weighted} for n in ranked]

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["copy_model_configs", "exportable_reason", "is_multimodal", "MODEL_CONFIG_FILES"]
+__all__ = ["copy_model_configs", "exportable_reason", "MODEL_CONFIG_FILES"]
 
 # Everything but weights: what a runtime needs to tokenize, pool and normalise like the checkpoint.
 MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
@@ -32,13 +32,6 @@ def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
         if config.exists() and not any(module_dir.glob("*.safetensors")):
             (out_dir / module_dir.name).mkdir(exist_ok=True)
             shutil.copy2(config, out_dir / module_dir.name / "config.json")
-
-
-def is_multimodal(checkpoint: Path) -> bool:
-    try:
-        return json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type") in MULTIMODAL_TARGETS
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optional[str]:

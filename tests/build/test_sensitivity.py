@@ -10,11 +10,11 @@ from zoo.engine.backends.lean import TextEncoder
 TEXTS = CORPUS + ["cat", "the weather", "numbers 42"]
 
 
-def ranking(model_dir, out):
+def ranking(model_dir, out, smooth_alphas=()):
     out.mkdir()
     info = export_onnx(model_dir, out)
     encoder = TextEncoder.from_folder(out, 64, info["inputs"])
-    return measure_sensitivity(out / "model.onnx", [encoder.pad(encoder.encode([t])) for t in TEXTS])
+    return measure_sensitivity(out / "model.onnx", [encoder.pad(encoder.encode([t])) for t in TEXTS], smooth_alphas)
 
 
 def test_role_strips_the_layer_number():
@@ -52,11 +52,7 @@ def test_smoothquant_ranking_keeps_what_smoothing_cannot_repair(tiny_model_dir, 
     that product's error falls, while the attention products (no weight to smooth into) keep theirs:
     a smoothing recipe must rank them first, not the linear layers it has already repaired."""
     hostile = make_hostile(tiny_model_dir, tmp_path / "hostile", factor=40.0, channels=4)
-    (tmp_path / "onnx").mkdir()
-    info = export_onnx(hostile, tmp_path / "onnx")
-    encoder = TextEncoder.from_folder(tmp_path / "onnx", 64, info["inputs"])
-    nodes = measure_sensitivity(tmp_path / "onnx" / "model.onnx", [encoder.pad(encoder.encode([t])) for t in TEXTS],
-                                smooth_alphas=(0.95,))
+    nodes = ranking(hostile, tmp_path / "onnx", smooth_alphas=(0.95,))
     key = smoothed_key(0.95)
     assert key == "smooth_quant 0.95"
     for s in nodes:
