@@ -55,7 +55,7 @@ class Recipe:
 
 @dataclass
 class SearchSpace:
-    """What a quantizing converter offers the build pipeline's search (``zoo.build.search``).
+    """What a quantizing converter offers the build pipeline's search (``zoo.conversion.search``).
 
     ``recipes`` are tried first, as given (expected fastest first), with everything quantized;
     then the best of them keeps a growing prefix of ``nodes`` (most sensitive first, from

@@ -7,7 +7,7 @@ far more fidelity (mean cos 0.956) than optimum's avx512_vnni preset (0.991).
 
 ``onnx-int8-static`` is onnxruntime's static QDQ quantization (``quantize_static``): per-channel
 weights, activation ranges calibrated once on single unpadded texts. Every int8 target is searched
-(``zoo.build.search``): the matrix products most sensitive to int8 are kept in float
+(``zoo.conversion.search``): the matrix products most sensitive to int8 are kept in float
 (``nodes_to_exclude``) until the model's floor holds.
 """
 

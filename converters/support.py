@@ -14,7 +14,7 @@ MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json"
                       "README.md")
 SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 # Encoder families whose export, quantization and lean runtimes are tested (tiny models of each in
-# tests/build/test_architectures.py): BERT, MPNet (relative position bias), RoBERTa and XLM-R
+# tests/conversion/test_architectures.py): BERT, MPNet (relative position bias), RoBERTa and XLM-R
 # (position ids offset past the padding index, no token types), DistilBERT (no token types).
 SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert")
 # Multimodal families: which targets export them so far (their two towers, each with its projection)

@@ -57,7 +57,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from zoo.selection.benchmark import median_time
-    from zoo.build.corpora import benchmark_texts
+    from zoo.conversion.corpora import benchmark_texts
     from zoo.core.hardware import detect
     from zoo.selection.optimize import optimize
     from zoo.registry.catalog import DEFAULT_MODEL

@@ -64,7 +64,7 @@ def measure_in_fresh_process(home: str, name: str, target: str, n_texts: int) ->
 import json, sys
 sys.path.insert(0, {str(HERE)!r})
 from bench_converters import throughput
-from zoo.build.corpora import benchmark_texts
+from zoo.conversion.corpora import benchmark_texts
 texts = benchmark_texts({n_texts})
 if {target!r} == "st":
     import zoo
@@ -96,7 +96,7 @@ def throughput(embed, texts: list[str], rounds: int = 3) -> float:
 
 def bench_model(label: str, targets: list[str], n_texts: int, tmp: Path, budget: dict) -> dict:
     import zoo
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.registry.catalog import DEFAULT_MODEL
 
     home = str(tmp / label / "zoo")
@@ -157,9 +157,9 @@ def controls(n_texts: int, tmp: Path) -> dict:
     except ImportError:
         from sentence_transformers import models as st_models
 
-    from zoo.build.corpora import probe_set
-    from zoo.build.fidelity import embed_probe, measure
-    from zoo.build.pipeline import convert
+    from zoo.conversion.corpora import probe_set
+    from zoo.conversion.fidelity import embed_probe, measure
+    from zoo.conversion.pipeline import convert
     from zoo.engine.backends import load_backend
     from zoo.engine.model_config import spec_of
     from zoo.registry.catalog import DEFAULT_MODEL

@@ -64,7 +64,7 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     from zoo.api import choose
-    from zoo.build.corpora import benchmark_texts
+    from zoo.conversion.corpora import benchmark_texts
     from zoo.registry.catalog import DEFAULT_MODEL, open_registry
 
     name = args.model or DEFAULT_MODEL

@@ -52,7 +52,7 @@ def main() -> None:
     from zoo.engine.backends.lean import Prepared
     from zoo.engine.batching import DEFAULT_MAX_BATCH_TOKENS
     from zoo.selection.benchmark import median_time
-    from zoo.build.corpora import benchmark_texts
+    from zoo.conversion.corpora import benchmark_texts
     from zoo.engine.model import TruncationWarning
     from zoo.registry.catalog import DEFAULT_MODEL, open_registry
     from zoo.registry.schema import ArtifactStatus

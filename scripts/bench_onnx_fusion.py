@@ -30,7 +30,7 @@ def main() -> None:
 
     import zoo
     from converters.export import export_onnx
-    from zoo.build.corpora import benchmark_texts
+    from zoo.conversion.corpora import benchmark_texts
     from zoo.core.hardware import detect
     from zoo.engine.backends import load_backend
     from zoo.engine.model_config import spec_of

@@ -45,7 +45,7 @@ def main() -> None:
     import numpy as np
 
     import zoo
-    from zoo.build.corpora import benchmark_texts
+    from zoo.conversion.corpora import benchmark_texts
     from zoo.core.hardware import detect
     from zoo.engine.model import TruncationWarning
     from zoo.registry.catalog import DEFAULT_MODEL

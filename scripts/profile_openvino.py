@@ -28,7 +28,7 @@ def main() -> None:
     import openvino as ov
 
     import zoo
-    from zoo.build.corpora import benchmark_texts
+    from zoo.conversion.corpora import benchmark_texts
     from zoo.core.hardware import detect
     from zoo.engine.backends.lean import Prepared, TextEncoder
     from zoo.engine.backends.openvino_rt import compile_config

@@ -59,7 +59,7 @@ def main() -> None:
 
     import httpx
 
-    from zoo.build.corpora import benchmark_texts
+    from zoo.conversion.corpora import benchmark_texts
     from zoo.core.hardware import detect
     from zoo.registry.catalog import DEFAULT_MODEL
 

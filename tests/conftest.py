@@ -219,7 +219,7 @@ def tiny_cls_dir(tmp_path_factory) -> Path:
 def zoohome(tmp_path_factory, tiny_model_dir):
     """A home with the tiny model and its ONNX fp32 artifact, so worker processes (the CLI's, Ray's
     actors) load no torch: the dataset tests' home."""
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.registry.catalog import Registry
     from zoo.store.home import resolve_home
 

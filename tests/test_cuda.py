@@ -33,7 +33,7 @@ def test_default_device_is_the_gpu_when_present(registry, tiny_model_dir):
 
 
 def test_torch_fp16_is_built_gated_and_served_on_the_gpu(registry, tiny_model_dir):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
 
     registry.register("tiny", str(tiny_model_dir))
     (o,) = convert(registry, "tiny", ["torch-fp16"])
@@ -58,7 +58,7 @@ def test_all_cuda_plan_matches_what_this_gpu_machine_has(tiny_model_dir):
 
 
 def test_onnx_o4_is_built_gated_and_served_with_the_cuda_provider(registry, tiny_model_dir):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.core.hardware import detect
 
     if not detect().ort_cuda:
@@ -76,7 +76,7 @@ def test_onnx_o4_is_built_gated_and_served_with_the_cuda_provider(registry, tiny
 
 
 def test_onnx_fp32_serves_on_the_gpu_when_onnxruntime_can(registry, tiny_model_dir):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.core.hardware import detect
 
     if not detect().ort_cuda:

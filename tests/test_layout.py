@@ -18,13 +18,13 @@ PACKAGES = ("zoo", "converters")
 
 # Top to bottom. A module belongs to the layer of the longest prefix that names it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cli", ("zoo.cli",)),
+    ("cli", ("zoo.cli", "zoo.__main__")),
     ("service", ("zoo.service",)),
     ("integrations", ("zoo.integrations",)),
     ("api", ("zoo", "zoo.api", "zoo.loadprobe", "zoo.ray")),
     ("datasets", ("zoo.datasets",)),
     ("selection", ("zoo.selection",)),
-    ("build", ("zoo.build", "converters")),
+    ("conversion", ("zoo.conversion", "converters")),
     ("registry", ("zoo.registry",)),
     ("engine", ("zoo.engine",)),
     ("remote", ("zoo.remote",)),
@@ -215,3 +215,14 @@ def test_no_source_file_is_ignored_by_git():
 def test_every_package_folder_has_an_init():
     folders = {p.parent for p in MODULES.values()}
     assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").exists()) == []
+
+
+# Folder names that tools take for output: pytest's default norecursedirs, .gitignore templates and
+# structure tools pass them over, so a package or test folder under one of these names goes unseen.
+OUTPUT_NAMES = {"build", "dist", "out", "output", "target", "venv", "node_modules"}
+
+
+def test_no_folder_is_named_like_build_output():
+    folders = {p.relative_to(ROOT) for p in MODULES.values()} | {p.relative_to(ROOT) for p in (ROOT / "tests").rglob("*.py")}
+    named = sorted(str(f.parent) for f in folders if OUTPUT_NAMES & set(f.parent.parts))
+    assert named == [], f"rename these folders: {named}"

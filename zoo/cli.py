@@ -186,7 +186,7 @@ def alias(ctx, alias, model):
 def verify(ctx, name, repair):
     """Re-hash stored artifact files (of NAME, or all) and report corruption."""
     if repair:
-        from .build.repair import repair as run_repair
+        from .conversion.repair import repair as run_repair
 
         rep = run_repair(_registry(ctx), name, progress=lambda line: click.echo(f"  .. {line}", err=True))
         for label in rep.refetched:
@@ -290,7 +290,7 @@ def convert(ctx, name, targets, list_targets, rebuild, calibration, search_attem
         return
     if not name:
         raise InvalidInput("give a model NAME (or --list)")
-    from .build.pipeline import convert as run_convert
+    from .conversion.pipeline import convert as run_convert
 
     def progress(step, _fraction):
         click.echo(f"  .. {step}", err=True)
@@ -639,7 +639,7 @@ def runs(ctx, stale, model_name, as_json):
 @click.pass_context
 def import_(ctx, name, directory, force):
     """Register DIRECTORY's checkpoint as NAME, then gate its ONNX/OpenVINO exports as artifacts."""
-    from .build.portable import import_folder
+    from .conversion.portable import import_folder
 
     done = import_folder(_registry(ctx), name, directory, force=force,
                          progress=lambda step, _f: click.echo(f"  .. {step}", err=True))
@@ -659,7 +659,7 @@ def import_(ctx, name, directory, force):
 @click.pass_context
 def export_(ctx, name, directory, target):
     """Write NAME's artifact as a sentence-transformers folder in DIRECTORY (onnx/..., openvino/...)."""
-    from .build.portable import export_artifact
+    from .conversion.portable import export_artifact
 
     done = export_artifact(_registry(ctx), name, target, directory)
     where = done["file_name"] or "the checkpoint at the root"
@@ -792,6 +792,22 @@ def serve(ctx, host, port, models, api_key, config, no_cache, no_docs, log_level
                f"{', '.join(settings.models) or 'all registered, loaded on first use'})", err=True)
     run_server(settings, port=port, log_level=log_level)
 
+
+
+def _options_from_environment(command: click.Command, prefix: str = "ZOO_") -> click.Command:
+    """Each option of ``command`` also read from ``$ZOO_<OPTION>`` (``--max-batch-rows`` from
+    ``$ZOO_MAX_BATCH_ROWS``), as containers and process managers configure servers; the command
+    line wins. Options with an environment variable of their own keep it (``--api-key``:
+    ``$ZOO_API_KEY``). ``--help`` names each variable."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.envvar is None and param.name != "help":
+            param.envvar = prefix + param.opts[0].lstrip("-").upper().replace("-", "_")
+        if isinstance(param, click.Option):
+            param.show_envvar = True
+    return command
+
+
+_options_from_environment(serve)
 
 @cli.group(cls=ZooGroup)
 @click.option("--cache", "location", envvar="ZOO_CACHE",

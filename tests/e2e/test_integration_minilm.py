@@ -71,7 +71,7 @@ def test_readme_main_command_in_a_fresh_home(tmp_path, reference):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """all-MiniLM-L6-v2 converted to every CPU target this machine can run (about 80 s)."""
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.store.home import resolve_home
     from zoo.registry.catalog import Registry
 

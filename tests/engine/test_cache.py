@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import zoo
 from cache_worker import CONFIG, DIM, vector_of
-from zoo.build.pipeline import convert
+from zoo.conversion.pipeline import convert
 from zoo.engine.cache import CacheConfig, open_cache, parse_size
 from zoo.engine.cache.sqlite import SqliteCache
 from zoo.cli import cli

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.build.pipeline import convert
+from zoo.conversion.pipeline import convert
 from zoo.core.hardware import Hardware
 
 pytest.importorskip("openvino")

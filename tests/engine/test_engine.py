@@ -16,7 +16,7 @@ import pytest
 import zoo
 from conftest import TINY_PROMPTS, row_cosines
 from zoo.engine.batching import CPU_BATCH_OVERHEAD, GPU_BATCH_OVERHEAD, plan_batches, plan_cost
-from zoo.build.pipeline import convert
+from zoo.conversion.pipeline import convert
 from zoo.errors import InvalidInput
 from zoo.core.hardware import Hardware
 from zoo.engine.model import Embeddings, TruncationWarning

@@ -23,7 +23,7 @@ def _bare_ids(m, texts):
 
 
 def _home_with(tmp_path, model_dir):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.registry.catalog import Registry
     from zoo.store.home import resolve_home
 

@@ -24,7 +24,7 @@ TEXTS = CORPUS + ["", "one", " ".join(["long"] * 200)]
 @pytest.fixture
 def homes(tmp_path, tiny_model_dir):
     """Home A holds the tiny model and its ONNX artifact; home B has nothing but A's registry URL."""
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.registry.catalog import Registry
     from zoo.store.home import resolve_home
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.build.pipeline import convert
+from zoo.conversion.pipeline import convert
 from zoo.core.hardware import Hardware, detect
 from zoo.errors import ZooError
 from zoo.selection.benchmark import BenchConfig, bench_artifact

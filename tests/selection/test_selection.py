@@ -136,7 +136,7 @@ def test_doctor_warns_when_a_gpu_is_unusable():
 
 
 def test_bench_stores_sane_figures(registry, tiny_model_dir):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
 
     registry.register("tiny", str(tiny_model_dir))
     (o,) = convert(registry, "tiny", ["onnx-fp32"], hardware=BF16_X86)

@@ -7,7 +7,7 @@ import pytest
 
 import zoo
 from zoo.service.batcher import DynamicBatcher, Overloaded
-from zoo.build.pipeline import convert
+from zoo.conversion.pipeline import convert
 from zoo.errors import InvalidInput
 from zoo.core.hardware import Hardware
 

@@ -60,7 +60,7 @@ def test_a_tree_missing_its_tokenizer_names_the_repair(registry, tiny_model_dir)
 
 
 def test_verify_repair_restores_checkpoint_and_rebuilds_converted(registry, tmp_path, tiny_model_dir):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
 
     src = shutil.copytree(tiny_model_dir, tmp_path / "src")
     registry.register("tiny", str(src))
@@ -119,7 +119,7 @@ def test_gc_counts_what_a_killed_build_left(registry, tiny_model_dir):
 def test_storing_shared_files_again_keeps_other_trees_stamped(registry, tiny_model_dir, monkeypatch):
     """A conversion stores the checkpoint's configs and tokenizer again (the same blobs): the
     checkpoint's tree must stay stamped, not be hashed again at its next open in another process."""
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.store.blobs import Store
 
     registry.register("tiny", str(tiny_model_dir))

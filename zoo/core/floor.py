@@ -2,7 +2,7 @@
 
 A value type, low in the layers: the registry stores a per-model floor, the build gate
 applies it, the CLI parses it and selection filters by it. How the figures are measured
-lives in ``zoo.build.fidelity``.
+lives in ``zoo.conversion.fidelity``.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig 
 def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig,
                     progress: Optional[Callable[[str, Optional[float]], None]]) -> dict:
     from .loader import load
-    from ..build.corpora import benchmark_texts
+    from ..conversion.corpora import benchmark_texts
     from ..registry.schema import Benchmark
 
     progress = progress or (lambda step, frac: None)
@@ -120,7 +120,7 @@ def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig
         "backend": m.info["backend"], "runtime_precision": m.info["runtime_precision"],
     })
     if "image" in m.spec.modalities and hasattr(m.backend, "embed_images"):
-        from ..build.corpora import image_probe_set
+        from ..conversion.corpora import image_probe_set
 
         images = image_probe_set()
         progress(f"{artifact.target}: image throughput ({len(images)} probe images)", None)

@@ -53,7 +53,7 @@ def optimize(registry, name: str, *, objective: str = "throughput", rebuild: boo
 
     from .benchmark import BenchConfig, bench_artifact
     from .figures import latest_figures
-    from ..build.pipeline import convert
+    from ..conversion.pipeline import convert
     from ..core.hardware import detect
     from .select import select
 

@@ -186,7 +186,7 @@ class _Validator:
 def apply_deployment(reg, deployment: Deployment, progress: Callable[[str], None] = lambda line: None,
                      convert_progress=None) -> list[str]:
     """Register, alias, prompt and convert what the file declares and the registry lacks."""
-    from ..build.pipeline import convert
+    from ..conversion.pipeline import convert
 
     actions = []
     for decl in deployment.models:

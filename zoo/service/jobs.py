@@ -38,7 +38,7 @@ def job_dict(job) -> dict[str, Any]:
 
 def submit_convert(reg, model: str, targets: list[str], *, rebuild: bool = False) -> dict:
     """Validate now (unknown model or target: an error, no job), then queue and start a worker."""
-    from ..build.pipeline import plan
+    from ..conversion.pipeline import plan
     from ..registry.schema import Job
 
     plan(reg, model, targets)  # raises ModelNotFound, or InvalidInput for unknown or impossible targets
@@ -154,7 +154,7 @@ def retry(reg, job_id: str) -> dict:
 
 def run_job(reg, job_id: str) -> None:
     """The worker: run the job, recording progress and the outcome in its row."""
-    from ..build.pipeline import convert, plan
+    from ..conversion.pipeline import convert, plan
     from ..registry.schema import Job
 
     with reg.session() as s:

@@ -58,7 +58,7 @@ def gguf_models(tmp_path_factory, minilm_vocab):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, gguf_models):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
 
     reg = _registry(tmp_path_factory.mktemp("gguf") / "zoo")
     outcomes = {}
@@ -128,7 +128,7 @@ def _broken_copy(reg, name: str, checkpoint: Path, folder: Path, key: str, value
 
 
 def _import_rejected(folder: Path, root: Path):
-    from zoo.build.portable import import_folder
+    from zoo.conversion.portable import import_folder
 
     other = _registry(root)
     (outcome,) = import_folder(other, "broken", folder)["outcomes"]
@@ -152,7 +152,7 @@ def test_minilm_gguf_against_sentence_transformers_and_a_lost_cls(tmp_path, mini
     [CLS] belongs). On the tiny random model that costs little (min cosine 0.97); on MiniLM 0.86."""
     from sentence_transformers import SentenceTransformer
 
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
 
     reg = _registry(tmp_path / "zoo")
     reg.register("minilm", str(minilm_vocab))
@@ -168,7 +168,7 @@ def test_minilm_gguf_against_sentence_transformers_and_a_lost_cls(tmp_path, mini
 
 
 def test_export_and_import_round_trip(built, tmp_path):
-    from zoo.build.portable import export_artifact, import_folder
+    from zoo.conversion.portable import export_artifact, import_folder
 
     reg, _ = built
     written = export_artifact(reg, "mean", "gguf-q8_0", tmp_path / "out")
@@ -183,7 +183,7 @@ def test_export_and_import_round_trip(built, tmp_path):
 
 
 def test_refused_before_any_work(tmp_path, tiny_plain_dir, minilm_vocab):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
 
     reg = _registry(tmp_path / "zoo")
     mpnet = build_tiny_model(tmp_path / "mpnet", arch="mpnet", seed=3)
@@ -202,7 +202,7 @@ def test_an_unknown_tokenizer_is_refused_before_any_work(tmp_path, tiny_model_di
     """A tokenizer llama.cpp does not recognise: its converter's own --vocab-only run refuses it, and
     the request is refused saying why, before a row is written; all-cpu quietly leaves GGUF out."""
     from converters import expand_targets
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.core.hardware import detect
 
     reg = _registry(tmp_path / "zoo")

@@ -9,7 +9,7 @@ import pytest
 import zoo
 from conftest import row_cosines
 from hostile import make_hostile
-from zoo.build.pipeline import convert
+from zoo.conversion.pipeline import convert
 from zoo.core.hardware import detect
 from zoo.registry.catalog import DEFAULT_MODEL
 

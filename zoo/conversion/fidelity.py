@@ -1,6 +1,6 @@
 """How faithful an artifact is to its reference, and whether that is faithful enough.
 
-Both embed the bundled probe set (``zoo.build.corpora.probe_set``: >= 500 mixed-length
+Both embed the bundled probe set (``zoo.conversion.corpora.probe_set``: >= 500 mixed-length
 texts, long ones near the max length, some non-English, plus 100 query/passage
 pairs). Recorded:
 

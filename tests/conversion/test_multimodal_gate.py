@@ -10,7 +10,7 @@ from zoo.core.floor import Floor
 
 
 def test_the_image_probe_set_is_generated_the_same_everywhere():
-    from zoo.build.corpora import image_probe_set
+    from zoo.conversion.corpora import image_probe_set
 
     a, b = image_probe_set(), image_probe_set()
     assert len(a) == 48 and {im.size for im in a} == {(224, 224), (320, 200), (150, 300), (64, 64), (500, 375), (33, 97)}
@@ -32,7 +32,7 @@ def test_images_hold_the_same_floor():
 
 
 def test_a_cast_of_a_clip_model_is_gated_on_its_images(registry, tiny_clip_dir):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
 
     registry.register("clip", str(tiny_clip_dir))
     (outcome,) = convert(registry, "clip", ["torch-bf16"])
@@ -41,7 +41,7 @@ def test_a_cast_of_a_clip_model_is_gated_on_its_images(registry, tiny_clip_dir):
     assert 0.99 <= fid["image_min_cosine"] <= fid["image_mean_cosine"] <= 1.0
     m = zoo.load("clip", artifact="torch-bf16", registry=registry, cache=False)
     ref = zoo.load("clip", artifact="torch-fp32", registry=registry, cache=False)
-    from zoo.build.corpora import image_probe_set
+    from zoo.conversion.corpora import image_probe_set
 
     pictures = image_probe_set()[:6]
     cos = (m.embed_images(pictures, normalize=True) * ref.embed_images(pictures, normalize=True)).sum(1)

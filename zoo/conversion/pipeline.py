@@ -5,7 +5,7 @@ For each target, under a per-(revision, target) file lock:
 1. a ready artifact is kept as is (a no-op) unless ``rebuild``;
 2. the row is set to ``building`` (never served) and committed;
 3. the converter writes the target into a fresh staging directory under the store; a
-   quantizing converter's candidates are searched first (``zoo.build.search``), each built and
+   quantizing converter's candidates are searched first (``zoo.conversion.search``), each built and
    judged on the validation set, and the fastest that holds the floor goes on;
 4. the artifact is loaded by its real runtime and embeds the probe set, which is
    compared with the reference (``torch-fp32``); the figures go into ``fidelity``;
@@ -23,6 +23,7 @@ before anything is written.
 from __future__ import annotations
 
 import itertools
+import logging
 import shutil
 import tempfile
 import time
@@ -35,6 +36,8 @@ from ..core.floor import Floor
 from .fidelity import embed_probe, measure
 
 __all__ = ["convert", "Outcome", "read_calibration"]
+
+log = logging.getLogger("zoo.convert")
 
 Progress = Callable[[str, Optional[float]], None]
 
@@ -97,7 +100,7 @@ def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = Fals
             hardware=None, progress: Optional[Progress] = None,
             search_budget: Optional[dict[str, float]] = None,
             imports: Optional[dict[str, Path]] = None) -> list[Outcome]:
-    """``search_budget``: {"attempts", "seconds"} per searched target (``zoo.build.search``).
+    """``search_budget``: {"attempts", "seconds"} per searched target (``zoo.conversion.search``).
     ``imports``: target name -> a graph built elsewhere, brought in and gated instead of built
     (``zoo import``)."""
     resolved, checkpoint, steps, hw = plan(registry, name, targets, hardware)
@@ -112,9 +115,18 @@ def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = Fals
         t.precision == "int8" for t, _ in steps) else ([], None)
     reference: dict[str, Any] = {}  # the reference's embeddings of each text set, computed once, on first need
     # one fp32 export and one sensitivity ranking for every target of this call
+    outcomes = []
     with tempfile.TemporaryDirectory(prefix="convert-", dir=registry.store.tmp) as work:
-        return [_build_one(registry, resolved, checkpoint, target, conv, gate, rebuild, calib_texts, calib_source,
-                           reference, progress, hw, Path(work), search_budget) for target, conv in steps]
+        for target, conv in steps:
+            o = _build_one(registry, resolved, checkpoint, target, conv, gate, rebuild, calib_texts, calib_source,
+                           reference, progress, hw, Path(work), search_budget)
+            figures = o.fidelity or {}
+            log.log(logging.INFO if o.status in ("ready", "exists") else logging.WARNING,
+                    "convert %s -> %s: %s in %.1f s%s%s", name, o.target, o.status, o.seconds,
+                    f", mean cosine {figures['mean_cosine']:.5f}" if "mean_cosine" in figures else "",
+                    f" ({o.error})" if o.error else "")
+            outcomes.append(o)
+    return outcomes
 
 
 def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progress, which: str = "probe"):
@@ -231,8 +243,10 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
 
         started = time.perf_counter()
         staging = Path(tempfile.mkdtemp(prefix=f"build-{target.name}-", dir=registry.store.tmp))
+        # calibration_state: what a converter keeps across this target's search attempts (its calibration
+        # statistics, ``converters.calibration``); dropped with the target
         settings: dict[str, Any] = {"max_seq_length": spec.max_seq_length, "work_dir": str(work_dir),
-                                    "scratch": str(staging)}
+                                    "scratch": str(staging), "calibration_state": {}}
         if calib_texts and target.precision == "int8":
             settings["calibration"] = calib_texts
             if "image" in spec.modalities:  # a vision tower calibrates on generated images, not the gate's

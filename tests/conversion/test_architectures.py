@@ -10,7 +10,7 @@ from sentence_transformers import SentenceTransformer
 import zoo
 from conftest import CORPUS, X86_FLAGS, build_tiny_model, row_cosines, table_counts
 from converters import expand_targets
-from zoo.build.pipeline import convert
+from zoo.conversion.pipeline import convert
 from zoo.core.hardware import Hardware
 from zoo.errors import InvalidInput
 

@@ -11,7 +11,7 @@ Three disjoint sets, so no artifact is gated on text it was tuned on:
   - the **calibration** half (even lines) gives 300 texts for static quantization, one-word and
     short texts among them;
 - ``data/validation.txt`` holds 68 other sentences, expanded the same way into the **validation**
-  set that the quantization search judges its candidates on (``zoo.build.search``).
+  set that the quantization search judges its candidates on (``zoo.conversion.search``).
 
 Short texts are where int8 breaks (a one-word text has three tokens, and one bad activation
 range moves its whole vector), so every set has them and the gate checks the minimum cosine.

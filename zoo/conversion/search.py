@@ -3,7 +3,7 @@
 A quantizing converter proposes a ``SearchSpace`` (``converters.base``): whole-model recipes, and
 its matrix products ranked by measured int8 sensitivity. This module tries them in order of
 expected speed, each one a real build judged end to end on the **validation** set
-(``zoo.build.corpora.validation_set``), never on the gate's probe set nor the calibration texts:
+(``zoo.conversion.corpora.validation_set``), never on the gate's probe set nor the calibration texts:
 
 1. each recipe with everything quantized; the first that passes wins;
 2. otherwise the recipe that came closest keeps the k most sensitive products in float, for

@@ -19,7 +19,7 @@ TEXTS = CORPUS + ["", "one"]
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, tiny_model_dir):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.registry.catalog import Registry
     from zoo.store.home import resolve_home
 
@@ -64,7 +64,7 @@ def test_llama_index_embedding_classes_load_the_export(converted, tmp_path):
     from llama_index.embeddings.huggingface_openvino import OpenVINOEmbedding
     from optimum.intel import OVModelForFeatureExtraction
 
-    from zoo.build.portable import export_artifact
+    from zoo.conversion.portable import export_artifact
 
     for target in ("onnx-fp32", "openvino-fp32"):
         export_artifact(converted, "tiny", target, tmp_path / target)
@@ -83,7 +83,7 @@ def test_llama_index_embedding_classes_load_the_export(converted, tmp_path):
 
 
 def test_export_refusals(converted, tmp_path):
-    from zoo.build.portable import export_artifact
+    from zoo.conversion.portable import export_artifact
 
     with pytest.raises(ArtifactNotFound, match=r"tiny has no artifact 'onnx-o4'"):
         export_artifact(converted, "tiny", "onnx-o4", tmp_path / "a")

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 import zoo
 from conftest import X86_FLAGS, add_dense_module, row_cosines, table_counts
-from zoo.build.pipeline import convert
-from zoo.build.corpora import calibration_texts, corpus_digest
+from zoo.conversion.pipeline import convert
+from zoo.conversion.corpora import calibration_texts, corpus_digest
 from zoo.errors import ArtifactNotFound, InvalidInput, ZooError
 from zoo.core.hardware import Hardware
 from zoo.registry.schema import Artifact
@@ -255,7 +255,7 @@ def test_bad_calibration_file_changes_nothing(registry, tiny_model_dir, tmp_path
 
 CONVERT = """
 import sys
-from zoo.build.pipeline import convert
+from zoo.conversion.pipeline import convert
 from zoo.store.home import resolve_home
 from zoo.registry import Registry
 o, = convert(Registry(resolve_home(sys.argv[1])), "tiny", [sys.argv[2]])

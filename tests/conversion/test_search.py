@@ -7,8 +7,8 @@ how many products stay in float, so each test states exactly which candidates mu
 import pytest
 
 from converters.base import Recipe, SearchSpace
-from zoo.build.corpora import calibration_texts, probe_set, validation_set
-from zoo.build.search import SAFETY, run_search
+from zoo.conversion.corpora import calibration_texts, probe_set, validation_set
+from zoo.conversion.search import SAFETY, run_search
 from zoo.core.floor import Floor
 
 FLOOR = Floor(mean_cosine=0.99, min_cosine=0.95, spearman=0.98)
