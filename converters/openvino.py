@@ -9,7 +9,7 @@ CPUs with avx512_bf16 an fp32 IR silently runs in bf16 unless told otherwise:
 - ``openvino-fp16``: fp16-compressed weights, the device's default precision;
 - ``openvino-int8``: NNCF post-training static quantization (the "qint8" recipe),
   calibrated on the bundled corpus or ``--calibration FILE``, never on the
-  texts the fidelity gate measures. It is searched (``zoo.build.search``): SmoothQuant
+  texts the fidelity gate measures. It is searched (``zoo.conversion.search``): SmoothQuant
   on and off, then the matrix products most sensitive to int8 kept in float
   (NNCF's ``ignored_scope``) until the model's floor holds.
 """
@@ -88,7 +88,7 @@ class OpenVinoConverter(Converter):
                     progress(f"{target.name}: calibrating the {'vision' if vision else 'text'} tower", None)
                     items = (list(image_feeds(out_dir, settings["calibration_images"])) if vision
                              else text_feeds(out_dir, info["inputs"], settings, settings["calibration"]))
-                    model, info.setdefault("quantization", {})[graph] = _quantize(model, items, settings)
+                    model, info.setdefault("quantization", {})[graph] = _quantize(model, items, settings, graph)
                 ov.save_model(model, str(out_dir / graph.replace(".onnx", ".xml")),
                               compress_to_fp16=target.precision == "fp16")
             info["inference_precision"] = hint
@@ -118,23 +118,24 @@ def _runtime_precision(out_dir: Path, hint: Optional[str], graph: str = XML) -> 
     return precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
 
 
-def _quantize(model, items: list[dict], settings: dict[str, Any]):
-    nncf = require("nncf", "openvino")
+def _quantize(model, items: list[dict], settings: dict[str, Any], graph: str = "model.onnx"):
+    """NNCF's transformer preset with this attempt's recipe and nodes kept in float; the calibration
+    statistics are collected once per searched target (``converters.calibration``)."""
+    require("nncf", "openvino")
     from nncf.common.logging import nncf_logger
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    from .calibration import quantize
 
     recipe = (settings.get("search") or {}).get("recipe") or RECIPES[0].config
     alpha = recipe.get("smooth_quant")
     present = {op.get_friendly_name() for op in model.get_ops()}
     keep = [n for n in keep_float(settings) if n in present]
+    state = settings.get("calibration_state")
     level = nncf_logger.level
     nncf_logger.setLevel(logging.WARNING)  # one INFO line per node kept in float, per attempt
     try:
-        quantized = nncf.quantize(
-            model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items),
-            ignored_scope=nncf.IgnoredScope(names=keep, validate=False) if keep else None,
-            advanced_parameters=AdvancedQuantizationParameters(
-                smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1 if alpha is None else alpha)))
+        quantized = quantize(model, items, smooth_quant=alpha, keep=keep,
+                             state=None if state is None else state.setdefault(graph, {}))
     finally:
         nncf_logger.setLevel(level)
     return quantized, {"tool": "nncf.quantize", "model_type": "TRANSFORMER", "preset": "performance",
