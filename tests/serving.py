@@ -22,7 +22,7 @@ class Server:
     def __init__(self, home: str, *args: str, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "--home", home, "serve", "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "zoo", "--home", home, "serve", "--port", str(self.port),
                                       "--log-level", "warning", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env)
         deadline = time.time() + 120

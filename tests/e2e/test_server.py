@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,9 @@ def home(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def server(home):
-    s = Server(home, "--api-key", KEY, "--models", "tiny", "--max-inputs", "64", "--max-input-chars", "2000")
+    # `python -m zoo`, and one limit from the environment, as a container would set it
+    s = Server(home, "--api-key", KEY, "--models", "tiny", "--max-inputs", "64",
+               env={**os.environ, "ZOO_MAX_INPUT_CHARS": "2000"})
     yield s
     s.stop()
 
@@ -80,6 +83,11 @@ def test_models_health_and_metrics(server):
     hits = float(metrics.split('zoo_cache_hits_total{model="tiny"} ')[1].split()[0])
     assert hits >= 1  # "metric probe" three times: one computed, then from the cache
     assert float(metrics.split('zoo_tokens_total{model="tiny"} ')[1].split()[0]) > 0
+    # the process and the build, as prometheus_client's default registry would show them
+    assert float(metrics.split("process_resident_memory_bytes ")[1].split()[0]) > 10e6
+    assert float(metrics.split("process_cpu_seconds_total ")[1].split()[0]) > 0
+    build = next(line for line in metrics.splitlines() if line.startswith("zoo_build_info{"))
+    assert f'version="{zoo.__version__}"' in build and "onnxruntime=" in build and build.endswith(" 1.0")
 
 
 def test_token_ids_embed_as_their_text(server, local):

@@ -126,8 +126,8 @@ def test_onnx_towers_embed_like_the_checkpoint_without_torch(clip, tmp_path):
     import subprocess
     import sys
 
-    from zoo.build.corpora import image_probe_set
-    from zoo.build.pipeline import convert
+    from zoo.conversion.corpora import image_probe_set
+    from zoo.conversion.pipeline import convert
 
     (outcome,) = convert(clip, "clip", ["onnx-fp32"])
     assert outcome.status == "ready" and outcome.fidelity["image_min_cosine"] >= 0.99999
@@ -153,8 +153,8 @@ def test_onnx_towers_embed_like_the_checkpoint_without_torch(clip, tmp_path):
 
 
 def test_openvino_towers_embed_like_the_checkpoint(clip):
-    from zoo.build.corpora import image_probe_set
-    from zoo.build.pipeline import convert
+    from zoo.conversion.corpora import image_probe_set
+    from zoo.conversion.pipeline import convert
 
     outcomes = {o.target: o for o in convert(clip, "clip", ["openvino-fp32", "openvino-fp16"])}
     assert {t: o.status for t, o in outcomes.items()} == {"openvino-fp32": "ready", "openvino-fp16": "ready"}
@@ -167,13 +167,18 @@ def test_openvino_towers_embed_like_the_checkpoint(clip):
     assert np.abs(m.embed(["a photo of a cat"]) - reference.embed(["a photo of a cat"])).max() < 1e-5
 
 
-def test_int8_towers_are_searched_to_the_floor(clip):
+def test_int8_towers_are_searched_to_the_floor(tmp_path, tiny_clip_dir):
     """openvino-int8 of a CLIP model: both towers calibrated on their own inputs (texts, generated
     images), their products ranked together, and the search keeps what int8 cannot hold in float
-    until texts and images both clear the floor on the validation sets."""
-    from zoo.build.pipeline import convert
+    until texts and images both clear the floor on the validation sets.
 
-    (outcome,) = convert(clip, "clip", ["openvino-int8"])
+    The towers carry planted outlier channels (``hostile.make_hostile``: function-preserving in
+    float), so all-int8 fails on every CPU by construction, not by where a random tiny model lands."""
+    from hostile import make_hostile
+    from zoo.conversion.pipeline import convert
+
+    hostile = _registry(tmp_path / "zoo", "clip", make_hostile(tiny_clip_dir, tmp_path / "hostile-clip"))
+    (outcome,) = convert(hostile, "clip", ["openvino-int8"])
     assert outcome.status == "ready", outcome.error
     assert outcome.fidelity["image_min_cosine"] >= 0.95 and outcome.fidelity["min_cosine"] >= 0.95
     search = outcome.provenance["search"]
@@ -185,6 +190,21 @@ def test_int8_towers_are_searched_to_the_floor(clip):
     assert all(q["tool"] == "nncf.quantize" for q in quantization.values())
 
 
+def test_the_hostile_clip_embeds_like_the_original(tmp_path, tiny_clip_dir):
+    """The planted outliers change no function: the premise above is about int8, not the model."""
+    from hostile import make_hostile
+
+    pictures = _pictures()
+    original = zoo.load("clip", artifact="torch-fp32", registry=_registry(tmp_path / "a", "clip", tiny_clip_dir),
+                        cache=False)
+    hostile = zoo.load("clip", artifact="torch-fp32", cache=False, registry=_registry(
+        tmp_path / "b", "clip", make_hostile(tiny_clip_dir, tmp_path / "hostile-clip")))
+    for a, b in ((original.embed(TEXTS), hostile.embed(TEXTS)),
+                 (original.embed_images(pictures), hostile.embed_images(pictures))):
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cos.min() >= 0.9999, cos
+
+
 def test_onnx_int8_towers(clip):
     """Dynamic and static onnxruntime int8 of both towers (static calibrated on texts and generated
     images), gated on texts and images; both graphs really quantized."""
@@ -192,7 +212,7 @@ def test_onnx_int8_towers(clip):
 
     import onnx
 
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.core.hardware import detect
 
     dynamic = "onnx-int8-arm64" if detect().is_arm else "onnx-int8-avx2"
@@ -207,7 +227,7 @@ def test_onnx_int8_towers(clip):
 
 
 def test_clip_gets_only_the_targets_that_export_it(clip):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
 
     for target in ("onnx-o1", "onnx-o2", "onnx-o3"):
         with pytest.raises(InvalidInput, match=rf"cannot build {target} for clip: a clip model .* exports to "
@@ -221,7 +241,7 @@ def test_clip_gets_only_the_targets_that_export_it(clip):
 
 
 def test_the_image_path_is_benchmarked_and_selected_apart(clip):
-    from zoo.build.pipeline import convert
+    from zoo.conversion.pipeline import convert
     from zoo.core.hardware import detect
     from zoo.selection.benchmark import BenchConfig, bench_artifact
     from zoo.selection.select import select

@@ -10,6 +10,7 @@ registration leaves the registry exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ SCHEMA_HEAD = "0005"
 # what SQLite says of a file that is not (or no longer) a database
 DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted", "disk I/O error", "database corrupt")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline
+log = logging.getLogger("zoo.registry")
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,8 @@ class Registry:
                 with self.store.writing():
                     fetched = self._fetch_and_store(src, revision)
                     self._record(name, src, revision, fetched)
+                log.info("registered %s from %s at %s (dim %s)", name, src.uri, fetched["resolved"],
+                         fetched["spec"].dim)
         except BaseException:
             with self.session() as s:  # a lock that guards no registered name is litter
                 if s.scalar(select(Model.id).where(Model.name == name)) is None:

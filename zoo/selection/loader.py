@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["load", "choose"]
 
 DEVICE_RE = re.compile(r"cpu|cuda(:\d+)?")  # fullmatch only
+log = logging.getLogger("zoo.load")
 
 
 def check_device(device: Optional[str]) -> None:
@@ -149,6 +151,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
             "settings": (chosen.provenance or {}).get("settings"), "runtime_options": runtime_options,
             "declared": declared, "measured": {k: measured[k] for k in ("backend", "device", "runtime_precision")},
             "batch_size": batch_size, "info": info}, stamp)
+    log.info("loaded %s: %s (%s) on %s, by %s selection", model.name, chosen.target, info["backend"], info["device"],
+             selection.how)
     return EmbeddingModel(model.name, backend, spec_of(model), info, default_batch_size=batch_size,
                           cache=_open_cache(cache, reg.home, cache_max_bytes), max_batch_tokens=max_batch_tokens)
 
@@ -169,6 +173,7 @@ def _from_plan(home, plan: dict, cache, cache_max_bytes, max_batch_tokens) -> Em
                             compile_cache=compile_cache_dir(home))
 
     info = {**plan["info"], "path": str(path), "plan": True}
+    log.info("loaded %s: %s from this machine's stored plan", plan["model"], info.get("artifact"))
     if cache is False:  # nothing can be served from the vector cache: open it now, as the full path does
         backend = open_backend()
         info.update(runtime_precision=getattr(backend, "runtime_precision", None) or plan["declared"],

@@ -31,6 +31,27 @@ class Metrics:
         self.cache_misses = prom.Counter("zoo_cache_misses_total", "Vectors computed", ["model"], registry=r)
         self.rejected = prom.Counter("zoo_rejected_total", "Requests refused because the queue was full",
                                      ["model"], registry=r)
+        # the process (RSS, CPU seconds, open files, start time: process_*, from /proc) and the
+        # platform (python_info), as prometheus_client's default registry has them; and the build
+        prom.ProcessCollector(registry=r)
+        prom.PlatformCollector(registry=r)
+        prom.Info("zoo_build", "The zoo release serving, and its runtimes' versions", registry=r).info(_build_info())
 
     def render(self) -> tuple[bytes, str]:
         return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST
+
+
+def _build_info() -> dict[str, str]:
+    """zoo's version and the installed runtimes' versions (read from package metadata: no import)."""
+    from importlib import metadata
+
+    import zoo
+
+    info = {"version": zoo.__version__}
+    for package in ("onnxruntime", "onnxruntime-gpu", "openvino", "torch", "sentence-transformers",
+                    "llama-cpp-python"):
+        try:
+            info[package.replace("-", "_")] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return info
