@@ -16,7 +16,9 @@ CPUs with avx512_bf16 an fp32 IR silently runs in bf16 unless told otherwise:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -133,9 +135,10 @@ def _quantize(model, items: list[dict], settings: dict[str, Any], graph: str = "
     state = settings.get("calibration_state")
     level = nncf_logger.level
     nncf_logger.setLevel(logging.WARNING)  # one INFO line per node kept in float, per attempt
-    try:
-        quantized = quantize(model, items, smooth_quant=alpha, keep=keep,
-                             state=None if state is None else state.setdefault(graph, {}))
+    try:  # NNCF draws its progress bars on stdout, where `zoo ... --json` writes its answer
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = quantize(model, items, smooth_quant=alpha, keep=keep,
+                                 state=None if state is None else state.setdefault(graph, {}))
     finally:
         nncf_logger.setLevel(level)
     return quantized, {"tool": "nncf.quantize", "model_type": "TRANSFORMER", "preset": "performance",

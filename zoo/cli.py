@@ -72,12 +72,20 @@ def init(ctx, directory):
 @click.argument("source")
 @click.option("--revision", help="Branch, tag or commit for hf:// sources (default: main).")
 @click.option("--force", is_flag=True, help="Replace an existing model of this name.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout).")
 @click.pass_context
-def register(ctx, name, source, revision, force):
-    """Register SOURCE as NAME: hf://ORG/NAME, pkg://PACKAGE/SUBDIR or a local directory."""
+def register(ctx, name, source, revision, force, as_json):
+    """Register SOURCE as NAME: hf://ORG/NAME, pkg://PACKAGE/SUBDIR, a local directory, or a hub id
+    already in the Hugging Face cache (offline)."""
     reg = _registry(ctx)
     r = reg.register(name, source, revision=revision, force=force)
     art = r.revision.artifacts[0]
+    if as_json:
+        _emit({"name": r.model.name, "source": r.model.source, "revision": r.revision.resolved_id,
+               "files": len(r.revision.manifest), "size_bytes": art.size_bytes, "dim": r.model.dim,
+               "pooling": r.model.pooling, "normalize": r.model.normalize,
+               "max_seq_length": r.model.max_seq_length, "artifact_id": art.id})
+        return
     click.echo(f"registered {r.model.name}: {r.model.source} @ {r.revision.resolved_id} "
                f"({len(r.revision.manifest)} files, {_mb(art.size_bytes)}); dim {r.model.dim}, "
                f"{r.model.pooling} pooling, normalize={r.model.normalize}, "
@@ -182,13 +190,18 @@ def alias(ctx, alias, model):
 @click.argument("name", required=False)
 @click.option("--repair", is_flag=True, help="Restore what is damaged: re-read checkpoints from their pinned "
                                              "source, rebuild converted artifacts, relink trees.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout).")
 @click.pass_context
-def verify(ctx, name, repair):
+def verify(ctx, name, repair, as_json):
     """Re-hash stored artifact files (of NAME, or all) and report corruption."""
     if repair:
         from .conversion.repair import repair as run_repair
 
         rep = run_repair(_registry(ctx), name, progress=lambda line: click.echo(f"  .. {line}", err=True))
+        if as_json:
+            _emit({"restored": list(rep.refetched), "rebuilt": list(rep.rebuilt), "relinked": rep.relinked,
+                   "unrepairable": list(rep.unrepairable),
+                   "still_damaged": sorted({p.digest for p in rep.remaining})})
         for label in rep.refetched:
             click.echo(f"restored {label} from its pinned source")
         for label in rep.rebuilt:
@@ -202,6 +215,13 @@ def verify(ctx, name, repair):
         return
     artifacts, problems = _registry(ctx).verify(name)
     bad = {p.digest for p in problems}
+    if as_json:
+        _emit({"artifacts": [{"model": a.revision.model.name, "target": a.target, "id": a.id,
+                              "digest": a.store_digest, "ok": a.store_digest not in bad} for a in artifacts],
+               "problems": [{"digest": p.digest, "path": p.path, "issue": p.issue} for p in problems]})
+        if problems:
+            raise ZooError(f"{len(bad)} artifact(s) corrupt; run `zoo verify --repair` to restore them")
+        return
     for a in artifacts:
         state = "CORRUPT" if a.store_digest in bad else "ok"
         click.echo(f"{state:<8} {a.revision.model.name} {a.target} (id {a.id}, {a.store_digest[:12]})")
@@ -272,8 +292,10 @@ def _fidelity_line(fid: dict | None) -> str:
 @click.option("--search-seconds", type=click.FloatRange(min=1, max=86400), default=None,
               help="Time after which the search starts no new candidate for a target (default 600).")
 @floor_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout).")
 @click.pass_context
-def convert(ctx, name, targets, list_targets, rebuild, calibration, search_attempts, search_seconds, **floor):
+def convert(ctx, name, targets, list_targets, rebuild, calibration, search_attempts, search_seconds, as_json,
+            **floor):
     """Build artifacts of NAME (ONNX, OpenVINO, torch casts), each gated by a fidelity check."""
     from .core.hardware import detect
 
@@ -296,14 +318,17 @@ def convert(ctx, name, targets, list_targets, rebuild, calibration, search_attem
         click.echo(f"  .. {step}", err=True)
 
     budget = {k: v for k, v in (("attempts", search_attempts), ("seconds", search_seconds)) if v is not None}
-    outcomes = run_convert(_registry(ctx), name, list(targets), rebuild=rebuild, floor=_floor(**floor),
-                           calibration=calibration, progress=progress, search_budget=budget)
-    bad = 0
+    with _stdout_for_answer_only(as_json):
+        outcomes = run_convert(_registry(ctx), name, list(targets), rebuild=rebuild, floor=_floor(**floor),
+                               calibration=calibration, progress=progress, search_budget=budget)
+    bad = sum(o.status in ("failed", "rejected") for o in outcomes)
+    if as_json:
+        _emit({"model": name, "outcomes": [_outcome_dict(o) for o in outcomes]})
+        outcomes = []
     for o in outcomes:
         size = _mb(o.size_bytes) if o.size_bytes else "-"
         click.echo(f"{o.target:<24} {o.status:<9} {size:>9} {o.seconds:7.1f} s  {_fidelity_line(o.fidelity)}")
         if o.status in ("failed", "rejected"):
-            bad += 1
             click.echo(f"  {o.status}: {o.error}")
     if bad:
         raise ZooError(f"{bad} target(s) not ready; rejected artifacts are kept with their figures but never served")
@@ -328,11 +353,36 @@ def _figures_table(rows) -> None:
     for target, f in rows:
         images = f"  ({f['image_throughput']:.0f} images/s)" if "image_throughput" in f else ""
         click.echo(f"{target:<24} {f['throughput']:8.0f} {f['batch_size']:6d} {f['latency_p50_ms']:7.2f} "
-                   f"{f['latency_p95_ms']:7.2f} {f['load_s']:7.2f} {f['peak_rss_mb']:8.0f}  {f['backend']}{images}")
+                   f"{f['latency_p95_ms']:7.2f} {_num(f.get('load_s'), '7.2f')} {_num(f.get('peak_rss_mb'), '8.0f')}  "
+                   f"{f['backend']}{images}{'  (screened)' if f.get('screened') else ''}")
+
+
+def _num(value, fmt: str) -> str:
+    return format(value, fmt) if value is not None else format("-", ">" + fmt.split(".")[0])
 
 
 def _progress(step, _fraction):
     click.echo(f"  .. {step}", err=True)
+
+
+def _stdout_for_answer_only(as_json: bool):
+    """While a --json command works, what libraries print (progress bars, notices) goes to stderr, so
+    stdout holds the one JSON answer."""
+    import contextlib
+    import sys
+
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+
+
+def _emit(obj) -> None:
+    """A command's --json answer: one JSON document on stdout (progress and warnings stay on stderr)."""
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _outcome_dict(o) -> dict:
+    return {"target": o.target, "status": o.status, "artifact_id": o.artifact_id, "seconds": round(o.seconds, 2),
+            "size_bytes": o.size_bytes, "fidelity": o.fidelity, "error": o.error,
+            "search": (o.provenance or {}).get("search")}
 
 
 @cli.command()
@@ -374,8 +424,9 @@ def doctor(as_json):
 @click.option("--artifact", "artifacts", multiple=True, help="Only these artifacts (target name or id); repeatable.")
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--texts", default=256, show_default=True, type=click.IntRange(min=16))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout).")
 @click.pass_context
-def bench(ctx, name, artifacts, rounds, texts):
+def bench(ctx, name, artifacts, rounds, texts, as_json):
     """Measure ready artifacts of NAME on this machine and store the figures."""
     from .selection.benchmark import BenchConfig, bench_artifact
     from .core.hardware import detect
@@ -387,6 +438,10 @@ def bench(ctx, name, artifacts, rounds, texts):
               else [a for a in revision.artifacts if a.status.value == "ready"])
     hw, config = detect(), BenchConfig(texts=texts, rounds=rounds)
     rows = [(a.target, bench_artifact(reg, name, a, hw, config, _progress)) for a in chosen]
+    if as_json:
+        _emit({"model": name, "hardware_fingerprint": hw.fingerprint,
+               "figures": [{"target": t, **f} for t, f in rows]})
+        return
     _figures_table(rows)
     click.echo(f"stored under hardware fingerprint {hw.fingerprint}")
 
@@ -425,14 +480,24 @@ def select_(ctx, name, objective, min_fidelity, exact, device, explain, as_json)
 @click.option("--objective", type=click.Choice(["throughput", "latency", "images"]), default="throughput",
               show_default=True)
 @click.option("--rebuild", is_flag=True, help="Rebuild and re-measure everything.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout).")
 @click.pass_context
-def optimize(ctx, name, objective, rebuild):
+def optimize(ctx, name, objective, rebuild, as_json):
     """Convert every candidate for this machine, gate, benchmark and select (resumable)."""
     from .selection.optimize import optimize as run_optimize
     from .registry.catalog import DEFAULT_MODEL
 
     name = name or DEFAULT_MODEL
-    report = run_optimize(_registry(ctx), name, objective=objective, rebuild=rebuild, progress=_progress)
+    with _stdout_for_answer_only(as_json):
+        report = run_optimize(_registry(ctx), name, objective=objective, rebuild=rebuild, progress=_progress,
+                              warn=lambda line: click.echo(f"warning: {line}", err=True))
+    if as_json:
+        by_id = {a.id: a.target for a in _registry(ctx).resolve(name).revision.artifacts}
+        _emit({"model": name, "selected": report.selection.chosen.target, "reason": report.selection.reason,
+               "built": [_outcome_dict(o) for o in report.built],
+               "figures": {by_id.get(i, str(i)): f for i, f in report.measured.items()},
+               "seconds": report.seconds, "benchmarked_while_busy": report.busy})
+        return
     for o in report.built:
         if o.status in ("failed", "rejected"):
             click.echo(f"{o.target}: {o.status}: {o.error}")
@@ -441,7 +506,9 @@ def optimize(ctx, name, objective, rebuild):
     rows = sorted(((by_id[i], f) for i, f in report.measured.items() if i in by_id),
                   key=lambda r: -r[1]["throughput"])
     _figures_table(rows)
-    click.echo(f"selected for {name}: {report.selection.chosen.target} ({report.selection.reason})")
+    click.echo(f"selected for {name}: {report.selection.chosen.target} ({report.selection.reason}); "
+               f"took {report.seconds['total']:.0f} s (convert {report.seconds['convert']:.0f} s, "
+               f"benchmark {report.seconds['bench']:.0f} s)")
 
 
 def _write_output(path: str, texts: list[str], vectors) -> None:
@@ -656,12 +723,16 @@ def import_(ctx, name, directory, force):
 @click.argument("name")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--artifact", "target", required=True, help="The ready artifact to export (target name or id).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout).")
 @click.pass_context
-def export_(ctx, name, directory, target):
+def export_(ctx, name, directory, target, as_json):
     """Write NAME's artifact as a sentence-transformers folder in DIRECTORY (onnx/..., openvino/...)."""
     from .conversion.portable import export_artifact
 
     done = export_artifact(_registry(ctx), name, target, directory)
+    if as_json:
+        _emit({"model": name, **done})
+        return
     where = done["file_name"] or "the checkpoint at the root"
     click.echo(f"exported {name} {done['artifact']} to {done['path']} ({where}); load it with "
                + (f"SentenceTransformer(DIR, backend=\"{where.split('/')[0]}\", "
@@ -885,7 +956,7 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     try:
-        code = cli.main(args=argv, obj={}, standalone_mode=False)
+        code = cli.main(args=argv, obj={}, standalone_mode=False, prog_name="zoo")
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "zoo"
         click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)

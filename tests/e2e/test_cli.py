@@ -220,3 +220,43 @@ def test_concurrent_tree_materialisation_builds_once(cli_home):
         paths = list(pool.map(lambda _: reg.store.tree(digest), range(8)))
     assert len(set(paths)) == 1 and reg.store.verify([digest]) == []
     assert list(reg.store.tmp.iterdir()) == []
+
+
+def test_reporting_commands_answer_in_json(tmp_path, tiny_model_dir):
+    """register, convert, bench, verify and export with --json: one JSON document on stdout."""
+    home = tmp_path / "zh"
+    r = run(home, "register", "tiny", str(tiny_model_dir), "--json")
+    assert r.returncode == 0, r.stderr
+    registered = json.loads(r.stdout)
+    assert (registered["name"], registered["dim"], registered["pooling"]) == ("tiny", 32, "mean")
+    r = run(home, "convert", "tiny", "--to", "onnx-fp32", "--json")
+    assert r.returncode == 0, r.stderr
+    (outcome,) = json.loads(r.stdout)["outcomes"]
+    assert (outcome["target"], outcome["status"]) == ("onnx-fp32", "ready")
+    assert outcome["fidelity"]["mean_cosine"] > 0.9999
+    r = run(home, "bench", "tiny", "--artifact", "onnx-fp32", "--texts", "16", "--rounds", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    (figures,) = json.loads(r.stdout)["figures"]
+    assert figures["target"] == "onnx-fp32" and figures["throughput"] > 0
+    r = run(home, "verify", "tiny", "--json")
+    assert r.returncode == 0, r.stderr
+    verified = json.loads(r.stdout)
+    assert {a["target"] for a in verified["artifacts"]} == {"torch-fp32", "onnx-fp32"} and verified["problems"] == []
+    r = run(home, "export", "tiny", str(tmp_path / "out"), "--artifact", "onnx-fp32", "--json")
+    assert r.returncode == 0, r.stderr
+    exported = json.loads(r.stdout)
+    assert exported["artifact"] == "onnx-fp32" and (tmp_path / "out" / exported["file_name"]).is_file()
+
+
+def test_python_m_zoo_is_the_cli(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("zoo, version ")
+
+
+def test_serve_options_come_from_zoo_variables(tmp_path):
+    r = subprocess.run([*ZOO, "serve", "--help"], capture_output=True, text=True, timeout=60)
+    assert "env var: ZOO_MAX_BATCH_ROWS" in " ".join(r.stdout.split())  # --help names each variable
+    env = {**os.environ, "ZOO_HOME": str(tmp_path / "zh"), "ZOO_MAX_BATCH_ROWS": "0"}
+    r = subprocess.run([*ZOO, "serve"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith(
+        "error: Invalid value for '--max-batch-rows' (env var: 'ZOO_MAX_BATCH_ROWS'): 0 is not in the range x>=1.")

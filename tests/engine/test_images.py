@@ -13,6 +13,7 @@ from conftest import build_tiny_clip
 from zoo.errors import InvalidInput
 
 TEXTS = ["a photo of a cat", "the quick brown fox", "a red square on white"]
+PLANTED = {"factor": 400.0, "channels": 8}  # the hostile CLIP's outliers (tests/hostile.py)
 
 
 def _pictures():
@@ -177,7 +178,9 @@ def test_int8_towers_are_searched_to_the_floor(tmp_path, tiny_clip_dir):
     from hostile import make_hostile
     from zoo.conversion.pipeline import convert
 
-    hostile = _registry(tmp_path / "zoo", "clip", make_hostile(tiny_clip_dir, tmp_path / "hostile-clip"))
+    # 400x on 8 of 32 channels: a random tiny CLIP's near-uniform attention shrugs off 40x on 4 (all-int8
+    # passed at mean cosine 0.998 on an AMD EPYC); at 400x all-int8 reaches 0.982, far below the floor
+    hostile = _registry(tmp_path / "zoo", "clip", make_hostile(tiny_clip_dir, tmp_path / "hostile-clip", **PLANTED))
     (outcome,) = convert(hostile, "clip", ["openvino-int8"])
     assert outcome.status == "ready", outcome.error
     assert outcome.fidelity["image_min_cosine"] >= 0.95 and outcome.fidelity["min_cosine"] >= 0.95
@@ -198,7 +201,7 @@ def test_the_hostile_clip_embeds_like_the_original(tmp_path, tiny_clip_dir):
     original = zoo.load("clip", artifact="torch-fp32", registry=_registry(tmp_path / "a", "clip", tiny_clip_dir),
                         cache=False)
     hostile = zoo.load("clip", artifact="torch-fp32", cache=False, registry=_registry(
-        tmp_path / "b", "clip", make_hostile(tiny_clip_dir, tmp_path / "hostile-clip")))
+        tmp_path / "b", "clip", make_hostile(tiny_clip_dir, tmp_path / "hostile-clip", **PLANTED)))
     for a, b in ((original.embed(TEXTS), hostile.embed(TEXTS)),
                  (original.embed_images(pictures), hostile.embed_images(pictures))):
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

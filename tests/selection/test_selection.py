@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import func, select as sql_select
@@ -14,7 +16,7 @@ from zoo.selection.figures import latest_figures
 from zoo.errors import ArtifactNotFound, InvalidInput
 from zoo.core.hardware import Gpu, Hardware, detect, doctor_warnings
 from converters import unavailable_reason
-from zoo.selection.optimize import candidates, optimize
+from zoo.selection.optimize import candidates, contenders, optimize
 from zoo.registry.schema import Artifact, ArtifactStatus, Benchmark
 from zoo.selection.select import select, static_ranking
 
@@ -156,8 +158,23 @@ def test_bench_stores_sane_figures(registry, tiny_model_dir):
 def test_optimize_measures_selects_and_resumes(registry, tiny_model_dir):
     hw = detect()
     registry.register("tiny", str(tiny_model_dir))
-    report = optimize(registry, "tiny", hardware=hw, bench_config=SMALL)
+    lines, warnings = [], []
+    busy = iter(["the machine is busy (load 5.0 on 2 cores)"])  # while the first artifact is benchmarked
+    report = optimize(registry, "tiny", hardware=hw, bench_config=SMALL, progress=lambda s, f: lines.append(s),
+                      warn=warnings.append, load=lambda: next(busy, None))
     built = {o.target: o.status for o in report.built}
+    # each target's end and each benchmark's start say how long is left; the busy machine is named
+    for target in built:
+        assert any(re.fullmatch(rf"{re.escape(target)}: ready \(about \d+ (s|min) left\)", line) for line in lines)
+    screens = [line for line in lines if re.fullmatch(r"screening \S+ \(\d+/\d+\) \(about \d+ (s|min) left\)", line)]
+    full = [line for line in lines if re.fullmatch(r"benchmarking \S+ \(\d+/\d+\) \(about \d+ (s|min) left\)", line)]
+    assert len(screens) == len(report.measured) and 1 <= len(full) <= len(report.measured)
+    # the screen's first look, then the full measurement of what it left in contention, which decides
+    assert sum(not f["screened"] for f in report.measured.values()) == len(full)
+    assert report.measured[report.selection.chosen.id]["screened"] is False
+    assert len(warnings) == 1 and warnings[0].endswith("the machine is busy (load 5.0 on 2 cores)")
+    assert report.busy == [warnings[0].split(":")[0].removeprefix("benchmarking ")]
+    assert report.seconds["total"] >= report.seconds["convert"] + report.seconds["bench"] > 0
     checkpoint = registry.artifact_path(registry.resolve("tiny").revision.artifacts[0])
     # what the model can be built as here (llama.cpp refuses the tiny model's toy tokenizer)
     assert set(built) == {t for t in candidates(hw) if unavailable_reason(t, hw, checkpoint) is None}
@@ -212,3 +229,47 @@ def test_cli_select_bench_doctor(tmp_path, tiny_model_dir):
     doc = json.loads(run("doctor", "--json").stdout)
     assert doc["hardware"]["fingerprint"] == detect().fingerprint and "onnxruntime" in doc["runtimes"]
     assert run("doctor").stdout.startswith("machine ")
+
+
+def test_the_estimate_learns_from_the_units_done():
+    from zoo.selection.optimize import PRIOR_SECONDS, Estimate, busy_reason
+
+    now = [0.0]
+    eta = Estimate({"convert": 3, "bench": 2}, clock=lambda: now[0])
+    assert eta.seconds_left() == 3 * PRIOR_SECONDS["convert"] + 2 * PRIOR_SECONDS["bench"]
+    eta.start("convert")
+    now[0] = 40.0
+    assert eta.finish() == 40.0
+    assert eta.seconds_left() == 2 * 40.0 + 2 * PRIOR_SECONDS["bench"] and eta.line() == "about 2 min left"
+    eta.set_units("convert", 0)
+    assert eta.line() == f"about {round(2 * PRIOR_SECONDS['bench'] / 5) * 5} s left"
+    assert busy_reason(others=0.3, cores=2) is None
+    assert busy_reason(others=1.5, cores=2).startswith("the machine is busy (other processes use 1.5 of 2 cores)")
+
+
+def test_a_busy_machine_is_seen():
+    """Another process spinning on a core is measured as such; this process's own work is not counted."""
+    import multiprocessing
+    from zoo.selection.optimize import _others_cores
+
+    stop = multiprocessing.Event()
+    spinner = multiprocessing.Process(target=_spin, args=(stop,))
+    spinner.start()
+    try:
+        time.sleep(0.5)
+        assert _others_cores(os.cpu_count() or 1) >= 0.7
+    finally:
+        stop.set()
+        spinner.join(10)
+
+
+def _spin(stop):
+    while not stop.is_set():
+        pass
+
+
+def test_contention_keeps_the_fast_and_the_quick():
+    figures = {1: {"throughput": 400.0, "latency_p50_ms": 3.0}, 2: {"throughput": 290.0, "latency_p50_ms": 9.0},
+               3: {"throughput": 270.0, "latency_p50_ms": 4.2}, 4: {"throughput": 100.0, "latency_p50_ms": 40.0}}
+    assert contenders(figures) == {1, 2, 3}  # 2 by throughput (>= 0.7 x 400), 3 by latency (4.2 x 0.7 <= 3)
+    assert contenders({**figures, 5: {"throughput": 50.0, "latency_p50_ms": 2.0}}) == {1, 2, 5}  # 3: 4.2 > 2 / 0.7

@@ -99,7 +99,50 @@ def test_missing_repo(registry, at_hub):
     assert set(table_counts(registry).values()) == {0}
 
 
-def test_unreachable_hub_suggests_local_sources(registry, monkeypatch):
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """A Hugging Face cache of this test's own (huggingface_hub reads HF_HOME at import)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    return tmp_path / "hf-cache"
+
+
+def dead_endpoint() -> str:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE=1", "hub unreachable"])
+def test_a_model_in_the_hf_cache_registers_offline_by_hub_id(registry, hub, hf_cache, monkeypatch, tiny_model_dir,
+                                                             how):
+    """As sentence-transformers loads "org/name" from the cache offline: pinned to the cached commit."""
+    from huggingface_hub import snapshot_download
+
+    import zoo
+
+    snapshot_download("acme/tiny", revision="v1.0", endpoint=hub.url)  # an earlier online session's download
+    if how == "HF_HUB_OFFLINE=1":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    else:
+        monkeypatch.setenv("HF_ENDPOINT", dead_endpoint())
+    hub.requests.clear()
+    r = registry.register("cached", "acme/tiny", revision="v1.0")
+    assert (r.revision.resolved_id, r.model.source, r.model.pooling) == (C1, "hf://acme/tiny", "mean")
+    assert hub.requests == []  # nothing asked of the hub
+    registry.register("local", str(tiny_model_dir))
+    texts = ["from the cache", "offline"]
+    np.testing.assert_array_equal(zoo.load("cached", registry=registry, cache=False).embed(texts),
+                                  zoo.load("local", registry=registry, cache=False).embed(texts))
+    with pytest.raises(SourceUnavailable, match=r"not in the Hugging Face cache .*HF_HUB_OFFLINE=1 reads only the cache"):
+        registry.register("ghost", "acme/ghost")
+    with pytest.raises(SourceUnavailable, match="not in the Hugging Face cache"):  # a revision the cache lacks
+        registry.register("other", "acme/tiny", revision="main")
+
+
+def test_unreachable_hub_suggests_local_sources(registry, monkeypatch, hf_cache):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

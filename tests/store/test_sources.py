@@ -25,7 +25,7 @@ def test_parse_hub_package_and_local(tmp_path):
     ("pkg://not-an-identifier/model", "malformed package source"),
     ("s3://bucket/model", "unknown source scheme 's3'"),
     ("/definitely/not/here", "not an existing directory"),
-    ("sentence-transformers/all-MiniLM-L6-v2", "write hf://sentence-transformers/all-MiniLM-L6-v2"),
+    ("no/such/local/dir", "not an existing directory \\(nor a hub id ORG/NAME\\)"),
 ])
 def test_malformed_sources_name_the_problem(bad, match):
     with pytest.raises(InvalidSource, match=match):
@@ -56,3 +56,8 @@ def test_select_checkpoint_files_keeps_what_runtimes_need():
 
 def test_bin_weights_kept_when_no_safetensors():
     assert select_checkpoint_files(["config.json", "pytorch_model.bin"]) == ["config.json", "pytorch_model.bin"]
+
+
+def test_a_bare_hub_id_is_a_hub_source_as_sentence_transformers_reads_it():
+    assert parse_source("sentence-transformers/all-MiniLM-L6-v2") == parse_source(
+        "hf://sentence-transformers/all-MiniLM-L6-v2")

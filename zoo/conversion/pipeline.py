@@ -99,10 +99,11 @@ def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = Fals
             floor: Optional[dict[str, float]] = None, calibration: Optional[str] = None,
             hardware=None, progress: Optional[Progress] = None,
             search_budget: Optional[dict[str, float]] = None,
-            imports: Optional[dict[str, Path]] = None) -> list[Outcome]:
+            imports: Optional[dict[str, Path]] = None,
+            done: Optional[Callable[[Outcome], None]] = None) -> list[Outcome]:
     """``search_budget``: {"attempts", "seconds"} per searched target (``zoo.conversion.search``).
     ``imports``: target name -> a graph built elsewhere, brought in and gated instead of built
-    (``zoo import``)."""
+    (``zoo import``). ``done`` is called with each target's outcome as soon as it has one."""
     resolved, checkpoint, steps, hw = plan(registry, name, targets, hardware)
     if imports:
         from converters.imported import ImportedConverter
@@ -126,6 +127,8 @@ def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = Fals
                     f", mean cosine {figures['mean_cosine']:.5f}" if "mean_cosine" in figures else "",
                     f" ({o.error})" if o.error else "")
             outcomes.append(o)
+            if done is not None:
+                done(o)
     return outcomes
 
 

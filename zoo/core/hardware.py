@@ -148,9 +148,16 @@ def _installed_runtimes() -> frozenset[str]:
     return frozenset(name for name, module in RUNTIME_MODULES.items() if importlib.util.find_spec(module))
 
 
+# Instruction sets to treat as absent, e.g. "avx512_bf16,amx_bf16,amx_tile,amx_int8": this machine then
+# selects, builds and runs as a CPU without them would (OpenVINO computes in f32, no bf16 targets).
+# For testing what other CPUs do, on one machine; ``zoo doctor`` shows the flags in effect.
+MASK_ENV = "ZOO_CPU_FLAGS_OFF"
+
+
 @lru_cache(maxsize=1)
 def detect() -> Hardware:
     flags, vendor, model, physical = _cpuinfo()
+    flags = flags - {f.strip() for f in os.environ.get(MASK_ENV, "").split(",")}
     gpus = _nvidia_gpus()
     return Hardware(arch=platform.machine().lower(), flags=flags, cuda=bool(gpus),
                     ort_cuda=bool(gpus) and _ort_cuda(),  # only import onnxruntime when a GPU exists

