@@ -92,6 +92,15 @@ def _signature(algorithm_key: str, collector) -> tuple:
             tuple(sorted(collector._stat_container_kwargs_map.items())))
 
 
+def _collectors(container):
+    """Each (target point, algorithm key, tensor collector) of a ``StatisticPointsContainer``."""
+    for points in container.values():
+        for point in points:
+            for key, collectors in point.algorithm_to_tensor_collectors.items():
+                for c in collectors:
+                    yield point.target_point, key, c
+
+
 def _quantize_reusing(nn: dict, model, dataset, kwargs: dict, cache: dict):
     """``native_quantize_impl`` of NNCF's OpenVINO backend, step by step, reusing ``cache``."""
     kwargs = {**kwargs, "advanced_parameters": nn["update_parameters"](kwargs["advanced_parameters"], dataset)}
@@ -116,26 +125,15 @@ def _quantize_reusing(nn: dict, model, dataset, kwargs: dict, cache: dict):
     wanted = pipeline.get_statistic_points_for_step(last, stepped, graph)
     collected: dict = cache["collected"]  # (target point, signature) -> a filled tensor collector
     missing = nn["Container"]()
-    for points in wanted.values():
-        for point in points:
-            for key, collectors in point.algorithm_to_tensor_collectors.items():
-                for c in collectors:
-                    if (point.target_point, _signature(key, c)) not in collected:
-                        missing.add_statistic_point(nn["StatisticPoint"](point.target_point, c, key))
+    for point, key, c in _collectors(wanted):
+        if (point, _signature(key, c)) not in collected:
+            missing.add_statistic_point(nn["StatisticPoint"](point, c, key))
     if missing:
         nn["collect_statistics"](missing, stepped, graph, dataset)
-        for points in missing.values():
-            for point in points:
-                for key, collectors in point.algorithm_to_tensor_collectors.items():
-                    for c in collectors:
-                        collected[(point.target_point, _signature(key, c))] = c
+        collected.update({(point, _signature(key, c)): c for point, key, c in _collectors(missing)})
     reused = nn["Container"]()
-    for points in wanted.values():
-        for point in points:
-            for key, collectors in point.algorithm_to_tensor_collectors.items():
-                for c in collectors:
-                    reused.add_statistic_point(nn["StatisticPoint"](
-                        point.target_point, collected[(point.target_point, _signature(key, c))], key))
+    for point, key, c in _collectors(wanted):
+        reused.add_statistic_point(nn["StatisticPoint"](point, collected[(point, _signature(key, c))], key))
     quantized = pipeline.run_step(last, reused, stepped, graph)
     if nn["compress_needed"](kwargs["advanced_parameters"]):
         nn["compress_weights"](quantized)

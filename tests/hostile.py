@@ -36,8 +36,10 @@ LAYOUTS = (
 )
 
 
-def make_hostile(src: Path, out: Path, *, factor: float = 40.0, channels: int = 4, seed: int = 0) -> Path:
-    """Copy the model folder ``src`` to ``out`` with planted outlier channels in every attention block."""
+def make_hostile(src: Path, out: Path, *, factor: float = 40.0, channels: int = 4, seed: int = 0,
+                 within: str = "") -> Path:
+    """Copy the model folder ``src`` to ``out`` with planted outlier channels in every attention block
+    (whose weights' names start with ``within``: ``vision_model.`` plants in a CLIP's vision tower only)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -45,7 +47,8 @@ def make_hostile(src: Path, out: Path, *, factor: float = 40.0, channels: int = 
     weights = out / "model.safetensors"
     state = load_file(str(weights))
     gen = torch.Generator().manual_seed(seed)
-    blocks = sorted(((m.group(1), names) for pattern, names in LAYOUTS for k in state if (m := pattern.match(k))),
+    blocks = sorted(((m.group(1), names) for pattern, names in LAYOUTS for k in state
+                     if k.startswith(within) and (m := pattern.match(k))),
                     key=lambda b: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", b[0])])  # layer 2 before 10
     assert blocks, f"no attention block of a known layout in {src}"
     for prefix, (query, key, value, output) in blocks:

@@ -174,7 +174,7 @@ def test_optimize_measures_selects_and_resumes(registry, tiny_model_dir):
     assert report.measured[report.selection.chosen.id]["screened"] is False
     assert len(warnings) == 1 and warnings[0].endswith("the machine is busy (load 5.0 on 2 cores)")
     assert report.busy == [warnings[0].split(":")[0].removeprefix("benchmarking ")]
-    assert report.seconds["total"] >= report.seconds["convert"] + report.seconds["bench"] > 0
+    assert report.seconds["total"] + 0.2 >= report.seconds["convert"] + report.seconds["bench"] > 0  # each rounded to 0.1 s
     checkpoint = registry.artifact_path(registry.resolve("tiny").revision.artifacts[0])
     # what the model can be built as here (llama.cpp refuses the tiny model's toy tokenizer)
     assert set(built) == {t for t in candidates(hw) if unavailable_reason(t, hw, checkpoint) is None}

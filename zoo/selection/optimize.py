@@ -167,10 +167,9 @@ def optimize(registry, name: str, *, objective: str = "throughput", rebuild: boo
     load = load or busy_reason
     report = OptimizeReport()
     started = time.monotonic()
-    checkpoint = registry.artifact_path(next(a for a in registry.resolve(name).revision.artifacts
-                                             if a.target == "torch-fp32"))
-    targets = [t for t in candidates(hw) if unavailable_reason(t, hw, checkpoint) is None]
     revision = registry.resolve(name).revision
+    checkpoint = registry.artifact_path(next(a for a in revision.artifacts if a.target == "torch-fp32"))
+    targets = [t for t in candidates(hw) if unavailable_reason(t, hw, checkpoint) is None]
     have = {a.target for a in revision.artifacts if a.status.value == "ready"}
     to_build = targets if rebuild else [t for t in targets if t not in have]
     eta = Estimate({"convert": len(to_build), "screen": len(set(targets) | have), "bench": len(targets) // 2})
