@@ -162,3 +162,21 @@ def test_an_unreachable_store_is_one_error(homes):
     r = _cli(a, "push", "tiny", "--store-url", "s3://nowhere/x", env=env)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]
     assert r.stderr.startswith("error: shared store s3://nowhere/x: cannot write (")
+
+
+def test_push_replaces_a_damaged_shared_blob_of_the_same_size(homes, tmp_path):
+    import hashlib
+
+    a, _, url = homes
+    shared = tmp_path / "shared"
+    assert _cli(a, "push", "tiny", "--artifact", "onnx-fp32", "--store-url", f"file://{shared}").returncode == 0
+    digest = _embed(a, url)[0].info["store_digest"]
+    entry = max(_store(a).manifest(digest), key=lambda e: e.size)
+    blob = shared / "blobs" / entry.sha256
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    os.chmod(blob, 0o644)
+    blob.write_bytes(bytes(data))
+    again = _cli(a, "push", "tiny", "--artifact", "onnx-fp32", "--store-url", f"file://{shared}")
+    assert again.returncode == 0 and ": 1 blob(s) uploaded" in again.stdout, again.stdout + again.stderr
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == entry.sha256

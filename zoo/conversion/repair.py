@@ -33,8 +33,19 @@ def _refetch_checkpoint(reg, artifact) -> Optional[str]:
     """Put the pinned checkpoint's bytes back into the store; None, or why it cannot be done."""
     from ..store.sources import fetch_hub, local_dir, parse_source
 
+    from ..store.blobs import ManifestDamaged, ManifestEntry, manifest_digest
+
     revision = artifact.revision
-    wanted = {e.path: e for e in reg.store.manifest(artifact.store_digest)}
+    try:
+        entries = reg.store.manifest(artifact.store_digest)
+    except ManifestDamaged:
+        # the registry keeps the checkpoint's manifest too: restore the store's copy from it when it is the one
+        # the digest names
+        entries = [ManifestEntry(d["path"], d["sha256"], d["size"]) for d in revision.manifest or []]
+        if not entries or manifest_digest(entries) != artifact.store_digest:
+            return ("its manifest is damaged and the registry's copy does not match the pinned digest; "
+                    "re-register the model with --force")
+    wanted = {e.path: e for e in entries}
     staging = Path(tempfile.mkdtemp(prefix="repair-", dir=reg.store.tmp))
     try:
         try:
@@ -51,6 +62,7 @@ def _refetch_checkpoint(reg, artifact) -> Optional[str]:
                 if got.sha256 != entry.sha256:
                     return (f"{revision.source} has changed since it was pinned ({path} differs); "
                             "re-register the model with --force to pin the new content")
+            reg.store.write_manifest(entries)  # rewritten where it was missing or damaged
         return None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

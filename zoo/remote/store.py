@@ -15,6 +15,7 @@ S3 settings come from the usual environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from ..errors import ArtifactNotFound, StoreCorruption, ZooError, require
-from ..store.blobs import CHUNK, ManifestEntry, Store, manifest_digest
+from ..store.blobs import CHUNK, ManifestEntry, Store, parse_manifest
 
 __all__ = ["RemoteStore", "Transfer", "fetch_missing", "store_url"]
 
@@ -87,14 +88,7 @@ class RemoteStore:
         except FileNotFoundError:
             raise ArtifactNotFound(f"artifact {digest[:12]} is not in the shared store {self.url}; push it "
                                    "there from a home that has it (`zoo push NAME --store-url URL`)") from None
-        try:
-            entries = [ManifestEntry(str(d["path"]), str(d["sha256"]), int(d["size"])) for d in json.loads(raw)]
-        except (ValueError, TypeError, KeyError):
-            raise StoreCorruption(f"the shared store {self.url} holds an unreadable manifest for {digest[:12]}") from None
-        if manifest_digest(entries) != digest:
-            raise StoreCorruption(f"the shared store {self.url} holds a manifest for {digest[:12]} that does not "
-                                  "hash to that digest; refused")
-        return entries
+        return parse_manifest(raw, digest, f"the shared store {self.url}")
 
     def pull(self, store: Store, digest: str) -> Transfer:
         """Bring ``digest``'s manifest and blobs into ``store``, each verified, each written by rename."""
@@ -147,7 +141,7 @@ class RemoteStore:
                                           "`zoo verify --repair` before pushing")
                 target = self._path("blobs", e.sha256)
                 with self._reaching(f"upload blob {e.sha256[:12]}"):
-                    if self.fs.exists(target) and self.fs.size(target) == e.size:
+                    if self.fs.exists(target) and self.fs.size(target) == e.size and self._holds(target, e):
                         done.blobs_present += 1
                         continue
                     self._put(target, path=str(blob))
@@ -158,6 +152,15 @@ class RemoteStore:
                 self._put(self._path("manifests", f"{digest}.json"), data=body.encode())
             done.artifacts += 1
         return done
+
+    def _holds(self, target: str, e: ManifestEntry) -> bool:
+        """Whether the shared store's blob at ``target`` hashes to ``e``: a damaged blob of the right size is
+        replaced, not kept (object stores offer no sha256 of their own, so this reads it once)."""
+        h = hashlib.sha256()
+        with self.fs.open(target, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return h.hexdigest() == e.sha256
 
     def _put(self, target: str, *, path: Optional[str] = None, data: Optional[bytes] = None) -> None:
         """Upload a local file (``path``) or bytes (``data``) to ``target``, visible only whole."""

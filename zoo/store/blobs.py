@@ -27,18 +27,24 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator, Optional
 
 from ..errors import StoreCorruption, ZooError
 
-__all__ = ["Store", "ManifestEntry", "Problem", "GcReport", "manifest_digest", "fsync_dir"]
+__all__ = ["Store", "ManifestEntry", "Problem", "GcReport", "ManifestDamaged", "manifest_digest", "parse_manifest",
+           "fsync_dir"]
 
 CHUNK = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# errors that mean "this filesystem cannot hard-link here", where a copy is the right fallback; any other
+# failure (an existing file above all) is raised, never written through
+_NO_HARD_LINKS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class ManifestEntry:
 class Problem:
     digest: str
     path: str
-    issue: str  # "missing" | "hash mismatch" | "size mismatch" | "manifest missing"
+    issue: str  # "missing" | "hash mismatch" | "size mismatch" | "manifest missing" | "manifest unreadable" | ...
 
 
 @dataclass
@@ -67,6 +73,14 @@ class GcReport:
     compiled: list[str] = field(default_factory=list)  # compiled-model cache entries of unreferenced artifacts
     bytes_freed: int = 0
     dry_run: bool = False
+
+
+class ManifestDamaged(StoreCorruption):
+    """A manifest that is missing, unreadable, unsafe or not the one its digest names; ``issue`` says which."""
+
+    def __init__(self, message: str, issue: str):
+        super().__init__(message)
+        self.issue = issue
 
 
 def manifest_digest(entries: Iterable[ManifestEntry]) -> str:
@@ -94,6 +108,13 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def _copy_new(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst``, which must not exist yet (O_EXCL, and no link followed at ``dst``)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o444)
+    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+        shutil.copyfileobj(fin, fout, CHUNK)
+
+
 def _bytes_under(path: Path) -> int:
     """Bytes of a file, or of the files under a folder (not following links)."""
     try:
@@ -104,11 +125,75 @@ def _bytes_under(path: Path) -> int:
         return 0
 
 
-def _safe_relpath(path: str) -> str:
-    p = Path(path)
-    if p.is_absolute() or ".." in p.parts or not p.parts:
-        raise ZooError(f"refusing to store file with unsafe path {path!r}")
-    return p.as_posix()
+def _unsafe(path: object) -> Optional[str]:
+    """Why ``path`` cannot name a file inside a tree, or None: a manifest path is relative, in canonical
+    form (no ``.``, ``..``, empty part, backslash or NUL) and so can only name a file below its tree."""
+    if not isinstance(path, str) or not path:
+        return "not a non-empty string"
+    if "\\" in path or "\x00" in path:
+        return "a backslash or NUL in it"
+    if path.startswith("/"):
+        return "absolute"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return "not a normalised relative path (an empty, '.' or '..' part)"
+    return None
+
+
+def _safe_relpath(path: str | os.PathLike) -> str:
+    """A path to store a file under: normalised to posix form, then refused unless it stays inside its tree."""
+    rel = PurePosixPath(Path(path).as_posix()).as_posix() if str(path) else ""
+    why = _unsafe(rel)
+    if why:
+        raise ZooError(f"refusing to store a file with unsafe path {str(path)!r} ({why})")
+    return rel
+
+
+def _check_digest(digest: str) -> None:
+    """An artifact digest names files under store/: only a sha256 in hex may."""
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        raise StoreCorruption(f"{str(digest)[:80]!r} is not an artifact digest (64 hex digits); refused")
+
+
+def parse_manifest(raw: bytes | str, digest: str, where: str) -> list[ManifestEntry]:
+    """The entries of a manifest read from ``where``, checked before anything uses them.
+
+    Every path must be safe (see ``_unsafe``) and distinct, no file may also be a folder of another, and
+    the manifest must hash to ``digest``: an edited manifest that names other valid blobs is refused on
+    every read, not only by ``zoo verify``.
+    """
+    short = digest[:12]
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ManifestDamaged(f"{where}: the manifest of artifact {short} is not valid JSON", "manifest unreadable") from None
+    if not isinstance(data, list) or not data:
+        raise ManifestDamaged(f"{where}: the manifest of artifact {short} is not a list of files", "manifest unreadable")
+    entries, seen = [], set()
+    for item in data:
+        if not (isinstance(item, dict) and set(item) == {"path", "sha256", "size"}
+                and isinstance(item["sha256"], str) and _SHA256.fullmatch(item["sha256"])
+                and type(item["size"]) is int and item["size"] >= 0):
+            raise ManifestDamaged(f"{where}: the manifest of artifact {short} has a malformed entry", "manifest unreadable")
+        why = _unsafe(item["path"])
+        if why:
+            raise ManifestDamaged(f"{where}: the manifest of artifact {short} names an unsafe path "
+                                  f"{str(item['path'])[:80]!r} ({why}); refused", "manifest unsafe path")
+        if item["path"] in seen:
+            raise ManifestDamaged(f"{where}: the manifest of artifact {short} names {item['path']!r} twice",
+                                  "manifest unreadable")
+        seen.add(item["path"])
+        entries.append(ManifestEntry(item["path"], item["sha256"], item["size"]))
+    for e in entries:
+        parent = e.path.rpartition("/")[0]
+        while parent:
+            if parent in seen:
+                raise ManifestDamaged(f"{where}: the manifest of artifact {short} names {parent!r} as a file and "
+                                      "as a folder", "manifest unreadable")
+            parent = parent.rpartition("/")[0]
+    if manifest_digest(entries) != digest:
+        raise ManifestDamaged(f"{where}: the manifest of artifact {short} does not hash to that digest (edited or "
+                              "swapped); refused", "manifest hash mismatch")
+    return entries
 
 
 class Store:
@@ -247,9 +332,10 @@ class Store:
 
     def write_manifest(self, entries: list[ManifestEntry]) -> str:
         digest = manifest_digest(entries)
+        body = json.dumps([e.as_dict() for e in sorted(entries, key=lambda e: e.path)], indent=1)
+        parse_manifest(body, digest, "a manifest being written")  # the same checks every read makes
         final = self.manifests / f"{digest}.json"
-        if not final.exists():
-            body = json.dumps([e.as_dict() for e in sorted(entries, key=lambda e: e.path)], indent=1)
+        if not final.exists() or self._manifest_issue(digest):
             tmp = self.tmp / f"manifest-{uuid.uuid4().hex}"
             with open(tmp, "w") as f:
                 f.write(body)
@@ -261,18 +347,34 @@ class Store:
 
     # -- reading -----------------------------------------------------------
     def manifest(self, digest: str) -> list[ManifestEntry]:
+        """The checked entries of ``digest`` (``parse_manifest``): a damaged manifest is one line, never used."""
+        _check_digest(digest)
         try:
-            data = json.loads((self.manifests / f"{digest}.json").read_text())
+            raw = (self.manifests / f"{digest}.json").read_bytes()
         except FileNotFoundError:
-            raise StoreCorruption(f"artifact {digest[:12]} has no manifest in {self.manifests}; "
-                                  "run `zoo verify --repair`") from None
-        return [ManifestEntry(d["path"], d["sha256"], d["size"]) for d in data]
+            raise ManifestDamaged(f"artifact {digest[:12]} has no manifest in this home's store; "
+                                  "run `zoo verify --repair`", "manifest missing") from None
+        except OSError as exc:
+            raise ManifestDamaged(f"artifact {digest[:12]}: its manifest cannot be read ({exc.strerror}); "
+                                  "run `zoo verify --repair`", "manifest unreadable") from None
+        try:
+            return parse_manifest(raw, digest, "this home's store")
+        except ManifestDamaged as exc:
+            raise ManifestDamaged(f"{exc}; run `zoo verify --repair`", exc.issue) from None
+
+    def _manifest_issue(self, digest: str) -> Optional[str]:
+        try:
+            self.manifest(digest)
+        except ManifestDamaged as exc:
+            return exc.issue
+        return None
 
     def has(self, digest: str) -> bool:
         return (self.manifests / f"{digest}.json").exists()
 
     def tree(self, digest: str) -> Path:
         """The artifact as a directory, checked against its manifest; materialised on first use, atomically."""
+        _check_digest(digest)
         final = self.trees / digest
         if not final.is_dir():
             from filelock import FileLock
@@ -320,13 +422,17 @@ class Store:
                 if not blob.exists():
                     raise StoreCorruption(f"artifact {digest[:12]}: blob for {e.path} is missing; "
                                           "run `zoo verify --repair`")
-                dst = staging / e.path
+                dst = staging / _safe_relpath(e.path)  # checked again where it is used
                 dst.parent.mkdir(parents=True, exist_ok=True)
+                if dst.parent.resolve() != staging.resolve() and staging.resolve() not in dst.parent.resolve().parents:
+                    raise StoreCorruption(f"artifact {digest[:12]}: {e.path} would land outside its tree; refused")
                 before = blob.stat()
                 try:
-                    os.link(blob, dst)
-                except OSError:  # filesystems without hard links
-                    shutil.copyfile(blob, dst)
+                    os.link(blob, dst, follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno not in _NO_HARD_LINKS:
+                        raise
+                    _copy_new(blob, dst)  # a filesystem without hard links: a new file, never an existing one
                 if self._verified.get(e.sha256) == (before.st_ino, before.st_ctime_ns):
                     after = blob.stat()  # a new link changes the inode's ctime, not its bytes
                     self._verified[e.sha256] = (after.st_ino, after.st_ctime_ns)
@@ -347,11 +453,9 @@ class Store:
         for digest in digests:
             try:
                 entries = self.manifest(digest)
-            except StoreCorruption:
-                problems.append(Problem(digest, "", "manifest missing"))
+            except ManifestDamaged as exc:
+                problems.append(Problem(digest, "", exc.issue))
                 continue
-            if manifest_digest(entries) != digest:
-                problems.append(Problem(digest, "", "manifest hash mismatch"))
             tree = self.trees / digest
             for e in entries:
                 if e.sha256 not in checked:
