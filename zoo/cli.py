@@ -787,28 +787,54 @@ def apply(ctx, config):
     click.echo(f"applied {config}: " + ("; ".join(actions) if actions else "nothing to change"))
 
 
+def _limit(name: str, kind: type = int) -> click.ParamType:
+    """The click type of a serve option, from the ranges YAML and ``ServeSettings`` are checked against."""
+    from .service.settings import LIMITS
+
+    lo, hi = LIMITS[name]
+    return click.IntRange(lo, hi) if kind is int else click.FloatRange(lo, hi)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Bind once before uvicorn does, so a host that is not this machine's, or a port in use, is one line
+    (uvicorn would print its own error and exit 3)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        raise ZooError(f"--host {host}: not an IP address or a name this machine can resolve") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            raise ZooError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --host or --port") from None
+
+
 @cli.command()
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1: this machine only).")
-@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8000).")
+@click.option("--port", type=_limit("port"), default=None, help="Port (default 8000).")
 @click.option("--models", help="Comma-separated models to preload and serve (default: all registered, on demand).")
 @click.option("--api-key", envvar="ZOO_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 endpoints.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="Apply this YAML deployment, then serve it.")
 @click.option("--no-cache", is_flag=True, help="Do not use the vector cache.")
-@click.option("--max-inputs", type=click.IntRange(1, 2048), help="Inputs per request (default and most 2048).")
-@click.option("--max-input-chars", type=click.IntRange(min=1), help="Characters per input (default 100000).")
-@click.option("--max-queue", "max_queue_texts", type=click.IntRange(min=1),
+@click.option("--max-inputs", type=_limit("max_inputs"), help="Inputs per request (default and most 2048).")
+@click.option("--max-input-chars", type=_limit("max_input_chars"), help="Characters per input (default 100000).")
+@click.option("--max-queue", "max_queue_texts", type=_limit("max_queue_texts"),
               help="Texts queued per model before answering 429 (default 8192).")
-@click.option("--max-queue-tokens", type=click.IntRange(min=1),
+@click.option("--max-queue-tokens", type=_limit("max_queue_tokens"),
               help="Tokens (after truncation) queued per model before answering 429 (default 1048576).")
-@click.option("--max-batch-rows", type=click.IntRange(min=1), help="Texts coalesced per engine call (default 256).")
-@click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Tokens (summed over texts) per coalesced engine call (default 16384).")
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), help="Wait for a burst to join when idle (default 2).")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), help="Request body size limit (default 16 MiB): 413 past it.")
-@click.option("--max-image-pixels", type=click.IntRange(min=1),
+@click.option("--max-batch-rows", type=_limit("max_batch_rows"), help="Texts coalesced per engine call (default 256).")
+@click.option("--max-batch-tokens", type=_limit("max_batch_tokens"), help="Tokens (summed over texts) per coalesced engine call (default 16384).")
+@click.option("--max-wait-ms", type=_limit("max_wait_ms", float), help="Wait for a burst to join when idle (default 2).")
+@click.option("--max-body-bytes", type=_limit("max_body_bytes"), help="Request body size limit (default 16 MiB): 413 past it.")
+@click.option("--max-image-pixels", type=_limit("max_image_pixels"),
               help="Pixels per image input (default 4096x4096), checked from its header before decoding.")
 @click.option("--allow-image-host", "allow_image_hosts", multiple=True,
               help="Fetch image URLs from this host (repeatable; exact name; no redirects). Default: none.")
-@click.option("--allow-source-dir", "allow_source_dirs", multiple=True, type=click.Path(file_okay=False),
+@click.option("--allow-source-dir", "allow_source_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Allow registering local folders under DIR over HTTP (repeatable; default: none).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="An Origin that may POST and gets CORS headers (repeatable; default: none).")
@@ -851,6 +877,7 @@ def serve(ctx, host, port, models, api_key, config, no_cache, no_docs, log_level
             options[key] = [*options.get(key, []), *given]
     options.update({k: v for k, v in limits.items() if v is not None})
     settings = ServeSettings(home=ctx.obj.get("home"), registry_url=ctx.obj.get("registry_url"), **options)
+    _check_listen(settings.host, port)
     reg = _registry(ctx)
     for name in settings.models:
         reg.resolve(name)  # an unknown model is an error now, not at the first request

@@ -22,18 +22,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import InvalidInput, ModelNotFound, ZooError, require
+from .settings import SERVE_KEYS, check_serve_option
 
 __all__ = ["Deployment", "ModelDecl", "load_deployment", "apply_deployment", "SERVE_KEYS"]
 
 MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "artifact", "prompts")
 PROMPT_KEYS = ("query", "document")
-SERVE_KEYS = {"host": str, "port": int, "api_key": str, "models": list, "cache": bool, "max_inputs": int,
-              "max_input_chars": int, "max_queue_texts": int, "max_queue_tokens": int, "max_batch_rows": int,
-              "max_batch_tokens": int,
-              "max_wait_ms": (int, float), "max_body_bytes": int, "max_image_pixels": int, "allow_source_dirs": list,
-              "cors_origins": list, "allow_image_hosts": list,
-              "allowed_hosts": list, "allow_unauthenticated_management": bool, "docs": bool}
-
 
 @dataclass
 class ModelDecl:
@@ -65,6 +59,8 @@ def load_deployment(path: str | Path) -> Deployment:
         raise InvalidInput(f"{p} is not UTF-8 text") from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise InvalidInput(f"{p}: nested too deeply to be a deployment") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)
@@ -113,7 +109,12 @@ class _Validator:
         return out
 
     def scalar(self, node, kind, what: str):
-        value = self.yaml.SafeLoader(" ").construct_object(node, deep=True) if node is not None else None
+        try:
+            value = self.yaml.SafeLoader(" ").construct_object(node, deep=True) if node is not None else None
+        except self.yaml.YAMLError as exc:  # a !!python/... tag among them: the safe loader knows no such type
+            raise InvalidInput(f"{self.at(node)}: {what}: {getattr(exc, 'problem', None) or 'not a plain value'}") from None
+        except RecursionError:
+            raise InvalidInput(f"{self.at(node)}: {what} is nested too deeply") from None
         if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise InvalidInput(f"{self.at(node)}: {what} must be {names}, not {type(value).__name__}")
@@ -180,6 +181,10 @@ class _Validator:
                 out[key] = self.strings(value, f"serve.{key}")
             else:
                 out[key] = self.scalar(value, SERVE_KEYS[key], f"serve.{key}")
+            try:
+                check_serve_option(key, out[key])  # the very check the command line's values go through
+            except InvalidInput as exc:
+                raise InvalidInput(f"{self.at(value)}: serve.{exc}") from None
         return out
 
 

@@ -18,7 +18,7 @@ __all__ = ["ErrorBody", "ErrorResponse", "EmbeddingsRequest", "EmbeddingsRespons
            "RegisterRequest", "ConvertRequest", "RetryRequest", "JobResponse", "parse_json", "validate", "BodyError",
            "MAX_INPUTS"]
 
-MAX_INPUTS = 2048  # per request, as OpenAI's API: more is a 400 (BadRequestError in its clients)
+from .settings import MAX_INPUTS  # per request, as OpenAI's API: more is a 400 (BadRequestError in its clients)
 
 
 class BodyError(Exception):

@@ -23,38 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
+from .settings import ServeSettings
 from ..errors import (ArtifactNotFound, InvalidInput, InvalidSource, ModelExists, ModelNotFound, NotAModel,
                       RevisionNotFound, SourceUnavailable, ZooError, require)
 
 __all__ = ["ServeSettings", "create_app", "ApiError", "check_source"]
 
 log = logging.getLogger("zoo.serve")
-
-
-@dataclass
-class ServeSettings:
-    home: Optional[str] = None
-    registry_url: Optional[str] = None
-    models: list[str] = field(default_factory=list)  # preloaded, and (if set) the only ones served
-    artifacts: dict[str, str] = field(default_factory=dict)  # model -> the artifact that serves it (else selection)
-    api_key: Optional[str] = None
-    cache: bool = True
-    host: str = "127.0.0.1"  # where it listens: loopback decides the Host check and management defaults
-    max_inputs: int = 2048  # per request, as OpenAI (more is a 400)
-    max_input_chars: int = 100_000  # per input
-    max_queue_texts: int = 8192  # per model: beyond it, 429
-    max_queue_tokens: int = 1 << 20  # per model, tokens after truncation: beyond it, 429 (one request past it: 413)
-    max_batch_rows: int = 256  # coalesced texts per engine call; the engine cuts them by its best batch size
-    max_batch_tokens: int = 16384  # tokens summed over a coalesced engine call's texts
-    max_wait_ms: float = 2.0  # idle: how long a partial batch waits for a burst to join
-    max_body_bytes: int = 16 * 1024 * 1024  # a request body past this is a 413, before it is read whole
-    max_image_pixels: int = 4096 * 4096  # per image input, checked from its header before any decode
-    allow_image_hosts: list[str] = field(default_factory=list)  # hosts whose image URLs are fetched (else none)
-    allow_source_dirs: list[str] = field(default_factory=list)  # roots a local-directory registration may use
-    cors_origins: list[str] = field(default_factory=list)  # origins allowed to POST, with CORS headers for them
-    allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback's
-    allow_unauthenticated_management: bool = False  # /v1/zoo/... beyond loopback without a key
-    docs: bool = True  # /docs, /redoc and /openapi.json
 
 
 # A registry lookup per request cost ~6 % of the box under load; a name's resolution is reused
