@@ -829,6 +829,8 @@ def _check_listen(host: str, port: int) -> None:
 @click.option("--max-batch-rows", type=_limit("max_batch_rows"), help="Texts coalesced per engine call (default 256).")
 @click.option("--max-batch-tokens", type=_limit("max_batch_tokens"), help="Tokens (summed over texts) per coalesced engine call (default 16384).")
 @click.option("--max-wait-ms", type=_limit("max_wait_ms", float), help="Wait for a burst to join when idle (default 2).")
+@click.option("--header-timeout-s", type=_limit("header_timeout_s", float),
+              help="Seconds a client may take to send a request head before its connection closes (default 10).")
 @click.option("--max-body-bytes", type=_limit("max_body_bytes"), help="Request body size limit (default 16 MiB): 413 past it.")
 @click.option("--max-image-pixels", type=_limit("max_image_pixels"),
               help="Pixels per image input (default 4096x4096), checked from its header before decoding.")

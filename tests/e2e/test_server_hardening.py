@@ -1,6 +1,7 @@
 """`zoo serve` under hostile input: each test sends what a hostile page, client or fuzzer would,
 to a real server on 127.0.0.1, and asserts the exact status and body."""
 
+import contextlib
 import json
 import os
 import socket
@@ -286,3 +287,48 @@ def test_a_raw_http10_request_without_host_is_refused(open_server):
                 break
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 400")
+
+
+def test_slow_request_heads_are_cut_at_the_head_deadline(home):
+    """Slowloris: 40 connections each sending a request head a byte at a time. Every one is closed by the
+    server at the head deadline (1 s here), a normal request is answered meanwhile, and a keep-alive
+    connection's second head gets the same deadline."""
+    s = Server(home, "--models", "tiny", "--header-timeout-s", "1")
+    try:
+        socks = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(40)]
+        head = b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        start, closed = time.monotonic(), set()
+        for i in range(len(head)):
+            for n, sock in enumerate(socks):
+                if n in closed:
+                    continue
+                try:
+                    sock.sendall(head[i:i + 1])
+                except OSError:
+                    closed.add(n)
+            if i == 3:
+                assert embed(s, timeout=10).status_code == 200  # served while the slow heads trickle
+            if len(closed) == len(socks) or time.monotonic() - start > 8:
+                break
+            time.sleep(0.1)
+        for n, sock in enumerate(socks):  # what has not failed a send yet reads the server's close
+            if n not in closed:
+                sock.settimeout(3)
+                with contextlib.suppress(OSError):
+                    if sock.recv(1) == b"":
+                        closed.add(n)
+            sock.close()
+        assert len(closed) == len(socks) and time.monotonic() - start < 8
+
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+                reply += sock.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 200")
+            sock.sendall(b"GET /health HTTP/1.1\r\n")  # the next head, never finished
+            sock.settimeout(4)
+            t0 = time.monotonic()
+            assert sock.recv(4096) == b"" and time.monotonic() - t0 < 3.5
+    finally:
+        s.stop()

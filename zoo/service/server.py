@@ -548,4 +548,58 @@ def serve(settings: ServeSettings, port: int = 8000, log_level: str = "info") ->
     uvicorn = require("uvicorn", "serve")
     app = create_app(settings)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=settings.host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=settings.host, port=port, log_level=log_level, access_log=False,
+                http=_head_deadline_protocol(settings.header_timeout_s), timeout_keep_alive=KEEP_ALIVE_S)
+
+
+KEEP_ALIVE_S = 5  # an idle keep-alive connection closes after this (uvicorn's own default, stated)
+
+
+def _head_deadline_protocol(timeout_s: float):
+    """uvicorn's h11 protocol with a deadline on every request head.
+
+    uvicorn limits only the idle time between requests; a client that sends a request head one byte at
+    a time held a connection open indefinitely (40 such held 40 connections for 70 s). Here each head,
+    the first on a connection and each after a response, must be complete within ``timeout_s`` or the
+    connection is closed. A body is bounded by ``max_body_bytes`` and read by the route.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadlineH11(H11Protocol):
+        _head_timer = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(timeout_s, self._head_overdue)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_overdue(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                log.info("closed a connection whose request head took longer than %.1f s", timeout_s)
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()  # a head arrived (or the connection ended)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeadDeadlineH11

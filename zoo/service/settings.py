@@ -32,6 +32,7 @@ LIMITS: dict[str, tuple[float, Optional[float]]] = {
     "max_wait_ms": (0, 60_000),
     "max_body_bytes": (1, None),
     "max_image_pixels": (1, None),
+    "header_timeout_s": (0.1, 3600),
 }
 
 
@@ -59,6 +60,7 @@ class ServeSettings:
     allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback's
     allow_unauthenticated_management: bool = False  # /v1/zoo/... beyond loopback without a key
     docs: bool = True  # /docs, /redoc and /openapi.json
+    header_timeout_s: float = 10.0  # a request head not complete by then closes its connection (slow clients)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -68,10 +70,10 @@ class ServeSettings:
 
 # the keys a YAML deployment's serve: may set, and the type of each (port is not a setting of the app)
 SERVE_KEYS: dict[str, Any] = {"host": str, "port": int, "api_key": str, "models": list, "cache": bool,
-                              "max_wait_ms": (int, float), "allow_source_dirs": list, "cors_origins": list,
+                              "max_wait_ms": (int, float), "header_timeout_s": (int, float), "allow_source_dirs": list, "cors_origins": list,
                               "allow_image_hosts": list, "allowed_hosts": list,
                               "allow_unauthenticated_management": bool, "docs": bool,
-                              **{k: int for k in LIMITS if k not in ("port", "max_wait_ms")}}
+                              **{k: int for k in LIMITS if k not in ("port", "max_wait_ms", "header_timeout_s")}}
 
 
 def check_serve_option(name: str, value: Any) -> None:
