@@ -9,6 +9,7 @@ done), 2 for a usage error (an unknown option, a bad value), as click's own code
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -880,6 +881,11 @@ def serve(ctx, host, port, models, api_key, config, no_cache, no_docs, log_level
     options.update({k: v for k, v in limits.items() if v is not None})
     settings = ServeSettings(home=ctx.obj.get("home"), registry_url=ctx.obj.get("registry_url"), **options)
     _check_listen(settings.host, port)
+    if settings.cache:
+        from .engine.cache import cache_disabled_by_env, check_location
+
+        if os.environ.get("ZOO_CACHE") and not cache_disabled_by_env():
+            check_location(os.environ["ZOO_CACHE"])  # a typo is refused now, not at the first request
     reg = _registry(ctx)
     for name in settings.models:
         reg.resolve(name)  # an unknown model is an error now, not at the first request

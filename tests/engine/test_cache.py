@@ -247,3 +247,52 @@ def test_engine_on_the_redis_cache(redis_url, tiny_reg):
 def test_unreachable_redis_is_a_clear_error(tiny_reg):
     with pytest.raises(zoo.ZooError, match="cannot reach the Redis cache at redis://127.0.0.1:1/0"):
         zoo.load("tiny", registry=tiny_reg, cache="redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize("location", ["bogus://x", "bogus", "htp://cache.example/0"])
+def test_a_mistyped_cache_location_is_refused_and_creates_nothing(tiny_reg, tmp_path, monkeypatch, location):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(InvalidInput, match="cache location"):
+        zoo.load("tiny", registry=tiny_reg, cache=location)
+    monkeypatch.setenv("ZOO_CACHE", location)
+    r = subprocess.run([sys.executable, "-m", "zoo", "--home", str(tiny_reg.home.root), "embed", "-m", "tiny", "hi"],
+                       capture_output=True, text=True, timeout=120, cwd=work)
+    assert r.returncode == 1 and r.stderr.startswith("error: cache location") and r.stderr.count("\n") == 1, r.stderr
+    assert list(work.iterdir()) == []  # no stray SQLite file named after the typo
+
+
+FULL_DISK = """
+import resource, signal, sys, warnings
+import numpy as np
+import zoo
+from zoo.engine.model import CacheWriteWarning
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+home, cache = sys.argv[1], sys.argv[2]
+texts = [f"sentence number {i} about rivers and stones" for i in range(400)]
+m = zoo.load("tiny", home=home, cache=cache)
+m.embed(["warm up"])  # the cache file exists, with its schema
+expected = zoo.load("tiny", home=home, cache=False).embed(texts)
+limit = 1 << 16
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got = [m.embed(texts[i:i + 100]) for i in range(0, 400, 100)]
+    again = m.embed(texts[:100])
+assert np.array_equal(np.concatenate(got), expected)
+assert np.array_equal(again, expected[:100])
+kinds = {type(w.message).__name__ for w in caught}
+print("warnings", sorted(kinds), sum(isinstance(w.message, CacheWriteWarning) for w in caught))
+"""
+
+
+def test_a_cache_that_cannot_write_serves_uncached_vectors(tiny_reg, tmp_path):
+    """The disk under the cache fills up (the file may grow no more, so SQLite gets EFBIG, as from a full
+    disk): every call still returns the right vectors, with a CacheWriteWarning, and reads keep working."""
+    r = subprocess.run([sys.executable, "-c", FULL_DISK, str(tiny_reg.home.root), str(tmp_path / "cache.db")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("warnings ['CacheWriteWarning']") and int(line.split()[-1]) >= 1, r.stdout

@@ -32,6 +32,24 @@ class TruncationWarning(UserWarning):
     """Some inputs were longer than the model's max length and were cut."""
 
 
+class CacheWriteWarning(UserWarning):
+    """The vector cache could not store new vectors (a full disk, a read-only file, a Redis out of memory):
+    the vectors are returned all the same, and later calls keep trying."""
+
+
+def _keep(store, config, items, model: str) -> None:
+    """Store computed vectors in the optional cache; a cache that cannot write costs a warning, not the call."""
+    import logging
+
+    try:
+        store.put_many(config, items)
+    except Exception as exc:  # noqa: BLE001 - the cache is optional: any failure to write it is the same to us
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+        logging.getLogger("zoo.cache").warning("vector cache write failed for %s (%s); serving without it", model, reason)
+        warnings.warn(f"the vector cache could not store {len(items)} vector(s) of {model} ({reason}); they were "
+                      "returned uncached. Free disk space or set ZOO_CACHE=off", CacheWriteWarning, stacklevel=3)
+
+
 class Embeddings(np.ndarray):
     """A float32 array of vectors (rows in input order) that also says what happened.
 
@@ -146,7 +164,8 @@ class EmbeddingModel:
             computed = self._run(prepared, batch_size, max_tokens, normalize, dims, show_progress)
             vectors.update(zip(missing, computed))
             if store is not None:  # only now: a failed call caches nothing
-                store.put_many(config, [(keys[t], v, TRUNCATED if t in cut else 0) for t, v in zip(missing, computed)])
+                _keep(store, config, [(keys[t], v, TRUNCATED if t in cut else 0) for t, v in zip(missing, computed)],
+                      self.name)
         for pos, text in enumerate(items):
             out[pos] = vectors[text]
         result.truncated = tuple(i for i, t in enumerate(items) if t in cut)
@@ -224,7 +243,7 @@ class EmbeddingModel:
             computed = self._trim(np.asarray(raw, dtype=np.float32), len(missing), normalize, dims)
             vectors.update(zip(missing, computed))
             if store is not None:
-                store.put_many(config, [(keys[k], v, 0) for k, v in zip(missing, computed)])
+                _keep(store, config, [(keys[k], v, 0) for k, v in zip(missing, computed)], self.name)
         out = np.empty((len(loaded), dims), dtype=np.float32)
         for pos, (key, _) in enumerate(loaded):
             out[pos] = vectors[key]

@@ -26,6 +26,8 @@ def open_cache(location: Optional[str] = None, *, home=None, max_bytes: Optional
     if max_bytes is None and os.environ.get("ZOO_CACHE_MAX_BYTES"):
         max_bytes = parse_size(os.environ["ZOO_CACHE_MAX_BYTES"])
     max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    if location:
+        check_location(location)
     if location and location.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisCache
 
@@ -39,6 +41,26 @@ def open_cache(location: Optional[str] = None, *, home=None, max_bytes: Optional
             home = resolve_home()
         location = str(home.cache_path)
     return SqliteCache(location.removeprefix("sqlite:///"), max_bytes=max_bytes)
+
+
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def check_location(location: str) -> None:
+    """Refuse what looks like a mistyped location rather than create a stray file named after it
+    (``bogus://x`` or ``ZOO_CACHE=bogus`` once made a SQLite file in the working directory)."""
+    from ...errors import InvalidInput
+
+    scheme, sep, _ = location.partition("://")
+    if sep:
+        if scheme not in ("redis", "rediss", "unix", "sqlite"):
+            raise InvalidInput(f"cache location {location[:80]!r}: unknown scheme {scheme!r}; use redis://, "
+                               "rediss://, unix://, sqlite:/// or a file path ending in .db")
+        return
+    if not (location.endswith(SQLITE_SUFFIXES) or os.sep in location or os.path.exists(location)):
+        raise InvalidInput(f"cache location {location[:80]!r} is neither a URL nor a SQLite file path; use a path "
+                           f"ending in {', '.join(SQLITE_SUFFIXES)} (or containing a folder), a redis:// URL, or "
+                           "off to disable the cache")
 
 
 def cache_disabled_by_env() -> bool:

@@ -15,6 +15,7 @@ written with the next write (or every few seconds, and at exit).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -32,6 +33,7 @@ from .base import DEFAULT_MAX_BYTES, CacheConfig, Entry, decode_entry, encode_en
 
 __all__ = ["SqliteCache", "CacheBusy", "CacheDamaged", "discard"]
 
+log = logging.getLogger("zoo.cache")
 ROW_OVERHEAD = 64  # bytes per row besides key and value: model, config digest, size, time, index entries
 TOUCH_EVERY = 60.0  # seconds: LRU resolution
 FLUSH_EVERY = 5.0  # seconds between counter writes on a read-only workload
@@ -212,9 +214,17 @@ class SqliteCache:
                     chunk = stale[start:start + IN_CHUNK]
                     c.execute(f"UPDATE vectors SET last_used = ? WHERE key IN ({','.join('?' * len(chunk))})",
                               [now, *chunk])
-            self._write(touch)
+            writes = lambda: self._write(touch)  # noqa: E731
         elif time.monotonic() - self._last_flush > FLUSH_EVERY:
-            self.flush()
+            writes = self.flush
+        else:
+            return found
+        try:  # recency and counters are bookkeeping: a disk that cannot take them must not fail a read
+            writes()
+        except CacheDamaged:
+            raise
+        except (ZooError, sqlite3.Error) as exc:
+            log.warning("vector cache %s: could not record use (%s)", self.path, exc)
         return found
 
     def put_many(self, config: CacheConfig, items: Sequence[tuple[bytes, np.ndarray, int]]) -> None:
