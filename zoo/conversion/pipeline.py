@@ -22,6 +22,7 @@ before anything is written.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import shutil
@@ -290,13 +291,41 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
                 _finish(registry, artifact_id, ArtifactStatus.ready, provenance, figures, digest=digest, size=size)
             return Outcome(target.name, "ready", artifact_id, figures, None, seconds, size, provenance)
         except Exception as exc:
-            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            if not isinstance(exc, ZooError):
-                message = f"{type(exc).__name__}: {message}"
-            _finish(registry, artifact_id, ArtifactStatus.failed, {"converter": conv.name}, None, error=message)
+            message = _one_line(exc)
+            # staging first: on a full disk it is what the build filled, and recording the failure needs room;
+            # on a full disk the shared work files go too (later targets export again)
+            shutil.rmtree(staging, ignore_errors=True)
+            if _disk_full(exc):
+                message = message if "disk is full" in message else f"{message} (the disk is full)"
+                for leftover in Path(work_dir).iterdir():
+                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            try:
+                _finish(registry, artifact_id, ArtifactStatus.failed, {"converter": conv.name}, None, error=message)
+            except ZooError as unrecorded:
+                raise ZooError(f"{target.name}: failed ({message}), and the failure could not be recorded "
+                               f"({unrecorded}); the next convert rebuilds it") from None
             return Outcome(target.name, "failed", artifact_id, None, message, time.perf_counter() - started)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or what it was raised from, is a write that found no space left."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _one_line(exc: Exception) -> str:
+    """A build failure in one line without the machine's paths (an OSError names the file it hit)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}" + (" (the disk is full)" if exc.errno == errno.ENOSPC else "")
+    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return message if isinstance(exc, ZooError) else f"{type(exc).__name__}: {message}"
 
 
 def _finish(registry, artifact_id: int, status, provenance, fidelity, *, error=None, digest=None, size=None):

@@ -121,6 +121,9 @@ class Registry:
             raise
         except DatabaseError as exc:
             reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+            if self.is_sqlite and "disk is full" in reason:
+                raise ZooError(f"registry {self.home.registry_url.removeprefix('sqlite:///')}: the disk is full; "
+                               "free space and run the command again (this change was not recorded)") from None
             if self.is_sqlite and any(w in reason for w in DAMAGE_WORDS):
                 raise ZooError(f"registry {self.home.registry_url.removeprefix('sqlite:///')} is damaged ({reason}); "
                                "restore it from a backup, or move it aside and re-register your models "
