@@ -3,6 +3,8 @@ remote URLs refused, hostile images a 400 from their header, all in one space wi
 
 import base64
 import io
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -127,6 +129,18 @@ def image_site(tmp_path_factory):
                 self.send_header("Content-Length", str(len(png)))
                 self.end_headers()
                 self.wfile.write(png)
+            elif self.path == "/slow.png":  # a byte every second, forever: the whole-fetch deadline ends it
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                try:
+                    for _ in range(120):
+                        self.wfile.write(b"\x89")
+                        self.wfile.flush()
+                        time.sleep(1)
+                except OSError:
+                    pass
             elif self.path == "/moved.png":
                 self.send_response(302)
                 self.send_header("Location", "http://169.254.169.254/latest/meta-data")
@@ -157,5 +171,35 @@ def test_image_urls_only_from_the_hosts_the_operator_allows(home, image_site):
             r = _post(s, {"model": "clip", "modality": "image", "input": [item]})
             assert r.status_code == status and (r.json()["error"]["code"], needle in r.json()["error"]["message"]) \
                 == (code, True), r.text
+    finally:
+        s.stop()
+
+
+def test_a_slow_image_host_is_cut_at_the_deadline_and_text_does_not_wait(home, image_site):
+    """Eight requests for an image a host sends a byte a second: each is a 400 at the whole-fetch deadline
+    (10 s), not kept alive read by read, and a text request sent meanwhile is answered while all eight
+    are still waiting on the host (image work has threads of its own)."""
+    url, _ = image_site
+    s = Server(home, "--api-key", KEY, "--allow-image-host", "127.0.0.1", "--models", "clip")
+    try:
+        results = {}
+
+        def slow(n):
+            t0 = time.monotonic()
+            r = _post(s, {"model": "clip", "modality": "image", "input": [url + "/slow.png"]})
+            results[n] = (r.status_code, r.json()["error"]["code"], time.monotonic() - t0)
+
+        threads = [threading.Thread(target=slow, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)  # every slow request is now reading from the host
+        text = _post(s, {"model": "clip", "input": ["a red square"]})
+        pending_after_text = sum(t.is_alive() for t in threads)
+        for t in threads:
+            t.join(120)
+        assert text.status_code == 200 and pending_after_text == 8, (text.status_code, pending_after_text, results)
+        assert {(status, code) for status, code, _ in results.values()} == {(400, "fetch_timeout")}, results
+        # four image threads: the eight finish in two rounds of one deadline each, never one read at a time
+        assert max(seconds for _, _, seconds in results.values()) < 2 * 10 + 15, results
     finally:
         s.stop()

@@ -105,7 +105,9 @@ def test_bad_images_are_refused_from_their_header(clip, tmp_path):
              ([bomb.getvalue()], r"image at index 0 declares more pixels than Pillow opens, more than the 40,000,000"),
              ([good, big.getvalue()], r"image at index 1 is 8000x6000 pixels, more than the 40,000,000 allowed"),
              ([good, 7], r"image at index 1 is int; pass a PIL image, a file path or bytes"),
-             ([str(tmp_path / "missing.png")], r"image at index 0: cannot read")]
+             ([str(tmp_path / "missing.png")], r"image at index 0: cannot read"),
+             (["/dev/zero"], r"image at index 0: /dev/zero is not a regular file"),  # once read forever
+             ([good, str(tmp_path)], r"image at index 1: cannot read")]
     for images, message in cases:
         with pytest.raises(InvalidInput, match=message) as info:
             m.embed_images(images)
@@ -265,3 +267,44 @@ def test_the_image_path_is_benchmarked_and_selected_apart(clip):
     best = max(figures, key=lambda i: figures[i]["image_throughput"])
     assert by_images.chosen.id == best and by_images.how == "measured" and "images/s" in by_images.reason
     assert select(arts, hw, figures).chosen.id == max(figures, key=lambda i: figures[i]["throughput"])
+
+
+def test_many_large_images_are_decoded_a_batch_at_a_time_within_the_budget(clip):
+    """The pixel budget: a call with many large images holds no more decoded pixels than its batches may,
+    and the vectors are those of embedding each image alone."""
+    from PIL import Image
+
+    from zoo.engine.images import PIXELS
+
+    m = zoo.load("clip", registry=clip, cache=False)
+    images = [_png(Image.new("RGB", (1500, 1000), (i * 20, 255 - i * 20, 90))) for i in range(10)]
+    low = []
+    take = PIXELS.take
+
+    def watched(pixels):
+        held = take(pixels)
+        low.append(PIXELS.free)
+        return held
+
+    PIXELS.take = watched
+    try:
+        together = m.embed_images(images, batch_size=8)
+    finally:
+        del PIXELS.take
+    alone = np.concatenate([m.embed_images([img]) for img in images])
+    assert np.abs(together - alone).max() < 1e-5
+    assert PIXELS.free == PIXELS.capacity  # every batch gave its pixels back
+    # batches cut at a quarter of the budget: never more than that decoded at once by one call
+    assert len(low) >= 1 and min(low) >= PIXELS.capacity - PIXELS.capacity // 4 - 1500 * 1000
+
+
+def test_pixel_batches_respect_the_count_and_a_quarter_of_the_budget():
+    from zoo.engine.images import PixelBudget
+
+    budget = PixelBudget(100)
+    assert budget.batches([10] * 10, 4) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]  # 25 pixels a batch at most
+    assert budget.batches([1] * 10, 4) == [(0, 4), (4, 8), (8, 10)]  # the batch size
+    assert budget.batches([200, 5, 5], 4) == [(0, 1), (1, 3)]  # an image larger than the budget goes alone
+    assert budget.take(200) == 100 and budget.free == 0  # ... and takes the whole budget, so it cannot deadlock
+    budget.give(100)
+    assert budget.free == 100

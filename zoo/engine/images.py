@@ -16,19 +16,63 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import InvalidInput, require
 
-__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "image_keys", "open_image", "is_image_key", "pixel_values",
-           "embed_in_batches"]
+__all__ = ["IMAGE_KEY", "FORMATS", "DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "PixelBudget", "PIXELS", "image_keys",
+           "open_image", "declared_pixels", "is_image_key", "pixel_values", "embed_in_batches"]
 
 # Like TOKEN_KEY: a lone surrogate no valid text contains, so an image's key never equals a text's
 IMAGE_KEY = "\udc01img:"
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 DEFAULT_MAX_PIXELS = 40_000_000  # a 6,000 x 6,000 photo passes; Pillow's own bomb warning starts at 89 M
+MAX_FILE_BYTES = 256 * 1024 * 1024  # an image file path is read only up to this (a 40 MP TIFF is ~120 MB)
+# decoded pixels held at once by this process, over every call and thread (each RGB pixel is 3 bytes, and a
+# conversion or resize copies it once more): 96 M pixels is under 600 MB however many requests arrive
+PROCESS_PIXELS = int(os.environ.get("ZOO_IMAGE_PIXEL_BUDGET", 96_000_000))
+
+
+class PixelBudget:
+    """Decoded pixels a process holds at once, shared by every caller: each batch of images takes its
+    declared pixels before decoding and gives them back once they are pixel values (small, fixed size).
+    A batch larger than the whole budget waits until it has the budget to itself, so it cannot deadlock."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.free = capacity, capacity
+        self._cond = threading.Condition()
+
+    def batches(self, sizes: list[int], batch_size: int) -> list[tuple[int, int]]:
+        """(start, stop) runs of ``sizes``: at most ``batch_size`` images and, where more than one, at most a
+        quarter of the budget, so four callers can decode at once and no batch needs the whole budget."""
+        runs, start, pixels = [], 0, 0
+        for i, n in enumerate(sizes):
+            if i > start and (i - start >= batch_size or pixels + n > self.capacity // 4):
+                runs.append((start, i))
+                start, pixels = i, 0
+            pixels += n
+        if sizes:
+            runs.append((start, len(sizes)))
+        return runs
+
+    def take(self, pixels: int) -> int:
+        want = min(pixels, self.capacity)
+        with self._cond:
+            self._cond.wait_for(lambda: self.free >= want)
+            self.free -= want
+        return want
+
+    def give(self, pixels: int) -> None:
+        with self._cond:
+            self.free += pixels
+            self._cond.notify_all()
+
+
+PIXELS = PixelBudget(PROCESS_PIXELS)
 
 
 def is_image_key(key: str) -> bool:
@@ -60,17 +104,50 @@ def _source(pil, item, index: int) -> tuple[str, Any]:
     if isinstance(item, pil.Image):
         return IMAGE_KEY + hashlib.sha256(f"{item.mode}:{item.size}:".encode() + item.tobytes()).hexdigest(), item
     if isinstance(item, (str, os.PathLike)):
-        try:
-            data = Path(item).read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"image at index {index}: cannot read {item} ({exc.strerror or exc})",
-                               param=f"input[{index}]") from None
+        data = _read_file(Path(item), index)
     elif isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
     else:
         raise InvalidInput(f"image at index {index} is {type(item).__name__}; pass a PIL image, a file path or bytes",
                            param=f"input[{index}]", code="invalid_type")
     return IMAGE_KEY + hashlib.sha256(data).hexdigest(), data
+
+
+def _read_file(path: Path, index: int) -> bytes:
+    """An image file's bytes, once it is known to be a regular file of a readable size: a device, a FIFO
+    or /proc entry (``/dev/zero`` once read forever) is refused before any read, and a file that grows
+    past its size while read is cut at ``MAX_FILE_BYTES``."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise InvalidInput(f"image at index {index}: {path} is not a regular file", param=f"input[{index}]")
+            if st.st_size > MAX_FILE_BYTES:
+                raise InvalidInput(f"image at index {index}: {path} is {st.st_size:,} bytes, more than the "
+                                   f"{MAX_FILE_BYTES:,} an image file may have", param=f"input[{index}]")
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise InvalidInput(f"image at index {index}: cannot read {path} ({exc.strerror or exc})",
+                           param=f"input[{index}]") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidInput(f"image at index {index}: {path} grew past {MAX_FILE_BYTES:,} bytes while read",
+                           param=f"input[{index}]")
+    return data
+
+
+def declared_pixels(source) -> int:
+    """The pixels a source will decode to, from its header only (0 when the header cannot be read: the
+    decode that follows refuses it with the reason)."""
+    pil = require("PIL.Image", "torch")
+    if isinstance(source, pil.Image):
+        return source.size[0] * source.size[1]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pil.DecompressionBombWarning)
+            width, height = pil.open(io.BytesIO(source)).size
+        return max(0, width) * max(0, height)
+    except Exception:  # noqa: BLE001 - any unreadable header: decode() names the problem
+        return 0
 
 
 def decode(data: bytes, index: int, max_pixels: int = DEFAULT_MAX_PIXELS):

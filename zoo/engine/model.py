@@ -211,7 +211,7 @@ class EmbeddingModel:
         ``images``: PIL images, file paths or encoded bytes (PNG, JPEG, WebP, GIF, BMP, TIFF), one or
         a list; each is checked from its header before it is decoded (``max_pixels``). The vector
         cache keys each image by the digest of its bytes. Options as :meth:`embed`'s."""
-        from .images import DEFAULT_MAX_PIXELS, image_keys, open_image
+        from .images import DEFAULT_MAX_PIXELS, PIXELS, declared_pixels, image_keys, open_image
 
         if "image" not in self.spec.modalities:
             raise InvalidInput(f"{self.name} embeds text only (modalities: {', '.join(self.spec.modalities)}); "
@@ -238,9 +238,25 @@ class EmbeddingModel:
         hits = set(vectors)
         missing = [k for k in pictures if k not in hits]
         if missing:
-            decoded = [open_image(pictures[k][1], pictures[k][0], limit) for k in missing]  # headers checked first
-            raw = run(decoded, batch_size, normalize=normalize and dims == self.dim)
-            computed = self._trim(np.asarray(raw, dtype=np.float32), len(missing), normalize, dims)
+            # every header first (a bad image fails the call before any decode), then batch by batch: a
+            # batch takes its pixels from the process's budget, is decoded, becomes pixel values and lets go,
+            # so a request of many large images holds one batch of them decoded, not all
+            sizes = [declared_pixels(pictures[k][1]) for k in missing]
+            for k, n in zip(missing, sizes):
+                if n > limit:
+                    open_image(pictures[k][1], pictures[k][0], limit)  # refuses it, naming the index
+            parts = []
+            for start, stop in PIXELS.batches(sizes, batch_size):
+                chunk = missing[start:stop]
+                held = PIXELS.take(sum(sizes[start:stop]))
+                try:
+                    decoded = [open_image(pictures[k][1], pictures[k][0], limit) for k in chunk]
+                    parts.append(np.asarray(run(decoded, batch_size, normalize=normalize and dims == self.dim),
+                                            dtype=np.float32))
+                    del decoded
+                finally:
+                    PIXELS.give(held)
+            computed = self._trim(np.concatenate(parts), len(missing), normalize, dims)
             vectors.update(zip(missing, computed))
             if store is not None:
                 _keep(store, config, [(keys[k], v, 0) for k, v in zip(missing, computed)], self.name)

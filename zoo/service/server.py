@@ -110,6 +110,18 @@ class Service:
         self._loading: dict[str, asyncio.Lock] = {}
         self._names: dict[str, tuple[str, float]] = {}  # requested name -> (canonical, trusted until)
         self.started = time.time()
+        self._images = None  # the image requests' own threads (``images``)
+
+    async def images(self, fn, *args, **kwargs):
+        """Run image work (fetching URLs, decoding, the vision tower) on threads of its own: a slow image
+        host or a burst of large images then waits there, never in front of text requests, which use
+        asyncio's default threads for tokenizing."""
+        import functools
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._images is None:
+            self._images = ThreadPoolExecutor(max_workers=IMAGE_WORKERS, thread_name_prefix="zoo-images")
+        return await asyncio.get_running_loop().run_in_executor(self._images, functools.partial(fn, *args, **kwargs))
 
     def canonical(self, name: str) -> str:
         resolved = self.registry.resolve(name)
@@ -216,12 +228,15 @@ def _image_input(texts: list, allowed_hosts: list[str]) -> list:
     return out
 
 
-FETCH_TIMEOUT_S = 10.0
+FETCH_TIMEOUT_S = 10.0  # for all of a request's image URLs together, connect to last byte
+IMAGE_WORKERS = 4  # threads for image requests; more queue behind them (text requests have their own)
 
 
-def _fetch_images(items: list, max_bytes: int) -> list[bytes]:
+def _fetch_images(items: list, max_bytes: int, timeout_s: float = FETCH_TIMEOUT_S) -> list[bytes]:
     """The allowed URLs among ``items`` fetched: no redirect followed (it could lead anywhere), at
-    most ``max_bytes`` each, ``FETCH_TIMEOUT_S`` each; a failure is a 400 that names the input."""
+    most ``max_bytes`` each, all within ``timeout_s`` from the first connect to the last byte (a host
+    that sends a byte every few seconds is cut at the deadline, not kept alive read by read); a failure
+    is a 400 that names the input."""
     import urllib.error
     import urllib.request
 
@@ -230,18 +245,39 @@ def _fetch_images(items: list, max_bytes: int) -> list[bytes]:
             return None
 
     opener = urllib.request.build_opener(NoRedirect)
+    deadline = time.monotonic() + timeout_s
     out = []
     for i, item in enumerate(items):
         if isinstance(item, bytes):
             out.append(item)
             continue
+        late = ApiError(400, f"fetching 'input[{i}]' took longer than {timeout_s:g} s", param=f"input[{i}]",
+                        code="fetch_timeout")
         try:
-            with opener.open(urllib.request.Request(item, headers={"User-Agent": "zoo"}), timeout=FETCH_TIMEOUT_S) as r:
-                data = r.read(max_bytes + 1)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise late
+            with opener.open(urllib.request.Request(item, headers={"User-Agent": "zoo"}), timeout=left) as r:
+                chunks, size = [], 0
+                while size <= max_bytes:
+                    if time.monotonic() > deadline:
+                        raise late
+                    chunk = r.read1(min(1 << 16, max_bytes + 1 - size))  # returns what one read got
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                data = b"".join(chunks)
+        except ApiError:
+            raise
         except urllib.error.HTTPError as exc:
             raise ApiError(400, f"fetching 'input[{i}]' got HTTP {exc.code}", param=f"input[{i}]",
                            code="fetch_failed") from None
+        except TimeoutError:
+            raise late from None
         except (urllib.error.URLError, OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise late from None
             raise ApiError(400, f"'input[{i}]' could not be fetched", param=f"input[{i}]", code="fetch_failed") from None
         if len(data) > max_bytes:
             raise ApiError(413, f"'input[{i}]' is larger than {max_bytes} bytes", param=f"input[{i}]",
@@ -405,10 +441,10 @@ def create_app(settings: ServeSettings):
                                param="modality", code="invalid_value")
             images = req["images"]
             if any(isinstance(x, str) for x in images):  # URLs the operator allows
-                images = await asyncio.to_thread(_fetch_images, images, settings.max_body_bytes)
+                images = await service.images(_fetch_images, images, settings.max_body_bytes)
             try:  # headers are checked before any pixel is decoded (zoo.engine.images)
-                vectors = await asyncio.to_thread(model.embed_images, images, dimensions=req["dimensions"],
-                                                  max_pixels=settings.max_image_pixels)
+                vectors = await service.images(model.embed_images, images, dimensions=req["dimensions"],
+                                               max_pixels=settings.max_image_pixels)
             except InvalidInput as exc:
                 raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None
             metrics.inputs.labels(model.name).inc(len(req["images"]))
