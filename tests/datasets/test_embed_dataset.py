@@ -230,3 +230,85 @@ def test_cli_errors_are_one_line(zoohome, tmp_path):
     assert r.stderr.startswith("error: ") and "no column 'body'" in r.stderr
     with pytest.raises(ZooError, match="unknown model"):
         zoo.embed_dataset(src, tmp_path / "o2", model="nope", home=str(zoohome))
+
+
+def test_resume_with_another_shard_rows_keeps_the_original_plan(zoohome, tmp_path):
+    """A killed job resumed with another --shard-rows: the job's own plan is used, so every id is
+    written once (it once wrote 5,100 rows for 3,000 inputs and called it a success)."""
+    from zoo.datasets.worker import FAULT_ENV
+
+    src = tmp_path / "in.parquet"
+    texts = [f"row {i} " + CORPUS[i % len(CORPUS)] for i in range(300)]
+    pq.write_table(pa.table({"text": texts}), src)
+    out = tmp_path / "out"
+    args = ["embed-dataset", str(src), str(out), "-m", "tiny", "--artifact", "onnx-fp32"]
+    killed = _cli(zoohome, *args, "--shard-rows", "40", env={FAULT_ENV: f"{tmp_path / 'fired'}:3"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    again = _cli(zoohome, *args, "--shard-rows", "70", "--resume", "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming with the job's own --shard-rows 40 (not 70)" in again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["shards"], summary["shards_skipped"], summary["rows"]) == (8, 3, 300)
+    ids = _read(out)[0].column("id").to_pylist()
+    assert sorted(ids) == list(range(300))  # each once
+
+
+def test_ids_are_checked_before_the_output_is_claimed(zoohome, tmp_path):
+    cases = [
+        ('{"k": 1, "text": "a"}\n{"k": "two", "text": "b"}\n', r"row 1's 'k' is a string where the rows before have integers"),
+        ('{"k": {"x": 1}, "text": "a"}\n', r"row 0's 'k' is a JSON dict; ids must be strings or integers"),
+        ('{"k": [1], "text": "a"}\n', r"row 0's 'k' is a JSON list"),
+        ('{"k": 99999999999999999999, "text": "a"}\n', r"past what a 64-bit integer holds"),
+        ('{"k": 1, "text": "a"}\n{"text": "b"}\n', r"row 1 has no 'k' \(missing or null\)"),
+        ('{"k": 1.5, "text": "a"}\n', r"row 0's 'k' is a JSON float"),
+    ]
+    for n, (body, message) in enumerate(cases):
+        src = tmp_path / f"in{n}.jsonl"
+        src.write_text(body)
+        with pytest.raises(InvalidInput, match=message):
+            _job(zoohome, src, tmp_path / f"o{n}", id_column="k")
+        assert not (tmp_path / f"o{n}").exists()
+    pq.write_table(pa.table({"text": ["a", "b"], "k": ["x", None]}), tmp_path / "null.parquet")
+    with pytest.raises(InvalidInput, match=r"row 1 has no 'k' \(null\)"):
+        _job(zoohome, tmp_path / "null.parquet", tmp_path / "onull", id_column="k")
+    assert not (tmp_path / "onull").exists()
+    r = _cli(zoohome, "embed-dataset", str(tmp_path / "in3.jsonl"), str(tmp_path / "ocli"), "-m", "tiny", "--id-column", "k")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "64-bit" in r.stderr, r.stderr[-1500:]
+
+
+def test_a_dictionary_encoded_text_column_is_read_as_text(zoohome, tmp_path):
+    texts = ["red", "green", "red", "blue"]
+    src = tmp_path / "cat.parquet"
+    pq.write_table(pa.table({"text": pa.array(texts).dictionary_encode()}), src)  # as pandas writes categoricals
+    _job(zoohome, src, tmp_path / "out")
+    table, got = _read(tmp_path / "out")
+    assert table.column("id").to_pylist() == [0, 1, 2, 3]
+    assert np.abs(got - _reference(zoohome, texts)[1]).max() < 1e-4
+
+
+def test_an_input_rewritten_during_the_job_fails_it(zoohome, tmp_path):
+    """The input changes after it was digested (here: between the first shard and the second): the job
+    ends failed, naming the file, not 'succeeded' under the old digest."""
+    from zoo.datasets.worker import ShardEmbedder
+    from zoo.registry.catalog import open_registry
+    from zoo.registry.runs import list_runs
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(30)))
+    run = ShardEmbedder.run
+
+    def grow_after_first(self, shard):
+        report = run(self, shard)
+        if shard.index == 0:
+            with open(src, "a") as f:
+                f.write(json.dumps({"text": "a late row"}) + "\n")
+        return report
+
+    ShardEmbedder.run = grow_after_first
+    try:
+        with pytest.raises(InvalidInput, match=r"in.jsonl changed while the job ran .*Rerun the job"):
+            _job(zoohome, src, tmp_path / "out", shard_rows=10)
+    finally:
+        ShardEmbedder.run = run
+    (failed,) = [r for r in list_runs(open_registry(str(zoohome))) if r.output_path == str((tmp_path / "out").resolve())]
+    assert failed.status.value == "failed" and "changed while the job ran" in failed.error

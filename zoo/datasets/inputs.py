@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -54,6 +55,19 @@ class InputPlan:
     rows: int
     digest: str  # sha256 over every file's relative name and bytes
     shards: list[Shard]
+    stamps: list[tuple[str, int, int]] = ()  # (file, size, mtime_ns) as digested
+
+    def changed(self) -> Optional[str]:
+        """The first input file rewritten, grown or removed since it was digested, or None: a job checks at
+        its end, so vectors of an input that changed under it are not reported as the input's."""
+        for file, size, mtime_ns in self.stamps:
+            try:
+                st = Path(file).stat()
+            except OSError:
+                return f"{file} is gone"
+            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                return f"{file} changed while the job ran ({size:,} -> {st.st_size:,} bytes)"
+        return None
 
 
 def _files(path: Path) -> list[tuple[str, str]]:
@@ -163,6 +177,38 @@ def refuse_invalid(file: str, row_id, column: str, value) -> None:
                        "pass --skip-invalid to write such rows to the rejects folder")
 
 
+INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _check_ids(file: str, table, id_column: str) -> None:
+    """Every row has an id, and the ids are of one kind the output can hold (strings, or integers within
+    int64): checked before the output folder is claimed, in one line naming the row."""
+    if hasattr(table, "column"):  # Parquet and CSV: typed by Arrow already
+        col = table.column(id_column)
+        if col.null_count:
+            import pyarrow.compute as pc
+
+            row = pc.index(pc.is_null(col), True).as_py()
+            raise InvalidInput(f"{file}: row {row} has no {id_column!r} (null); every row needs an id")
+        return
+    ids = table[id_column]
+    kind = None
+    for row, value in enumerate(ids):
+        if value is None:
+            raise InvalidInput(f"{file}: row {row} has no {id_column!r} (missing or null); every row needs an id")
+        this = "string" if isinstance(value, str) else "integer" if type(value) is int else None
+        if this is None:
+            raise InvalidInput(f"{file}: row {row}'s {id_column!r} is a JSON {type(value).__name__}; ids must be "
+                               "strings or integers")
+        if this == "integer" and not INT64[0] <= value <= INT64[1]:
+            raise InvalidInput(f"{file}: row {row}'s {id_column!r} is {value}, past what a 64-bit integer holds; "
+                               "write such ids as strings")
+        if kind is not None and this != kind:
+            raise InvalidInput(f"{file}: row {row}'s {id_column!r} is a{'n' if this == 'integer' else ''} {this} "
+                               f"where the rows before have {kind}s; ids must be all strings or all integers")
+        kind = this
+
+
 def plan_input(path: str | Path, column: str, id_column: Optional[str], shard_rows: int,
                skip_invalid: bool = False) -> InputPlan:
     """Find the files, check their columns (and, unless ``skip_invalid``, that every text is a
@@ -174,13 +220,15 @@ def plan_input(path: str | Path, column: str, id_column: Optional[str], shard_ro
     if id_column is not None and files[0][1] == "text":
         raise InvalidInput(f"{root}: a text file has one column ('text'); it has no id column {id_column!r}")
     wanted = [column] + ([id_column] if id_column and id_column != column else [])
-    digest, shards, total = hashlib.sha256(), [], 0
+    digest, shards, total, stamps = hashlib.sha256(), [], 0, []
     base = root if root.is_dir() else root.parent
     for file, fmt in files:
         table = read_table(file, fmt, wanted)
         if fmt == "parquet":
             pa = require("pyarrow", "dataset")
             kind = table.schema.field(column).type
+            if pa.types.is_dictionary(kind):  # pandas categoricals: strings stored once, read as text
+                kind = kind.value_type
             if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
                 raise InvalidInput(f"{file}: column {column!r} holds {kind}, not strings; embed a text column")
         n = _num_rows(table)
@@ -188,20 +236,27 @@ def plan_input(path: str | Path, column: str, id_column: Optional[str], shard_ro
         if bad is not None:
             row_id = _column(table, id_column, bad, bad + 1)[0] if id_column else total + bad
             refuse_invalid(file, row_id, column, _column(table, column, bad, bad + 1)[0])
+        if id_column:
+            _check_ids(file, table, id_column)
         digest.update(f"{Path(file).relative_to(base)}\0".encode())
         try:
             with open(file, "rb") as f:
+                before = os.fstat(f.fileno())
                 while chunk := f.read(1 << 20):
                     digest.update(chunk)
         except OSError as exc:
             raise InvalidInput(f"{file}: cannot read it ({exc.strerror})") from None
+        stamps.append((file, before.st_size, before.st_mtime_ns))
         for start in range(0, n, shard_rows):
             stop = min(n, start + shard_rows)
             shards.append(Shard(len(shards), file, fmt, start, stop, total + start))
         total += n
     if total == 0:
         raise InvalidInput(f"{root}: no rows to embed")
-    return InputPlan(str(root), files, total, digest.hexdigest(), shards)
+    plan = InputPlan(str(root), files, total, digest.hexdigest(), shards, stamps)
+    if plan.changed():
+        raise InvalidInput(f"{plan.changed()}; the input must not change while it is read")
+    return plan
 
 
 class ShardReader:

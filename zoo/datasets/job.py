@@ -103,6 +103,8 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
              cache=cache, lazy_runtime=engine == "ray")
     effective_prompt = m.resolve_prompt(prompt, prompt_name)
     dims = m._dimensions(dimensions)
+    if resume:
+        shard_rows = _original_shard_rows(Output(output), shard_rows)
     plan = plan_input(input, column, id_column, shard_rows, skip_invalid)
     info = m.info
     identity = {
@@ -114,7 +116,7 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
         "zoo_version": version("zoo"),
     }
     out = Output(output)
-    run_id = out.claim(identity, run_id=_new_id(), shards=len(plan.shards), resume=resume)
+    run_id = out.claim(identity, run_id=_new_id(), shards=len(plan.shards), resume=resume, shard_rows=shard_rows)
     done = [s for s in plan.shards if out.done(s, identity)] if resume else []
     todo = [s for s in plan.shards if s not in done]
     params = {"engine": engine, "workers": workers, "objective": objective, "batch_rows": batch_rows,
@@ -161,6 +163,12 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
     tally.close()
     out.sweep()
     seconds = time.perf_counter() - started
+    changed = plan.changed()
+    if changed:  # the vectors are of bytes the job no longer has a digest of: not a success
+        message = f"{changed}; its vectors may not match it. Rerun the job on the final input"
+        update_run(reg, run_id, status="failed", error=message, shards_done=len(done) + tally.shards,
+                   timings=tally.timings(seconds))
+        raise InvalidInput(message)
     earlier = [_shard_meta(out, s) for s in done]  # what the resumed run's finished shards hold
     written = tally.rows + sum(m["rows"] for m in earlier)
     rejected = tally.rejected + sum(int(m.get("rejected", 0)) for m in earlier)
@@ -170,6 +178,20 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
                      cache_hits=tally.cache_hits, truncated=tally.truncated, identity=identity,
                      workers=dict(tally.workers), busy={k: round(v, 3) for k, v in tally.busy.items()},
                      digests=sorted(tally.digests or ([identity["store_digest"]] if identity["store_digest"] else [])))
+
+
+def _original_shard_rows(out: Output, asked: int) -> int:
+    """A resumed job's shards are the ones it was planned with: the job file's shard_rows wins over another
+    --shard-rows (which cut the same rows into other shards and once doubled 2,100 rows of 3,000)."""
+    existing = out.job()
+    if existing is None:
+        return asked
+    original = existing.get("shard_rows")
+    if original is None:  # a job file of an older zoo: only the count can be compared
+        return asked
+    if original != asked:
+        print(f"note: resuming with the job's own --shard-rows {original} (not {asked})", file=sys.stderr)
+    return int(original)
 
 
 def _new_id() -> str:

@@ -68,7 +68,7 @@ class Output:
             raise InvalidInput(f"{self.root}/{JOB_FILE} is unreadable; this folder's job is unknown, so choose "
                                "another output folder") from None
 
-    def claim(self, identity: dict, run_id: str, shards: int, resume: bool) -> str:
+    def claim(self, identity: dict, run_id: str, shards: int, resume: bool, shard_rows: Optional[int] = None) -> str:
         """Make the folder this job's, or refuse; returns the run id (a resumed job keeps its own)."""
         if self.root.exists() and not self.root.is_dir():
             raise InvalidInput(f"output {self.root} is a file; give a folder")
@@ -88,6 +88,9 @@ class Output:
             raise InvalidInput(f"output folder {self.root} already holds this job's files (run {existing['run_id']}); "
                                "pass --resume to finish it, or choose another folder")
         else:
+            if existing.get("shards") not in (None, shards):
+                raise InvalidInput(f"output folder {self.root} was planned as {existing['shards']} shards, this run "
+                                   f"as {shards}; resume with the job's original --shard-rows")
             run_id = existing["run_id"]
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -95,7 +98,7 @@ class Output:
         except OSError as exc:
             raise InvalidInput(f"cannot create output folder {self.root}: {exc.strerror}") from None
         self.sweep()  # what a killed job was writing
-        self._write_json(JOB_FILE, {"identity": identity, "run_id": run_id, "shards": shards})
+        self._write_json(JOB_FILE, {"identity": identity, "run_id": run_id, "shards": shards, "shard_rows": shard_rows})
         return run_id
 
     def sweep(self) -> None:
