@@ -4,6 +4,7 @@ import base64
 import json
 import os
 import socket
+import time
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -238,5 +239,41 @@ def test_register_convert_job_and_restart_recovery(tmp_path, tiny_model_dir):
         assert job["status"] == "succeeded" and job["attempts"] == 1, job
         again = httpx.post(s.url + "/v1/zoo/jobs/j-interrupted/retry", headers=AUTH, json={})
         assert again.status_code == 400  # only failed or interrupted jobs are retried
+    finally:
+        s.stop()
+
+
+def test_management_jobs_run_within_the_bound_and_queue_in_order(tmp_path, tiny_model_dir):
+    """Four conversions submitted at once, with one worker allowed and two waiting: the fourth is a 429,
+    the three others run one at a time, in the order submitted, and all succeed."""
+    from zoo.registry.catalog import Registry
+    from zoo.store.home import resolve_home
+
+    reg = Registry(resolve_home(tmp_path / "zoo"))
+    reg.register("tiny", str(tiny_model_dir))
+    s = Server(str(reg.home.root), "--api-key", KEY,
+               env={**os.environ, "ZOO_MAX_JOBS": "1", "ZOO_MAX_WAITING_JOBS": "2"})
+    try:
+        jobs, refused = [], None
+        for target in ("onnx-fp32", "onnx-o1", "openvino-fp32", "onnx-o2"):
+            r = httpx.post(s.url + "/v1/zoo/models/tiny/convert", headers=AUTH, json={"targets": [target]})
+            if r.status_code == 429:
+                refused = r
+            else:
+                assert r.status_code == 202, r.text
+                jobs.append(r.json()["id"])
+        assert len(jobs) == 3 and refused is not None
+        assert refused.json()["error"]["code"] == "jobs_busy" and refused.headers["retry-after"] == "30"
+        most, started, deadline = 0, [], time.time() + 300
+        while time.time() < deadline:
+            states = {j: httpx.get(s.url + f"/v1/zoo/jobs/{j}", headers=AUTH).json() for j in jobs}
+            running = [j for j, st in states.items() if st["status"] == "running"]
+            most = max(most, len(running))
+            started += [j for j in running if j not in started]
+            if all(st["status"] not in ("queued", "running") for st in states.values()):
+                break
+            time.sleep(0.2)
+        assert [st["status"] for st in states.values()] == ["succeeded"] * 3, states
+        assert most == 1 and started == [j for j in jobs if j in started]  # one at a time, oldest first
     finally:
         s.stop()

@@ -209,3 +209,27 @@ def test_concurrent_first_registration_creates_one_model(tmp_path, tiny_model_di
 
     reg = Registry(resolve_home(home))
     assert table_counts(reg) == {"models": 1, "revisions": 1, "artifacts": 1, "benchmarks": 0, "aliases": 0, "jobs": 0, "runs": 0}
+
+
+def test_a_checkpoint_missing_the_models_weights_is_refused(registry, tiny_model_dir, tmp_path):
+    """A valid safetensors file that holds none of the model's tensors once registered and served random
+    weights; transformers' own loading report now refuses it, naming what is missing."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from zoo.errors import NotAModel
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    save_file({"unrelated.weight": torch.zeros(3)}, str(broken / "model.safetensors"))
+    with pytest.raises(NotAModel, match=r"its weights lack \d+ tensor\(s\) the model uses \(embeddings\."):
+        registry.register("broken", str(broken))
+    assert table_counts(registry)["models"] == 0
+    # a checkpoint without BERT's pooler head (as e5 and bge ship) is complete for embedding
+    from safetensors.torch import load_file
+
+    weights = {k: v for k, v in load_file(str(tiny_model_dir / "model.safetensors")).items() if "pooler" not in k}
+    save_file(weights, str(broken / "model.safetensors"))
+    registry.register("no-pooler", str(broken))

@@ -469,6 +469,17 @@ def _probe(directory: Path, spec, source: str) -> None:
     if vectors.shape != (1, spec.dim) or not np.isfinite(vectors).all():
         raise NotAModel(f"{source} loads, but embeds a probe text as {vectors.shape} with non-finite values or a "
                         f"width other than its declared {spec.dim}; check its weights")
+    from ..engine.backends.torch_st import missing_weights
+
+    try:
+        missing = missing_weights(directory)
+    except Exception as exc:  # noqa: BLE001 - the probe above loaded it; a second opinion that fails says nothing
+        log.debug("could not list missing weights of %s: %s", source, exc)
+        return
+    if missing:
+        raise NotAModel(f"{source}: its weights lack {len(missing)} tensor(s) the model uses ({', '.join(missing[:3])}"
+                        f"{', ...' if len(missing) > 3 else ''}); loading it would fill them with random values. "
+                        "Check that the weights file is this model's and complete")
 
 
 def _refuse_truncated(db: Path, home: Home) -> None:

@@ -21,11 +21,22 @@ from typing import Any, Optional
 from ..errors import InvalidInput, ModelExists, ZooError
 from ..registry.schema import JobStatus
 
-__all__ = ["submit_register", "submit_convert", "job_dict", "get_job", "recover", "retry", "run_job"]
+__all__ = ["submit_register", "submit_convert", "job_dict", "get_job", "recover", "retry", "run_job", "JobsBusy",
+           "MAX_RUNNING", "MAX_WAITING"]
+
+# Worker processes one host runs at once (each registration or conversion takes a core or more and its own
+# memory; eight requests once started eight workers), and jobs that may wait behind them before a
+# submission is refused with 429. Jobs start in the order they were submitted.
+MAX_RUNNING = max(1, int(os.environ.get("ZOO_MAX_JOBS", 2)))
+MAX_WAITING = max(0, int(os.environ.get("ZOO_MAX_WAITING_JOBS", 32)))
 
 
 class JobNotFound(ZooError):
     pass
+
+
+class JobsBusy(ZooError):
+    """Too many management jobs wait already; the service answers 429."""
 
 
 def job_dict(job) -> dict[str, Any]:
@@ -42,11 +53,12 @@ def submit_convert(reg, model: str, targets: list[str], *, rebuild: bool = False
     from ..registry.schema import Job
 
     plan(reg, model, targets)  # raises ModelNotFound, or InvalidInput for unknown or impossible targets
+    _refuse_when_full(reg)
     job_id = uuid.uuid4().hex
     with reg.session() as s:
         s.add(Job(id=job_id, kind="convert", model=model, params={"targets": targets, "rebuild": rebuild},
-                  message="queued"))
-    _start(reg, job_id)
+                  message="queued", host=socket.gethostname()))
+    dispatch(reg)
     return get_job(reg, job_id)
 
 
@@ -70,12 +82,49 @@ def submit_register(reg, name: str, source: str, *, revision: Optional[str] = No
             raise ModelExists(f"model {name!r} is already registered; send \"force\": true to replace it")
         if s.scalar(select(Alias.id).where(Alias.name == name)) is not None:
             raise ModelExists(f"{name!r} is an alias; remove it first")
+    _refuse_when_full(reg)
     job_id = uuid.uuid4().hex
     with reg.session() as s:
         s.add(Job(id=job_id, kind="register", model=name,
-                  params={"source": source, "revision": revision, "force": force}, message="queued"))
-    _start(reg, job_id)
+                  params={"source": source, "revision": revision, "force": force}, message="queued",
+                  host=socket.gethostname()))
+    dispatch(reg)
     return get_job(reg, job_id)
+
+
+def _active(reg) -> tuple[list, list]:
+    """(running, waiting) job ids of this host: running ones have a live worker, waiting ones none yet."""
+    from sqlalchemy import select
+
+    from ..registry.schema import Job
+
+    host = socket.gethostname()
+    with reg.session() as s:
+        rows = [(j.id, j.pid) for j in s.scalars(select(Job).where(
+            Job.status.in_([JobStatus.queued, JobStatus.running]), Job.host == host).order_by(Job.created_at))]
+    return [i for i, pid in rows if pid and _alive(pid)], [i for i, pid in rows if not pid]
+
+
+def _refuse_when_full(reg) -> None:
+    running, waiting = _active(reg)
+    if len(waiting) >= MAX_WAITING:
+        raise JobsBusy(f"{len(running)} management job(s) run and {len(waiting)} wait already; retry when one "
+                       "has finished (GET /v1/zoo/jobs/ID)")
+
+
+def dispatch(reg) -> list[str]:
+    """Start waiting jobs, oldest first, while fewer than ``MAX_RUNNING`` run; the ids started. Called on
+    each submission, by each worker as it ends and by the server at start; a lock keeps two callers from
+    starting the same job or more than the bound."""
+    from filelock import FileLock
+
+    started = []
+    with FileLock(str(reg.home.locks_dir / "jobs.lock")):
+        running, waiting = _active(reg)
+        for job_id in waiting[:max(0, MAX_RUNNING - len(running))]:
+            _start(reg, job_id)
+            started.append(job_id)
+    return started
 
 
 def _start(reg, job_id: str) -> None:
@@ -132,9 +181,12 @@ def recover(reg) -> list[str]:
     host, marked = socket.gethostname(), []
     with reg.session() as s:
         for job in s.scalars(select(Job).where(Job.status.in_([JobStatus.queued, JobStatus.running]))):
+            if job.status == JobStatus.queued and not job.pid:
+                continue  # never started: it still waits its turn
             if job.host in (None, host) and not _alive(job.pid):
                 job.status, job.message = JobStatus.interrupted, "interrupted: its worker stopped; retry it"
                 marked.append(job.id)
+    dispatch(reg)
     return marked
 
 
@@ -148,7 +200,8 @@ def retry(reg, job_id: str) -> dict:
         if job.status not in (JobStatus.failed, JobStatus.interrupted):
             raise InvalidInput(f"job {job_id} is {job.status.value}; only failed or interrupted jobs can be retried")
         job.status, job.error, job.progress, job.message = JobStatus.queued, None, 0.0, "queued for retry"
-    _start(reg, job_id)
+        job.pid, job.host = None, socket.gethostname()
+    dispatch(reg)
     return get_job(reg, job_id)
 
 
@@ -207,7 +260,11 @@ def _run_register(reg, job_id: str, name: str, params: dict) -> None:
 def main(argv: list[str]) -> int:
     from ..registry.catalog import open_registry
 
-    run_job(open_registry(), argv[0])
+    reg = open_registry()
+    try:
+        run_job(reg, argv[0])
+    finally:
+        dispatch(reg)  # this worker's slot is free: the next waiting job starts
     return 0
 
 

@@ -49,8 +49,10 @@ class ApiError(Exception):
 
 
 def _from_zoo_error(exc: ZooError) -> ApiError:
-    from .jobs import JobNotFound
+    from .jobs import JobNotFound, JobsBusy
 
+    if isinstance(exc, JobsBusy):
+        return ApiError(429, str(exc), type="rate_limit_error", code="jobs_busy", headers={"Retry-After": "30"})
     if isinstance(exc, (ModelNotFound, JobNotFound)):
         return ApiError(404, str(exc), code="model_not_found" if isinstance(exc, ModelNotFound) else "job_not_found",
                         param="model" if isinstance(exc, ModelNotFound) else None)
@@ -521,7 +523,10 @@ def create_app(settings: ServeSettings):
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
 
-    @app.post("/v1/zoo/models", status_code=202, response_model=P.JobResponse, responses={**errors, **conflict},
+    jobs_busy = {429: {"model": P.ErrorResponse, "description": "Too many management jobs wait; retry after "
+                                                                  "`Retry-After` seconds"}}
+
+    @app.post("/v1/zoo/models", status_code=202, response_model=P.JobResponse, responses={**errors, **conflict, **jobs_busy},
               openapi_extra=_openapi_body(P.RegisterRequest))
     async def register(request: Request):
         """Register a model from a source, as a job (fetching and hashing never run in the server)."""
@@ -533,7 +538,7 @@ def create_app(settings: ServeSettings):
                                        revision=req.revision, force=req.force)
 
     @app.post("/v1/zoo/models/{name}/convert", status_code=202, response_model=P.JobResponse,
-              responses={**errors, **not_found}, openapi_extra=_openapi_body(P.ConvertRequest))
+              responses={**errors, **not_found, **jobs_busy}, openapi_extra=_openapi_body(P.ConvertRequest))
     async def convert(name: str, request: Request):
         """Build artifacts of a registered model, as a job; each is gated before it may serve."""
         from .jobs import submit_convert

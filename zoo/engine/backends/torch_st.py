@@ -92,3 +92,42 @@ class TorchBackend(BatchedBackend):
                 features = module(features)
         out = features["sentence_embedding"].float().cpu().numpy()
         return normalize_rows(out) if normalize and not self._has_normalize else out
+
+
+# weights a sentence-transformers pipeline never reads: BERT's pooler head (ST pools token states itself),
+# so checkpoints saved without it (e5, bge and others) are complete for embedding
+UNUSED_BY_EMBEDDING = ("pooler.",)
+
+
+def missing_weights(path: Path) -> list[str]:
+    """Weights the checkpoint at ``path`` lacks that its transformer would use, as transformers reports them
+    (``output_loading_info``): a checkpoint missing them loads with random values in their place and embeds
+    garbage without an error. One more load of each Transformer module; registration only."""
+    import json
+
+    transformers = require("transformers", "torch")
+    folders = [path]
+    try:
+        modules = json.loads((path / "modules.json").read_text())
+        folders = [path / m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Transformer")]
+    except FileNotFoundError:
+        pass
+    missing: list[str] = []
+    for folder in folders:
+        if not (folder / "config.json").is_file():
+            continue
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        if getattr(config, "auto_map", None):
+            continue  # the model's own code: not loaded here (the probe embedding checks it runs)
+        import logging
+
+        quiet = logging.getLogger("transformers")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # the report is ours to give, in one line
+        try:
+            _, info = transformers.AutoModel.from_pretrained(str(folder), config=config, local_files_only=True,
+                                                             output_loading_info=True)
+        finally:
+            quiet.setLevel(level)
+        missing += [k for k in info.get("missing_keys", []) if not k.startswith(UNUSED_BY_EMBEDDING)]
+    return missing
