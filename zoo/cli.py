@@ -837,6 +837,8 @@ def _check_listen(host: str, port: int) -> None:
               help="Pixels per image input (default 4096x4096), checked from its header before decoding.")
 @click.option("--allow-image-host", "allow_image_hosts", multiple=True,
               help="Fetch image URLs from this host (repeatable; exact name; no redirects). Default: none.")
+@click.option("--image-fetch-timeout-s", type=_limit("image_fetch_timeout_s", float),
+              help="Seconds to fetch all of one request's allowed image URLs, connect to last byte (default 10).")
 @click.option("--allow-source-dir", "allow_source_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Allow registering local folders under DIR over HTTP (repeatable; default: none).")
 @click.option("--cors-origin", "cors_origins", multiple=True,

@@ -151,6 +151,10 @@ def test_embed_json_and_outputs(cli_home, tmp_path, tiny_model_dir):
     (["floor", "tiny", "--min-spearman", "nan"], "error: fidelity floor spearman must be a finite number in [-1, 1]"),
     (["convert", "tiny", "--to", "onnx-fp32", "--min-mean-cosine", "nan"], "error: fidelity floor mean_cosine"),
     (["alias", "tiny\n", "tiny"], "error: invalid alias 'tiny\\n'"),
+    (["export", "tiny", "--artifact", "torch-fp32", "/proc/self/zoo-export"],
+     "error: cannot write the export to /proc/self/zoo-export (No such file or directory)"),
+    (["export", "tiny", "--artifact", "torch-fp32", "/dev/null/x"], "error: cannot write the export to /dev/null/x"),
+    (["push", "tiny", "--store-url", "file:///proc/self/zoo"], "error: shared store file:///proc/self/zoo: cannot write"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero(cli_home, args, message):
     before = counts(cli_home)

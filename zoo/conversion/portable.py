@@ -78,33 +78,40 @@ def export_artifact(reg, name: str, target: str | int, directory: str | Path) ->
     base, tree = reg.artifact_path(checkpoint), reg.artifact_path(chosen)
     staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
     try:
-        shutil.copytree(base, staging, symlinks=False)
-        for p in staging.rglob("*"):  # the store's files are read-only; the copy is the user's
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        written = []
-        if relative is not None:
-            dst = staging / relative
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if chosen.format == "onnx":
-                rename_onnx_output(tree / "model.onnx", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
-            elif chosen.format == "gguf":  # no graph output to rename: llama.cpp pools inside
-                shutil.copyfile(tree / relative, dst)
-            else:
-                rename_openvino_output(tree / "openvino_model.xml", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
-            written = [relative] if chosen.format == "gguf" else [
-                str(p.relative_to(staging)) for p in dst.parent.iterdir()]
-        record = {"model": resolved.model.name, "revision": resolved.revision.resolved_id,
-                  "source": resolved.model.source, "file_name": relative, "artifact": artifact_dict(chosen),
-                  "checkpoint_digest": checkpoint.store_digest,
-                  "note": "the graph's output is renamed token_embeddings -> last_hidden_state for optimum; "
-                          "store_digest names zoo's stored bytes"}
-        (staging / "zoo-artifact.json").write_text(json.dumps(record, indent=1, default=str))
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
+        _write_export(base, tree, staging, out, relative, chosen, resolved, checkpoint)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the export to {out} ({exc.strerror or type(exc).__name__}); choose a "
+                           "new folder in a writable place") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    written = [] if relative is None else [relative] if chosen.format == "gguf" else [
+        str(p.relative_to(out)) for p in (out / relative).parent.iterdir()]
     return {"path": str(out), "file_name": relative, "files": sorted(written), "artifact": chosen.target}
+
+
+def _write_export(base: Path, tree: Path, staging: Path, out: Path, relative, chosen, resolved, checkpoint) -> None:
+    """The export assembled in ``staging`` and renamed to ``out`` whole."""
+    shutil.copytree(base, staging, symlinks=False)
+    for p in staging.rglob("*"):  # the store's files are read-only; the copy is the user's
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    if relative is not None:
+        dst = staging / relative
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if chosen.format == "onnx":
+            rename_onnx_output(tree / "model.onnx", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
+        elif chosen.format == "gguf":  # no graph output to rename: llama.cpp pools inside
+            shutil.copyfile(tree / relative, dst)
+        else:
+            rename_openvino_output(tree / "openvino_model.xml", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
+    record = {"model": resolved.model.name, "revision": resolved.revision.resolved_id,
+              "source": resolved.model.source, "file_name": relative, "artifact": artifact_dict(chosen),
+              "checkpoint_digest": checkpoint.store_digest,
+              "note": "the graph's output is renamed token_embeddings -> last_hidden_state for optimum; "
+                      "store_digest names zoo's stored bytes"}
+    (staging / "zoo-artifact.json").write_text(json.dumps(record, indent=1, default=str))
+    if out.exists():
+        out.rmdir()
+    os.replace(staging, out)
 
 
 def found_artifacts(directory: Path) -> tuple[dict[str, Path], list[str]]:

@@ -63,14 +63,18 @@ class RemoteStore:
         return f"{self.root}/{kind}/{name}"
 
     @contextlib.contextmanager
-    def _reaching(self, what: str):
-        """Turn the filesystem's own exceptions into one line naming the URL and what was tried."""
+    def _reaching(self, what: str, missing_is_an_answer: bool = True):
+        """Turn the filesystem's own exceptions into one line naming the URL and what was tried. A missing
+        file passes through where the caller reads it as an answer (no such artifact)."""
         try:
             yield
         except ZooError:
             raise
         except FileNotFoundError:
-            raise
+            if missing_is_an_answer:
+                raise
+            raise ZooError(f"shared store {self.url}: cannot {what} (no such folder, or one that cannot be made "
+                           "there); check the URL") from None
         except Exception as exc:  # botocore, aiohttp and OSError subclasses alike
             raise ZooError(f"shared store {self.url}: cannot {what} ({type(exc).__name__}); check the URL, "
                            "credentials and that the server is reachable") from None
@@ -125,7 +129,7 @@ class RemoteStore:
     def push(self, store: Store, digests: Iterable[str]) -> Transfer:
         """Upload each artifact's blobs (those not there yet), then its manifest."""
         done = Transfer()
-        with self._reaching("write"):
+        with self._reaching("write", missing_is_an_answer=False):
             self.fs.makedirs(f"{self.root}/blobs", exist_ok=True)
             self.fs.makedirs(f"{self.root}/manifests", exist_ok=True)
         seen: set[str] = set()  # artifacts share blobs (tokenizer, configs): each is sent and counted once

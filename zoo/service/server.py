@@ -230,7 +230,7 @@ def _image_input(texts: list, allowed_hosts: list[str]) -> list:
     return out
 
 
-FETCH_TIMEOUT_S = 10.0  # for all of a request's image URLs together, connect to last byte
+FETCH_TIMEOUT_S = 10.0  # for all of a request's image URLs together, connect to last byte (--image-fetch-timeout-s)
 IMAGE_WORKERS = 4  # threads for image requests; more queue behind them (text requests have their own)
 
 
@@ -443,7 +443,8 @@ def create_app(settings: ServeSettings):
                                param="modality", code="invalid_value")
             images = req["images"]
             if any(isinstance(x, str) for x in images):  # URLs the operator allows
-                images = await service.images(_fetch_images, images, settings.max_body_bytes)
+                images = await service.images(_fetch_images, images, settings.max_body_bytes,
+                                              settings.image_fetch_timeout_s)
             try:  # headers are checked before any pixel is decoded (zoo.engine.images)
                 vectors = await service.images(model.embed_images, images, dimensions=req["dimensions"],
                                                max_pixels=settings.max_image_pixels)

@@ -33,6 +33,7 @@ LIMITS: dict[str, tuple[float, Optional[float]]] = {
     "max_body_bytes": (1, None),
     "max_image_pixels": (1, None),
     "header_timeout_s": (0.1, 3600),
+    "image_fetch_timeout_s": (0.1, 600),
 }
 
 
@@ -61,6 +62,7 @@ class ServeSettings:
     allow_unauthenticated_management: bool = False  # /v1/zoo/... beyond loopback without a key
     docs: bool = True  # /docs, /redoc and /openapi.json
     header_timeout_s: float = 10.0  # a request head not complete by then closes its connection (slow clients)
+    image_fetch_timeout_s: float = 10.0  # all of one request's allowed image URLs, connect to last byte
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -70,10 +72,10 @@ class ServeSettings:
 
 # the keys a YAML deployment's serve: may set, and the type of each (port is not a setting of the app)
 SERVE_KEYS: dict[str, Any] = {"host": str, "port": int, "api_key": str, "models": list, "cache": bool,
-                              "max_wait_ms": (int, float), "header_timeout_s": (int, float), "allow_source_dirs": list, "cors_origins": list,
+                              "max_wait_ms": (int, float), "header_timeout_s": (int, float), "image_fetch_timeout_s": (int, float), "allow_source_dirs": list, "cors_origins": list,
                               "allow_image_hosts": list, "allowed_hosts": list,
                               "allow_unauthenticated_management": bool, "docs": bool,
-                              **{k: int for k in LIMITS if k not in ("port", "max_wait_ms", "header_timeout_s")}}
+                              **{k: int for k in LIMITS if k not in ("port", "max_wait_ms", "header_timeout_s", "image_fetch_timeout_s")}}
 
 
 def check_serve_option(name: str, value: Any) -> None:
