@@ -46,7 +46,9 @@ def test_every_operation_keeps_the_declared_contract(served, tmp_path):
     r = subprocess.run([cli, "--config-file", str(config), "run", served.url + "/openapi.json", "-H", f"Authorization: Bearer {KEY}",
                         "--max-examples", EXAMPLES, "--seed", "1", "--request-timeout", "30", "--max-time", MAX_SECONDS,
                         "--report", "junit", "--report-junit-path", str(junit), "--no-color"],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its own state stays there
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its own state stays there
+                       env={**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+                            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])})
     summary = r.stdout[r.stdout.find("=== SUMMARY"):] if "=== SUMMARY" in r.stdout else r.stdout[-4000:]
     suite = ET.parse(junit).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")

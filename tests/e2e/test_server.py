@@ -130,7 +130,7 @@ def test_token_ids_embed_as_their_text(server, local):
     ({"model": "tiny", "input": "x", "dimensions": 33}, 400, "dimensions", "invalid_value"),
     ({"model": "tiny", "input": "x", "temperature": 1}, 400, "temperature", "unknown_parameter"),
     ({"model": "tiny", "input": ["x"] * 65}, 400, "input", "too_many_inputs"),  # as OpenAI: BadRequestError
-    ({"model": "tiny", "input": ["y" * 2001]}, 413, "input[0]", "input_too_long"),
+    ({"model": "tiny", "input": ["y" * 2001]}, 400, "input[0]", "input_too_long"),  # past the declared maxLength
     ({"model": "nope", "input": "x"}, 404, "model", "model_not_found"),
 ])
 def test_bad_requests_get_openai_style_errors(server, body, status, param, code):

@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
 __all__ = ["ErrorBody", "ErrorResponse", "EmbeddingsRequest", "EmbeddingsResponse", "ModelList", "Health",
            "RegisterRequest", "ConvertRequest", "RetryRequest", "JobResponse", "parse_json", "validate", "BodyError",
            "MAX_INPUTS"]
 
 from .settings import MAX_INPUTS  # per request, as OpenAI's API: more is a 400 (BadRequestError in its clients)
+
+IMAGE_DATA_URI = r"^data:image/(png|jpeg|webp|gif|bmp|tiff);base64,[A-Za-z0-9+/]+={0,2}$"
 
 
 class BodyError(Exception):
@@ -27,6 +29,11 @@ class BodyError(Exception):
     def __init__(self, message: str, *, param: Optional[str] = None, code: str = "invalid_value"):
         super().__init__(message)
         self.message, self.param, self.code = message, param, code
+
+
+def _integral(value):
+    """A JSON number with no fraction is an integer (JSON Schema's rule): ``2.0`` is ``2``."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class _Strict(BaseModel):
@@ -61,9 +68,18 @@ class EmbeddingsRequest(_Strict):
         "text", description="image: every input is an image as a data URI (data:image/png;base64,...), embedded "
                             "by a multimodal (CLIP-family) model into its text space. Remote URLs are not fetched.")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[int] = Field(None, ge=1, le=1_000_000,
+    dimensions: Optional[Annotated[int, BeforeValidator(_integral), Field(ge=1, le=1_000_000), WithJsonSchema(
+        {"type": "integer", "minimum": 1, "maximum": 1_000_000})]] = Field(None,
                                       description="Truncate vectors to this many dimensions, then re-normalize")
     user: Optional[str] = None
+
+    # modality "image": each input is an image as a data URI (declared here, so clients and fuzzers send one)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "if": {"properties": {"modality": {"const": "image"}}, "required": ["modality"]},
+        "then": {"properties": {"input": {"anyOf": [
+            {"type": "string", "pattern": IMAGE_DATA_URI},
+            {"type": "array", "items": {"type": "string", "pattern": IMAGE_DATA_URI}, "minItems": 1,
+             "maxItems": MAX_INPUTS}]}}}})
 
 
 class Embedding(BaseModel):

@@ -171,9 +171,15 @@ def _is_id(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _integral(x):
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
 def _token_input(items: list) -> Optional[list[list[int]]]:
     """``input`` as token ids (OpenAI's schema: a list of integers is one input, a list of such lists
-    several), or None when it holds no ids. Mixed, empty or non-integer lists get a 400 naming the index."""
+    several), or None when it holds no ids. Mixed, empty or non-integer lists get a 400 naming the index.
+    A JSON number with no fraction (``220.0``) is an integer, as JSON Schema counts it."""
+    items = [[_integral(y) for y in x] if isinstance(x, list) else _integral(x) for x in items]
     if all(_is_id(x) for x in items):
         items = [items]
     elif any(isinstance(x, str) for x in items) or not any(isinstance(x, list) or _is_id(x) for x in items):
@@ -329,15 +335,43 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
             raise ApiError(400, f"'input[{i}]' is not valid Unicode (lone surrogate)", param=f"input[{i}]",
                            code="invalid_value") from None
         if len(t) > settings.max_input_chars:
-            raise ApiError(413, f"'input[{i}]' has {len(t)} characters; this server takes at most "
+            raise ApiError(400, f"'input[{i}]' has {len(t)} characters; this server takes at most "
                                 f"{settings.max_input_chars} per input", param=f"input[{i}]", code="input_too_long")
     for i, ids in enumerate(token_ids or ()):
         if len(ids) > settings.max_input_chars:
-            raise ApiError(413, f"'input[{i}]' has {len(ids)} token ids; this server takes at most "
+            raise ApiError(400, f"'input[{i}]' has {len(ids)} token ids; this server takes at most "
                                 f"{settings.max_input_chars} per input", param=f"input[{i}]", code="input_too_long")
-    req = validate(EmbeddingsRequest, body)
+    req = validate(EmbeddingsRequest, body if token_ids is None else {**body, "input": token_ids})
     return {"texts": texts, "token_ids": token_ids is not None, "model": req.model, "format": req.encoding_format,
             "dimensions": req.dimensions}
+
+
+def _declare_what_is_served(request: dict, settings: ServeSettings, service) -> None:
+    """Make the embeddings request's schema say what this server accepts, so a client (or a fuzzer) that
+    follows it is not refused: the per-input character cap, and where the served models are fixed
+    (``--models``), their names, their modalities and the ids their vocabularies hold. One refusal of a
+    schema-valid request stays by design: ``dimensions`` above the chosen model's width (as OpenAI's API)."""
+    props = request["properties"]
+    for option in props["input"]["anyOf"]:
+        if option.get("type") == "string":
+            option["maxLength"] = settings.max_input_chars
+        elif option.get("items", {}).get("type") == "string":
+            option["items"]["maxLength"] = settings.max_input_chars
+    served = [service.batchers[name].model for name in settings.models if name in service.batchers]
+    if not settings.models or len(served) != len(settings.models):
+        return  # models load on demand: any name may be registered meanwhile
+    props["model"]["enum"] = sorted(settings.models)
+    if not any("image" in m.spec.modalities for m in served):
+        props["modality"]["enum"] = ["text"]
+        request.pop("if", None), request.pop("then", None)
+    vocab = min(m.backend.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
+                for m in served if hasattr(m.backend, "encoder"))
+    for option in props["input"]["anyOf"]:
+        items = option.get("items", {})
+        ids = items.get("items", items) if items.get("type") == "array" else items
+        if ids.get("type") == "integer":
+            ids["maximum"] = vocab - 1
+            (items if items.get("type") == "array" else option)["maxItems"] = settings.max_input_chars
 
 
 def _openapi_body(model) -> dict:
@@ -573,6 +607,7 @@ def create_app(settings: ServeSettings):
                 declared = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(declared.pop("$defs", {}))
                 components[model.__name__] = declared
+            _declare_what_is_served(components["EmbeddingsRequest"], settings, service)
             if settings.api_key:
                 schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
                 for path, operations in schema["paths"].items():
