@@ -8,7 +8,10 @@ Phases (each ``--seconds`` long, all traffic to 127.0.0.1):
 2. ``small+large``: the same, while 2 clients send 256 inputs of ~79,000 characters each
    (a 20 MB body, the case the hardening issue measured at 77-114 s a request): p50/p99 of the
    small requests beside them, and the large requests' own latency;
-3. ``load``: ``--clients`` clients send 16 mixed texts per request.
+3. ``load``: ``--clients`` clients send 16 mixed texts per request;
+4. ``images`` (with ``--image-model``, a CLIP-family model): 4 clients each send 48 distinct
+   4096 x 4096 PNGs per request (a ~3 MB body; the hardening issue saw 48 such take the server from
+   550 MB to 3.7 GB), while 2 clients send short queries: the RSS stays within the pixel budget.
 Then it waits ``--settle`` seconds and samples RSS again: it must come back to a plateau.
 
 Writes ``soak.json`` and ``soak.md`` under ``--out``.
@@ -52,6 +55,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--settle", type=float, default=10.0)
     ap.add_argument("--max-requests", type=int, default=200_000, help="a hard cap over the whole run")
+    ap.add_argument("--image-model", default=None, help="a CLIP-family model for the image phase")
     ap.add_argument("--out", default="bench-results")
     args = ap.parse_args()
     out = Path(args.out)
@@ -71,7 +75,8 @@ def main() -> None:
     sent = 0
     lock = threading.Lock()
     # the large phase sends 20 MB bodies on purpose: let them in, to measure what they cost
-    with local_server("--models", name, "--no-cache", "--log-level", "warning",
+    served = ",".join([name] + ([args.image_model] if args.image_model else []))
+    with local_server("--models", served, "--no-cache", "--log-level", "warning",
                       "--max-body-bytes", str(32 * 1024 * 1024)) as (server, url):
         client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=args.clients + 8))
         phase = {"name": "start"}
@@ -134,6 +139,44 @@ def main() -> None:
         mixed = lambda: random.sample(corpus, 16)  # noqa: E731
         load_ms: list[float] = []
         run_phase("load", [(args.clients, mixed, load_ms)])
+        image_ms: list[float] = []
+        beside_images: list[float] = []
+        if args.image_model:
+            import base64
+            import io
+
+            from PIL import Image
+
+            def png(i: int) -> str:  # distinct bytes, so each is decoded (no cache, no dedup)
+                picture = Image.new("RGB", (4096, 4096), (i % 256, (i * 7) % 256, (i * 13) % 256))
+                buf = io.BytesIO()
+                picture.save(buf, "PNG")
+                return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+            uris = [png(i) for i in range(4 * 48)]
+            turn = iter(range(10**9))
+
+            def image_request() -> float:
+                k = next(turn) % 4
+                t = time.perf_counter()
+                r = client.post(url + "/v1/embeddings", json={"model": args.image_model, "modality": "image",
+                                                               "input": uris[k * 48:(k + 1) * 48]})
+                with lock:
+                    statuses[r.status_code] += 1
+                return (time.perf_counter() - t) * 1000
+
+            def image_loop(until: float, into: list) -> None:
+                while time.time() < until:
+                    into.append(image_request())
+
+            phase["name"] = "images"
+            until = time.time() + args.seconds
+            with ThreadPoolExecutor(6) as pool:
+                futures = [pool.submit(image_loop, until, image_ms) for _ in range(4)]
+                futures += [pool.submit(loop, small, until, beside_images) for _ in range(2)]
+                for f in futures:
+                    f.result()
+            sample()
         phase["name"] = "settled"
         time.sleep(args.settle)
         sample()
@@ -151,6 +194,10 @@ def main() -> None:
         "large_ms": {"n": len(large_ms), "p50": percentile(large_ms, 50), "max": max(large_ms, default=float("nan"))},
         "load_ms": {"clients": args.clients, "n": len(load_ms), "p50": percentile(load_ms, 50),
                     "p99": percentile(load_ms, 99), "texts_per_s": 16 * len(load_ms) / args.seconds},
+        "images_ms": {"n": len(image_ms), "p50": percentile(image_ms, 50), "max": max(image_ms, default=float("nan")),
+                      "images_per_request": 48, "pixels_per_image": 4096 * 4096},
+        "small_beside_images_ms": {"n": len(beside_images), "p50": percentile(beside_images, 50),
+                                   "p99": percentile(beside_images, 99)},
         "rss_mb": {"start": rss[0][2], "peak": max(mb for _, _, mb in rss), "end_of_load": by_phase["load"][-1],
                    "settled": rss[-1][2], "by_phase_max": {k: max(v) for k, v in by_phase.items()}},
         "rss_samples": rss,
@@ -168,7 +215,13 @@ def main() -> None:
           f"| the large requests themselves | {r['large_ms']['n']} | {r['large_ms']['p50']:.0f} | "
           f"max {r['large_ms']['max']:.0f} | |\n"
           f"| {args.clients} clients x 16 mixed texts | {r['load_ms']['n']} | {r['load_ms']['p50']:.0f} | "
-          f"{r['load_ms']['p99']:.0f} | {r['rss_mb']['by_phase_max'].get('load', float('nan')):.0f} |\n\n"
+          f"{r['load_ms']['p99']:.0f} | {r['rss_mb']['by_phase_max'].get('load', float('nan')):.0f} |\n"
+          + (f"| 4 clients x 48 distinct 4096x4096 PNGs ({args.image_model}) | {r['images_ms']['n']} | "
+             f"{r['images_ms']['p50']:.0f} | max {r['images_ms']['max']:.0f} | "
+             f"{r['rss_mb']['by_phase_max'].get('images', float('nan')):.0f} |\n"
+             f"| small queries beside the image requests | {r['small_beside_images_ms']['n']} | "
+             f"{r['small_beside_images_ms']['p50']:.1f} | {r['small_beside_images_ms']['p99']:.1f} | |\n"
+             if args.image_model else "") + "\n"
           f"RSS: start {r['rss_mb']['start']:.0f} MB, peak {r['rss_mb']['peak']:.0f} MB, end of load "
           f"{r['rss_mb']['end_of_load']:.0f} MB, {args.settle:.0f} s later {r['rss_mb']['settled']:.0f} MB.\n")
     (out / "soak.md").write_text(md)
