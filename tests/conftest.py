@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -286,3 +287,25 @@ def table_counts(registry) -> dict[str, int]:
     with registry.engine.connect() as conn:
         return {name: conn.execute(select(func.count()).select_from(t)).scalar()
                 for name, t in Base.metadata.tables.items()}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 6 MB (a tmpfs; needs root, as CI and the dev machines run), to fill."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}); a full disk needs one")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_disk(mount, leave: int) -> None:
+    """Leave ``leave`` bytes free on the file system at ``mount``."""
+    st = os.statvfs(mount)
+    free = st.f_bavail * st.f_frsize
+    with open(mount / "filler", "wb") as f:
+        f.write(b"\0" * max(0, free - leave))

@@ -19,6 +19,7 @@ __all__ = [
     "MissingExtra",
     "InvalidInput",
     "StoreCorruption",
+    "disk_full",
 ]
 
 
@@ -90,3 +91,19 @@ def require(module: str, extra: str):
         if exc.name and exc.name.split(".")[0] != module.split(".")[0]:
             raise
         raise MissingExtra(module, extra) from exc
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or what it was raised from, is a write that found no space left.
+
+    Libraries wrap the ``OSError`` (pyarrow's ``ArrowIOError``, SQLAlchemy's ``OperationalError``,
+    Ray's task errors), so the chain and the message are both read."""
+    import errno
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

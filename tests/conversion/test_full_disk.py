@@ -8,37 +8,15 @@ import os
 import subprocess
 import sys
 
-import pytest
-
+from conftest import fill_disk
 from zoo.registry.catalog import Registry
 from zoo.store.home import resolve_home
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}); a full disk needs one")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(mount, leave: int) -> None:
-    """Leave ``leave`` bytes free on the file system at ``mount``."""
-    st = os.statvfs(mount)
-    free = st.f_bavail * st.f_frsize
-    with open(mount / "filler", "wb") as f:
-        f.write(b"\0" * max(0, free - leave))
 
 
 def test_convert_on_a_full_disk_is_one_line_and_the_row_is_failed(small_disk, tiny_model_dir):
     reg = Registry(resolve_home(small_disk / "zoo"))
     reg.register("tiny", str(tiny_model_dir))
-    _fill(small_disk, 64 * 1024)  # the ONNX graph alone is larger than what is left
+    fill_disk(small_disk, 64 * 1024)  # the ONNX graph alone is larger than what is left
     r = subprocess.run([sys.executable, "-m", "zoo", "--home", str(small_disk / "zoo"), "convert", "tiny", "--to",
                         "onnx-fp32"], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "TMPDIR": str(small_disk)})
@@ -54,7 +32,7 @@ def test_convert_on_a_full_disk_is_one_line_and_the_row_is_failed(small_disk, ti
 def test_a_registry_on_a_full_disk_is_one_line(small_disk, tiny_model_dir):
     reg = Registry(resolve_home(small_disk / "zoo"))
     reg.register("tiny", str(tiny_model_dir))
-    _fill(small_disk, 0)
+    fill_disk(small_disk, 0)
     r = subprocess.run([sys.executable, "-m", "zoo", "--home", str(small_disk / "zoo"), "convert", "tiny", "--to",
                         "onnx-fp32"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]

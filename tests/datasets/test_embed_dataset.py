@@ -312,3 +312,35 @@ def test_an_input_rewritten_during_the_job_fails_it(zoohome, tmp_path):
         ShardEmbedder.run = run
     (failed,) = [r for r in list_runs(open_registry(str(zoohome))) if r.output_path == str((tmp_path / "out").resolve())]
     assert failed.status.value == "failed" and "changed while the job ran" in failed.error
+
+
+def test_a_full_disk_is_one_line_and_resume_writes_the_rest(zoohome, tmp_path, small_disk):
+    """The output's disk fills mid-job: one line naming what is written and what to do (it was a
+    pyarrow traceback), the run recorded failed, no staged file left; --resume after freeing space
+    writes the rest, each id once."""
+    from conftest import fill_disk
+    from zoo.registry.catalog import open_registry
+    from zoo.registry.runs import list_runs
+
+    src = tmp_path / "in.parquet"
+    texts = [f"row {i} " + CORPUS[i % len(CORPUS)] + " padding words" * 20 for i in range(1200)]
+    pq.write_table(pa.table({"text": texts}), src)
+    out = small_disk / "out"
+    args = ["embed-dataset", str(src), str(out), "-m", "tiny", "--artifact", "onnx-fp32", "--shard-rows", "200"]
+    fill_disk(small_disk, 24 * 1024)  # room for two or three of the six shards (~8 KB each)
+    full = _cli(zoohome, *args)
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr[-2000:]
+    (line,) = full.stderr.strip().splitlines()
+    assert line.startswith("error: the disk is full: ") and "rerun with --resume" in line, line
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+    written = len([p for p in out.iterdir() if p.name.startswith("part-")])
+    assert 0 <= written < 6 and f"{written} of 6 shards are written" in line
+    (run,) = [r for r in list_runs(open_registry(str(zoohome))) if r.output_path == str(out.resolve())]
+    assert run.status.value == "failed" and run.error.startswith("the disk is full")
+
+    (small_disk / "filler").unlink()
+    again = _cli(zoohome, *args, "--resume", "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads(again.stdout)
+    assert (summary["shards"], summary["shards_skipped"], summary["rows"]) == (6, written, 1200)
+    assert sorted(_read(out)[0].column("id").to_pylist()) == list(range(1200))

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import InvalidInput, ZooError
+from ..errors import InvalidInput, ZooError, disk_full
 from ..core.floor import Floor
 from .fidelity import embed_probe, measure
 
@@ -295,7 +295,7 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
             # staging first: on a full disk it is what the build filled, and recording the failure needs room;
             # on a full disk the shared work files go too (later targets export again)
             shutil.rmtree(staging, ignore_errors=True)
-            if _disk_full(exc):
+            if disk_full(exc):
                 message = message if "disk is full" in message else f"{message} (the disk is full)"
                 for leftover in Path(work_dir).iterdir():
                     shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
@@ -307,17 +307,6 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
             return Outcome(target.name, "failed", artifact_id, None, message, time.perf_counter() - started)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """Whether ``exc``, or what it was raised from, is a write that found no space left."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _one_line(exc: Exception) -> str:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import InvalidInput, ZooError
+from ..errors import InvalidInput, ZooError, disk_full
 from ..registry.catalog import DEFAULT_MODEL
 from .inputs import plan_input
 from .output import Output
@@ -156,9 +156,22 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
     except BaseException as exc:
         tally.close()
         interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-        update_run(reg, run_id, status="interrupted" if interrupted else "failed",
-                   error=str(exc) if isinstance(exc, ZooError) else type(exc).__name__,
-                   shards_done=len(done) + tally.shards, timings=tally.timings(time.perf_counter() - started))
+        finished = len(done) + tally.shards
+        full = not interrupted and disk_full(exc)
+        if full:  # what the failed write staged goes first: recording the failure may need the room
+            out.sweep()
+            message = (f"the disk is full: {finished} of {len(plan.shards)} shards are written to {out.root}; "
+                       "free space and rerun with --resume to write the rest")
+        else:
+            message = str(exc) if isinstance(exc, ZooError) else type(exc).__name__
+        try:
+            update_run(reg, run_id, status="interrupted" if interrupted else "failed", error=message,
+                       shards_done=finished, timings=tally.timings(time.perf_counter() - started))
+        except ZooError:
+            if not full:
+                raise
+        if full:
+            raise ZooError(message) from None
         raise
     tally.close()
     out.sweep()
