@@ -796,6 +796,12 @@ def _limit(name: str, kind: type = int) -> click.ParamType:
     return click.IntRange(lo, hi) if kind is int else click.FloatRange(lo, hi)
 
 
+def _token_encodings() -> click.Choice:
+    from .service.token_encodings import TOKEN_ENCODINGS
+
+    return click.Choice(list(TOKEN_ENCODINGS))
+
+
 def _check_listen(host: str, port: int) -> None:
     """Bind once before uvicorn does, so a host that is not this machine's, or a port in use, is one line
     (uvicorn would print its own error and exit 3)."""
@@ -839,6 +845,9 @@ def _check_listen(host: str, port: int) -> None:
               help="Fetch image URLs from this host (repeatable; exact name; no redirects). Default: none.")
 @click.option("--image-fetch-timeout-s", type=_limit("image_fetch_timeout_s", float),
               help="Seconds to fetch all of one request's allowed image URLs, connect to last byte (default 10).")
+@click.option("--token-encoding", type=_token_encodings(),
+              help="What token-id inputs are: a tiktoken encoding's ids, decoded to text as OpenAI reads them "
+                   "(default cl100k_base), or 'model' (the served model's own vocabulary).")
 @click.option("--allow-source-dir", "allow_source_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Allow registering local folders under DIR over HTTP (repeatable; default: none).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
@@ -866,6 +875,7 @@ def serve(ctx, host, port, models, api_key, config, no_cache, no_docs, log_level
         options = dict(deployment.serve)
         options.setdefault("models", [m.name for m in deployment.models])
         options["artifacts"] = {m.name: m.artifact for m in deployment.models if m.artifact}
+        options["token_encodings"] = {m.name: m.token_encoding for m in deployment.models if m.token_encoding}
     options["host"] = host or options.get("host", "127.0.0.1")
     port = port if port is not None else options.pop("port", 8000)
     if models:

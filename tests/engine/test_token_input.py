@@ -51,8 +51,39 @@ def test_ids_embed_as_their_text_other_families(tmp_path, tiny_arch_dir):
     for artifact in ("torch-fp32", "onnx-fp32"):
         m = zoo.load("t", artifact=artifact, registry=reg, cache=False)
         texts = TEXTS[:5]
+        want = m.embed(texts, dimensions=16)
         got = m.embed_tokens(_bare_ids(m, texts), dimensions=16)
-        assert ((m.embed(texts, dimensions=16) * got).sum(1) >= 0.9999).all(), artifact
+        assert ((want * got).sum(1) >= 0.9999).all(), artifact
+        # what tokenizer.encode(text) returns, and a padded batch: framing stripped, added once
+        framed = _framed_ids(m, texts)
+        assert ((want * m.embed_tokens(framed, dimensions=16)).sum(1) >= 0.9999).all(), artifact
+        assert ((want * m.embed_tokens(_padded(m, framed), dimensions=16)).sum(1) >= 0.9999).all(), artifact
+
+
+def _framed_ids(m, texts):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(m.backend.encoder.tokenizer.to_str())
+    tok.no_truncation()
+    return [tok.encode(t).ids for t in texts]
+
+
+def _padded(m, id_lists):
+    pad = m.backend.encoder.pad_id
+    width = max(map(len, id_lists)) + 3
+    return [ids + [pad] * (width - len(ids)) for ids in id_lists]
+
+
+def test_framing_inside_the_content_is_refused(tmp_path, tiny_arch_dir):
+    """RoBERTa's framing (<s> ... </s>, pad 1): at the ends it is stripped, inside it is refused."""
+    m = zoo.load("t", artifact="onnx-fp32", registry=_home_with(tmp_path, tiny_arch_dir), cache=False)
+    (framed,) = _framed_ids(m, ["a dog runs in the park"])
+    start, end = framed[0], framed[-1]
+    with pytest.raises(InvalidInput, match=rf"token input 0: id {end} \(.*\) at position 2 is one of the model's "
+                                           "special tokens inside the content"):
+        m.embed_tokens([framed[1:3] + [end] + framed[3:-1]])
+    with pytest.raises(InvalidInput, match="token input 1 holds only the model's special tokens or padding"):
+        m.embed_tokens([framed, [start, end]])
 
 
 def test_bad_ids_are_refused_naming_the_input(tmp_path, tiny_model_dir):
@@ -60,7 +91,7 @@ def test_bad_ids_are_refused_naming_the_input(tmp_path, tiny_model_dir):
     vocab = m.backend.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
     cases = [([[5, 6], []], r"token input 1 is an empty list"),
              ([[5, -1]], r"token input 0: id -1 at position 1 is negative; token ids are 0 or more"),
-             ([[5], [vocab]], rf"token input 1: id {vocab} at position 0 .*check_embedding_ctx_length=False"),
+             ([[5], [vocab]], rf"token input 1: id {vocab} at position 0 .*LangChain's OpenAIEmbeddings sends tiktoken cl100k_base ids"),
              ([[5, "6"]], r"token input 0: position 1 is str, not an integer token id"),
              ([[True]], r"position 0 is bool"), ("text", r"must be a list of lists of ids")]
     for inputs, message in cases:

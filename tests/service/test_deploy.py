@@ -51,6 +51,8 @@ serve:
     ("models:\n  - name: a\n", "zoo.yaml:2: model is missing 'source'"),
     ("models:\n  - name: a\n    source: /tmp\n    targets: [onnx-fp64]\n", "zoo.yaml:4: unknown target(s) onnx-fp64"),
     ("models:\n  - name: a\n    source: ftp://x/y\n", "zoo.yaml:2:"),
+    ("models:\n  - name: a\n    source: /tmp\n    token_encoding: gpt2\n",
+     "zoo.yaml:4: token_encoding is 'gpt2'; it must be one of cl100k_base, o200k_base, model"),
     ("models:\n  - name: a\n    source: /tmp\nserve:\n  port: eighty\n", "zoo.yaml:5: serve.port must be int"),
     ("servers: []\n", "zoo.yaml:1: unknown key 'servers' in the top level"),
     ("models:\n  - {name: a, source: /tmp}\n  - {name: a, source: /tmp}\n", "name(s) used twice: a"),
@@ -74,6 +76,7 @@ SERVE_HEAD = "models:\n  - name: a\n    source: /tmp\nserve:\n"
     ("max_input_chars: 0", "serve.max_input_chars is 0; it must be at least 1"),
     ("max_wait_ms: .nan", "serve.max_wait_ms must be a number"),
     ("port: 99999", "serve.port is 99999; it must be from 0 to 65535"),
+    ("token_encoding: r50k_base", "serve.token_encoding is 'r50k_base'; it must be one of cl100k_base, o200k_base"),
     ("allow_source_dirs: [/nonexistent/zoo]", "serve.allow_source_dirs: /nonexistent/zoo is not a directory"),
     ("host: !!python/object/apply:os.system [echo owned]", "zoo.yaml:5: serve.host: could not determine a constructor"),
 ])

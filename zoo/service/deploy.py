@@ -8,6 +8,7 @@
         targets: [openvino-int8]                    # built (and gated) if missing
         artifact: openvino-int8                     # serve this one (default: the fastest measured)
         prompts: {query: "query: ", document: "passage: "}
+        token_encoding: cl100k_base                 # token-id inputs: cl100k_base (default), o200k_base, model
     serve: {host: 127.0.0.1, port: 8000, max_inputs: 2048}
 
 A bare list of models is accepted too. The whole file is validated first (YAML
@@ -23,10 +24,11 @@ from typing import Any, Callable, Optional
 
 from ..errors import InvalidInput, ModelNotFound, ZooError, require
 from .settings import SERVE_KEYS, check_serve_option
+from .token_encodings import check_token_encoding
 
 __all__ = ["Deployment", "ModelDecl", "load_deployment", "apply_deployment", "SERVE_KEYS"]
 
-MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "artifact", "prompts")
+MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "artifact", "prompts", "token_encoding")
 PROMPT_KEYS = ("query", "document")
 
 @dataclass
@@ -39,6 +41,7 @@ class ModelDecl:
     targets: list[str] = field(default_factory=list)
     artifact: Optional[str] = None  # the target that serves (LocalAI's one backend per model); built if missing
     prompts: dict[str, str] = field(default_factory=dict)
+    token_encoding: Optional[str] = None  # what token-id inputs mean for this model (serve's default else)
 
 
 @dataclass
@@ -168,6 +171,12 @@ class _Validator:
                                    "see `zoo convert --list`")
             if decl.artifact != "torch-fp32" and decl.artifact not in decl.targets:
                 decl.targets.append(decl.artifact)
+        if "token_encoding" in fields:
+            decl.token_encoding = self.scalar(fields["token_encoding"][1], str, "token_encoding")
+            try:
+                check_token_encoding(decl.token_encoding)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{self.at(fields['token_encoding'][1])}: {exc}") from None
         if "prompts" in fields:
             prompts = self.mapping(fields["prompts"][1], PROMPT_KEYS, "prompts")
             decl.prompts = {k: self.scalar(v, str, f"prompts.{k}") for k, (_, v) in prompts.items()}

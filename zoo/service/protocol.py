@@ -60,8 +60,10 @@ class EmbeddingsRequest(_Strict):
                            Field(min_length=1, max_length=MAX_INPUTS)]] = Field(
         examples=["how do I reset my password", ["first passage", "second passage"], [[2023, 4937, 2001]]],
         description=f"A text, a list of 1 to {MAX_INPUTS} texts, or token ids: a list of integers (one input) "
-                    "or a list of such lists, in the model's vocabulary without special tokens (the model's "
-                    "special tokens are added as for text). Inputs longer than the model's max length are "
+                    "or a list of such lists. As OpenAI reads them, token ids are a tiktoken encoding's "
+                    "(cl100k_base unless the server says otherwise), decoded to text and embedded as that "
+                    "text; a server started with token_encoding model takes the model's own ids without "
+                    "special tokens (those are added as for text). Inputs longer than the model's max length are "
                     "truncated, as sentence-transformers does; the server may cap characters per text.")
     model: str = Field(min_length=1, examples=["all-minilm-l6-v2"], description="A registered model name or alias")
     modality: Literal["text", "image"] = Field(

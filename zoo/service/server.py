@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 
 from .settings import ServeSettings
+from .token_encodings import MODEL as MODEL_IDS, decode as decode_token_ids, largest_id
 from ..errors import (ArtifactNotFound, InvalidInput, InvalidSource, ModelExists, ModelNotFound, NotAModel,
                       RevisionNotFound, SourceUnavailable, ZooError, require)
 
@@ -364,13 +365,14 @@ def _declare_what_is_served(request: dict, settings: ServeSettings, service) -> 
     if not any("image" in m.spec.modalities for m in served):
         props["modality"]["enum"] = ["text"]
         request.pop("if", None), request.pop("then", None)
-    vocab = min(m.backend.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
-                for m in served if hasattr(m.backend, "encoder"))
+    largest = min(largest_id(settings.token_encoding_of(m.name)) if settings.token_encoding_of(m.name) != MODEL_IDS
+                  else m.backend.encoder.tokenizer.get_vocab_size(with_added_tokens=True) - 1
+                  for m in served if hasattr(m.backend, "encoder"))
     for option in props["input"]["anyOf"]:
         items = option.get("items", {})
         ids = items.get("items", items) if items.get("type") == "array" else items
         if ids.get("type") == "integer":
-            ids["maximum"] = vocab - 1
+            ids["maximum"] = largest
             (items if items.get("type") == "array" else option)["maxItems"] = settings.max_input_chars
 
 
@@ -486,8 +488,11 @@ def create_app(settings: ServeSettings):
                 raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None
             metrics.inputs.labels(model.name).inc(len(req["images"]))
             return _embeddings_response(model.name, vectors, req["format"], 0)
+        encoding = settings.token_encoding_of(model.name)
         # once: for usage, the budget, the engine; token ids get the model's special tokens, as text does
         try:
+            if req["token_ids"] and encoding != MODEL_IDS:  # OpenAI's reading: a tiktoken encoding's ids
+                req["texts"], req["token_ids"] = await asyncio.to_thread(decode_token_ids, encoding, req["texts"]), False
             tokenized = await asyncio.to_thread(model.tokenize_ids if req["token_ids"] else model.tokenize, req["texts"])
         except InvalidInput as exc:
             raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None

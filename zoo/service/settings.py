@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from ..errors import InvalidInput
+from .token_encodings import DEFAULT_TOKEN_ENCODING, check_token_encoding
 
 __all__ = ["ServeSettings", "LIMITS", "SERVE_KEYS", "check_serve_option", "MAX_INPUTS"]
 
@@ -63,18 +64,26 @@ class ServeSettings:
     docs: bool = True  # /docs, /redoc and /openapi.json
     header_timeout_s: float = 10.0  # a request head not complete by then closes its connection (slow clients)
     image_fetch_timeout_s: float = 10.0  # all of one request's allowed image URLs, connect to last byte
+    # what a token-id input means: a tiktoken encoding's ids (OpenAI's reading), or "model" (the model's own)
+    token_encoding: str = DEFAULT_TOKEN_ENCODING
+    token_encodings: dict[str, str] = field(default_factory=dict)  # model -> its own, over token_encoding
+
+    def token_encoding_of(self, model: str) -> str:
+        return self.token_encodings.get(model, self.token_encoding)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.name in LIMITS or f.name == "allow_source_dirs":
+            if f.name in LIMITS or f.name in ("allow_source_dirs", "token_encoding"):
                 check_serve_option(f.name, getattr(self, f.name))
+        for encoding in self.token_encodings.values():
+            check_token_encoding(encoding)
 
 
 # the keys a YAML deployment's serve: may set, and the type of each (port is not a setting of the app)
 SERVE_KEYS: dict[str, Any] = {"host": str, "port": int, "api_key": str, "models": list, "cache": bool,
                               "max_wait_ms": (int, float), "header_timeout_s": (int, float), "image_fetch_timeout_s": (int, float), "allow_source_dirs": list, "cors_origins": list,
                               "allow_image_hosts": list, "allowed_hosts": list,
-                              "allow_unauthenticated_management": bool, "docs": bool,
+                              "allow_unauthenticated_management": bool, "docs": bool, "token_encoding": str,
                               **{k: int for k in LIMITS if k not in ("port", "max_wait_ms", "header_timeout_s", "image_fetch_timeout_s")}}
 
 
@@ -88,6 +97,8 @@ def check_serve_option(name: str, value: Any) -> None:
         if value < lo or (hi is not None and value > hi):
             allowed = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
             raise InvalidInput(f"{name} is {value}; it must be {allowed}", param=name)
+    elif name == "token_encoding":
+        check_token_encoding(value)
     elif name == "allow_source_dirs":
         for d in value or []:
             if not os.path.isdir(d):

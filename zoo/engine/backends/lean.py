@@ -58,8 +58,8 @@ def id_list_problem(ids) -> Optional[tuple[str, str]]:
     return None
 
 
-LANGCHAIN_HINT = ("LangChain's OpenAIEmbeddings sends tiktoken ids unless check_embedding_ctx_length=False; "
-                  "pass that, or send the text itself")
+LANGCHAIN_HINT = ("ids of another vocabulary? LangChain's OpenAIEmbeddings sends tiktoken cl100k_base ids, which "
+                  "zoo serve reads unless started with token_encoding model; or send the text itself")
 
 
 class TextEncoder:
@@ -163,7 +163,8 @@ class TextEncoder:
         return out
 
     def check_ids(self, inputs) -> list[list[int]]:
-        """Refuse what is not a non-empty list of in-vocabulary ids, naming the input's index."""
+        """Refuse what is not a non-empty list of in-vocabulary ids, naming the input's index; return each
+        input's content ids (``content_ids``)."""
         vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
         if not isinstance(inputs, (list, tuple)):
             raise InvalidInput(f"token input must be a list of lists of ids, not {type(inputs).__name__}")
@@ -176,8 +177,44 @@ class TextEncoder:
                 if t >= vocab:
                     raise InvalidInput(f"token input {i}: id {int(t)} at position {j} is outside this model's "
                                        f"vocabulary (0 to {vocab - 1}); {LANGCHAIN_HINT}", param=f"input[{i}]")
-            out.append([int(t) for t in ids])
+            out.append(self.content_ids(i, [int(t) for t in ids]))
         return out
+
+    def content_ids(self, i: int, ids: list[int]) -> list[int]:
+        """The content of one id list, never its framing: what ``tokenizer.encode(text)`` returns (the
+        special tokens the tokenizer adds around a text) and what a padded encoding returns (its padding,
+        either side) are stripped, so the model's special tokens are added once; a framing or padding
+        id left among the content is refused. Embedded, such ids once gave cosine 0.79 (framed twice)
+        and 0.01-0.20 (padding) to the text's vector, with no error."""
+        prefix, _, _, suffix, _ = self._specials()
+        pad = self._padding_id()
+        a, b = 0, len(ids)
+        if pad is not None:
+            while a < b and ids[a] == pad:
+                a += 1
+            while b > a and ids[b - 1] == pad:
+                b -= 1
+        if prefix and ids[a:a + len(prefix)] == prefix:
+            a += len(prefix)
+        if suffix and b - len(suffix) >= a and ids[b - len(suffix):b] == suffix:
+            b -= len(suffix)
+        framing = set(prefix) | set(suffix) | ({pad} if pad is not None else set())
+        for j in range(a, b):
+            if ids[j] in framing:
+                raise InvalidInput(
+                    f"token input {i}: id {ids[j]} ({self.tokenizer.id_to_token(ids[j])}) at position {j} is one of "
+                    "the model's special tokens inside the content; send content ids "
+                    "(tokenizer.encode(text, add_special_tokens=False)), or the text", param=f"input[{i}]")
+        if a >= b:
+            raise InvalidInput(f"token input {i} holds only the model's special tokens or padding; send content ids",
+                               param=f"input[{i}]")
+        return ids[a:b]
+
+    def _padding_id(self) -> Optional[int]:
+        """The pad id, if the tokenizer declares it a special token (else it may be an ordinary token)."""
+        added = self.tokenizer.get_added_tokens_decoder()
+        token = added.get(self.pad_id)
+        return self.pad_id if token is not None and token.special else None
 
     def full_length(self, text: str) -> int:
         if is_token_key(text):
