@@ -66,6 +66,25 @@ def test_openai_client_float_base64_list_and_dimensions(server, local):
     np.testing.assert_allclose(np.array([d.embedding for d in small.data]), local.embed(texts, dimensions=8), atol=1e-5)
 
 
+def test_models_retrieve_answers_as_openai_does(server):
+    """`client.models.retrieve`: the model object, by name or alias; 404 model_not_found otherwise, and a
+    GET never registers the default model on first use."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY)
+    card = client.models.retrieve("tiny")
+    assert (card.id, card.object, card.owned_by) == ("tiny", "model", "zoo") and card.created > 0
+    listed = httpx.get(server.url + "/v1/models", headers=AUTH).json()["data"][0]
+    assert httpx.get(server.url + "/v1/models/tiny", headers=AUTH).json() == listed
+    assert client.models.retrieve("tiny-alias").id == "tiny"
+    for name in ("nope", "all-minilm-l6-v2"):
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve(name)
+        r = httpx.get(server.url + f"/v1/models/{name}", headers=AUTH)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert [m.id for m in client.models.list()] == ["tiny"]  # the default was not registered by the GET
+    assert httpx.get(server.url + "/v1/models/tiny").status_code == 401
+
+
 def test_models_health_and_metrics(server):
     models = httpx.get(server.url + "/v1/models", headers=AUTH).json()
     assert models["object"] == "list"

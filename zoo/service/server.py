@@ -524,6 +524,19 @@ def create_app(settings: ServeSettings):
         # orjson: ~10x json's speed on float arrays, which is most of a response's cost on the event loop
         return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
+    def _card(d: dict) -> dict:
+        """One model as OpenAI's model object, with zoo's details under ``zoo``."""
+        loaded = {name: b.model.info.get("artifact") for name, b in service.batchers.items()}
+        current = next((r for r in d["revisions"] if r["resolved_id"] == d["current_revision"]), {})
+        created = datetime.fromisoformat(d["created_at"]).timestamp()
+        return {"id": d["name"], "object": "model", "owned_by": "zoo", "created": int(created),
+                "zoo": {"dim": d["dim"], "max_seq_length": d["max_seq_length"], "source": d["source"],
+                        "revision": d["current_revision"], "aliases": [a["name"] for a in d["aliases"]],
+                        "prompts": {"query": d["query_prompt"], "document": d["document_prompt"]},
+                        "artifacts": [a["target"] for a in current.get("artifacts", []) if a.get("status") == "ready"],
+                        "serving_artifact": loaded.get(d["name"]),
+                        "token_encoding": settings.token_encoding_of(d["name"])}}
+
     @app.get("/v1/models", response_model=P.ModelList, responses={401: errors[401], 500: errors[500]})
     async def list_models():
         """The models served here, with zoo's details (dim, revision, ready artifacts)."""
@@ -531,21 +544,24 @@ def create_app(settings: ServeSettings):
             return [service.registry.describe(m.name) for m in service.registry.list_models()]
         described = await asyncio.to_thread(read)
         allowed = settings.models
-        loaded = {name: b.model.info.get("artifact") for name, b in service.batchers.items()}
-        data = []
-        for d in described:
-            if allowed and d["name"] not in allowed:
-                continue
-            current = next((r for r in d["revisions"] if r["resolved_id"] == d["current_revision"]), {})
-            created = datetime.fromisoformat(d["created_at"]).timestamp()
-            data.append({"id": d["name"], "object": "model", "owned_by": "zoo", "created": int(created),
-                         "zoo": {"dim": d["dim"], "max_seq_length": d["max_seq_length"], "source": d["source"],
-                                 "revision": d["current_revision"], "aliases": [a["name"] for a in d["aliases"]],
-                                 "prompts": {"query": d["query_prompt"], "document": d["document_prompt"]},
-                                 "artifacts": [a["target"] for a in current.get("artifacts", [])
-                                               if a.get("status") == "ready"],
-                                 "serving_artifact": loaded.get(d["name"])}})
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [_card(d) for d in described if not allowed or d["name"] in allowed]}
+
+    @app.get("/v1/models/{model}", response_model=P.ModelCard,
+             responses={401: errors[401], **not_found, 500: errors[500]})
+    async def retrieve_model(model: str):
+        """One model, as OpenAI's ``models.retrieve``; an alias answers with the model it names."""
+        def read():
+            # never the default's first-use registration: a GET changes nothing
+            resolved = service.registry.resolve(model, auto_default=False)
+            return service.registry.describe(resolved.model.name)
+        try:
+            d = await asyncio.to_thread(read)
+        except ModelNotFound:
+            d = None
+        if d is None or (settings.models and d["name"] not in settings.models):
+            raise ApiError(404, f"The model '{model}' does not exist or is not served here", param="model",
+                           code="model_not_found")
+        return _card(d)
 
     @app.get("/health", response_model=P.Health)
     async def health():
