@@ -1,25 +1,44 @@
-"""A schemathesis check for /v1/embeddings, loaded by test_http_contract.py (SCHEMATHESIS_HOOKS).
+"""A schemathesis check for the embedding routes, loaded by test_http_contract.py (SCHEMATHESIS_HOOKS).
 
 schemathesis' own ``positive_data_acceptance`` takes a list of statuses; allowing 400 there let any
-refusal of a schema-valid request pass. This check allows exactly one: ``dimensions`` above the
-model's width, which no schema can state (it differs per model; OpenAI's API answers it with 400
-too). Every other schema-valid request must be answered 2xx.
+refusal of a schema-valid request pass. This check allows exactly the refusals no schema can state,
+each documented, and nothing else: every other schema-valid request must be answered 2xx.
+
+- ``/v1/embeddings``: ``dimensions`` above the model's width (it differs per model; OpenAI's API answers
+  it with 400 too).
+- TEI's ``/embed`` and ``POST /``: token ids of the model's own vocabulary that are only its framing or
+  padding, or hold its framing or padding inside the content ([PAD] between words): zoo refuses them
+  rather than embed padding as content (422, naming the id).
 """
 
 import schemathesis
 
+EMBEDDING_ROUTES = ("/v1/embeddings", "/embed", "/")
+
+
+def _allowed(path: str, status: int, body: dict) -> bool:
+    if path == "/v1/embeddings":
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        return status == 400 and error.get("param") == "dimensions" and \
+            str(error.get("message", "")).startswith("dimensions must be at most")
+    message = str(body.get("error", ""))
+    return status == 422 and body.get("error_type") == "validation" and \
+        ("holds only the model's special tokens or padding" in message
+         or "is one of the model's special tokens inside the content" in message)
+
 
 @schemathesis.check
 def embeddings_accept_what_the_schema_admits(ctx, response, case):
-    if case.operation.path != "/v1/embeddings" or case.meta is None or not case.meta.generation.mode.is_positive:
+    path = case.operation.path
+    if path not in EMBEDDING_ROUTES or case.meta is None or not case.meta.generation.mode.is_positive:
         return None
     if 200 <= response.status_code < 300:
         return None
     try:
-        error = response.json()["error"]
+        body = response.json()
     except Exception:  # noqa: BLE001
-        error = {}
-    if response.status_code == 400 and error.get("param") == "dimensions" and \
-            str(error.get("message", "")).startswith("dimensions must be at most"):
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    if _allowed(path, response.status_code, body):
         return None
-    raise AssertionError(f"a schema-valid request was refused with {response.status_code}: {error or response.text[:300]}")
+    raise AssertionError(f"a schema-valid request was refused with {response.status_code}: {body or response.text[:300]}")

@@ -54,6 +54,6 @@ def test_every_operation_keeps_the_declared_contract(served, tmp_path):
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     failures, errors = int(suite.get("failures")), int(suite.get("errors"))
     print(summary)
-    assert "Tested: 9" in summary, summary  # every declared operation was exercised
+    assert "Tested: 14" in summary, summary  # every declared operation was exercised
     assert (failures, errors) == (0, 0), r.stdout[-8000:]
     assert r.returncode == 0, summary

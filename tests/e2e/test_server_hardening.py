@@ -335,9 +335,10 @@ def test_slow_request_heads_are_cut_at_the_head_deadline(home):
 
 
 def test_the_schema_declares_what_this_server_accepts(open_server, home):
-    """With --models fixed, /openapi.json names them, their modality and the ids their vocabulary holds,
-    and every text's declared maxLength is the server's per-input cap: a client that follows the schema
-    is not refused (the contract test fuzzes this)."""
+    """With --models fixed, /openapi.json names them, their modality and the ids it reads (cl100k_base's
+    text tokens by default; TEI's /embed: the model's vocabulary), and every text's declared maxLength
+    is the server's per-input cap: a client that follows the schema is not refused (the contract test
+    fuzzes this)."""
     import zoo
 
     request = httpx.get(open_server.url + "/openapi.json").json()["components"]["schemas"]["EmbeddingsRequest"]
@@ -349,6 +350,10 @@ def test_the_schema_declares_what_this_server_accepts(open_server, home):
     vocab = zoo.load("tiny", home=home, cache=False).backend.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
     maxima = [o["items"].get("maximum", o["items"].get("items", {}).get("maximum")) for o in props["input"]["anyOf"]
               if o.get("type") == "array" and o["items"].get("type") != "string"]
-    assert maxima == [vocab - 1, vocab - 1]
+    assert maxima == [100255, 100255]
+    tei = httpx.get(open_server.url + "/openapi.json").json()["components"]["schemas"]["TeiEmbedRequest"]
+    ids = [o for o in tei["properties"]["inputs"]["anyOf"] if o.get("type") == "array" and
+           o["items"].get("type") == "integer"]
+    assert [o["items"]["maximum"] for o in ids] == [vocab - 1] and tei["properties"]["model"]["anyOf"][0]["enum"] == ["tiny"]
     r = httpx.post(open_server.url + "/v1/embeddings", json={"model": "tiny", "input": [[3.0, 4]], "dimensions": 8.0})
     assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 8  # 3.0 is an integer in JSON Schema

@@ -351,11 +351,14 @@ class EmbeddingModel:
         prepared = self.tokenize_ids(token_ids)
         return self.embed(prepared.texts, tokenized=prepared, **options)
 
-    def tokenize(self, texts: Sequence[str]):
-        """The texts tokenized as the engine does (a ``Prepared``); pass it to ``embed(tokenized=)``."""
+    def tokenize(self, texts: Sequence[str], truncation_direction: Optional[str] = None):
+        """The texts tokenized as the engine does (a ``Prepared``); pass it to ``embed(tokenized=)``.
+        ``truncation_direction`` "left" keeps the end of a text longer than the max length (TEI's option)."""
         from .backends.lean import Prepared
 
-        return Prepared.of(self.backend.encoder, validate_texts(texts))
+        if truncation_direction not in (None, "left", "right"):
+            raise InvalidInput(f"truncation_direction must be left or right, not {truncation_direction!r}")
+        return Prepared.of(self.backend.encoder, validate_texts(texts), truncation_direction)
 
     # asyncio is imported only by the async twins: it costs a cold `zoo embed` ~30 ms otherwise
     async def aembed(self, texts, **options) -> np.ndarray:

@@ -41,6 +41,7 @@ class _Request:
     tokenized: Any  # the texts' Prepared: its lengths drive the budget, and the engine reuses it
     dimensions: Optional[int]
     future: asyncio.Future
+    normalize: Optional[bool] = None  # None: the model's own (its Normalize module); TEI's /embed asks
     out: Optional[np.ndarray] = None
     cursor: int = 0  # next text to schedule
     done: int = 0  # texts embedded
@@ -83,8 +84,9 @@ class DynamicBatcher:
     def queue_depth(self) -> int:
         return self._queued
 
-    async def embed(self, tokenized, dimensions: Optional[int] = None) -> np.ndarray:
-        """Vectors for ``model.tokenize(texts)``, in order (tokenized once: the engine reuses it)."""
+    async def embed(self, tokenized, dimensions: Optional[int] = None, normalize: Optional[bool] = None) -> np.ndarray:
+        """Vectors for ``model.tokenize(texts)``, in order (tokenized once: the engine reuses it). Requests
+        share a batch only with requests of the same output (``dimensions``, ``normalize``)."""
         texts = tokenized.texts
         if len(texts) > self.max_queue_texts:
             raise ValueError(f"{len(texts)} inputs exceed this server's queue of {self.max_queue_texts}")
@@ -97,7 +99,7 @@ class DynamicBatcher:
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(self._run())
-        request = _Request(tokenized, dimensions, asyncio.get_running_loop().create_future())
+        request = _Request(tokenized, dimensions, asyncio.get_running_loop().create_future(), normalize=normalize)
         self._waiting.append(request)
         self._queued += len(texts)
         self._queued_tokens += cost
@@ -116,15 +118,15 @@ class DynamicBatcher:
             self._queued_tokens -= sum(request.tokens[request.cursor:])
             request.cursor = len(request.texts)
 
-    def _take(self) -> tuple[list[tuple[_Request, int]], Optional[int]]:
-        """Round-robin over waiting requests of one output size, within the row and token caps."""
+    def _take(self) -> tuple[list[tuple[_Request, int]], tuple]:
+        """Round-robin over waiting requests of one output (size, normalisation), within the row and token caps."""
         batch: list[tuple[_Request, int]] = []
         head = self._waiting[0]
-        dims, total = head.dimensions, 0
+        dims, total = (head.dimensions, head.normalize), 0
         while len(batch) < self.max_batch_rows:
             progressed = False
             for request in list(self._waiting):
-                if request.dimensions != dims or request.cursor >= len(request.texts):
+                if (request.dimensions, request.normalize) != dims or request.cursor >= len(request.texts):
                     continue
                 n = request.tokens[request.cursor]
                 if batch and total + n > self.max_batch_tokens:
@@ -172,7 +174,7 @@ class DynamicBatcher:
         from ..engine.backends.lean import Prepared
 
         tokenized = Prepared.join([(request.tokenized, i) for request, i in batch])
-        future = loop.run_in_executor(self._executor, self._embed, tokenized, dims)
+        future = loop.run_in_executor(self._executor, self._embed, tokenized, *dims)
         return _Batch(batch, future, time.perf_counter())
 
     def _finish(self, finished: "_Batch", outcome) -> None:
@@ -201,7 +203,7 @@ class DynamicBatcher:
             if request.done == len(request.texts):
                 request.future.set_result(request.out)
 
-    def _embed(self, tokenized, dims: Optional[int]) -> np.ndarray:
+    def _embed(self, tokenized, dims: Optional[int], normalize: Optional[bool] = None) -> np.ndarray:
         import warnings
 
         from ..engine.model import TruncationWarning
@@ -209,7 +211,7 @@ class DynamicBatcher:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)  # the service reports usage, not warnings
             # the engine sorts the coalesced texts by length and runs them at the model's best batch size
-            return self.model.embed(tokenized.texts, dimensions=dims, tokenized=tokenized)
+            return self.model.embed(tokenized.texts, dimensions=dims, normalize=normalize, tokenized=tokenized)
 
     def close(self) -> None:
         if self._worker is not None:

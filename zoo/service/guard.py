@@ -6,7 +6,8 @@
 2. The Host header. Bound to loopback, only ``localhost``, ``127.0.0.1`` and ``[::1]`` (and any
    ``--allowed-host``) are served: a page on another site that rebinds its own DNS name to
    127.0.0.1 sends its own name as Host, and gets a 400 instead of our responses.
-3. The API key (``Authorization: Bearer KEY``) on ``/v1``; ``/health`` and ``/metrics`` stay open.
+3. The API key (``Authorization: Bearer KEY``) on every route but the probes and docs (``OPEN``):
+   ``/v1/...`` and TEI's ``/embed``, ``/tokenize``, ``/decode``, ``/info`` and ``POST /``.
 4. Management (``/v1/zoo/...``) is off when the server listens beyond loopback without a key,
    unless the operator passed ``--allow-unauthenticated-management``.
 5. POST bodies are JSON: any other ``Content-Type`` is a 415. A browser's cross-site "simple
@@ -29,10 +30,18 @@ from typing import Any, Callable, Optional
 
 import orjson
 
-__all__ = ["Guard", "is_loopback", "UNMATCHED"]
+__all__ = ["Guard", "is_loopback", "needs_key", "OPEN", "UNMATCHED"]
 
 UNMATCHED = "unmatched"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+OPEN = ("/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+
+
+def needs_key(method: str, path: str) -> bool:
+    """Whether a request needs the API key (when one is set): all but the probes and the docs."""
+    return path not in OPEN
 
 
 def is_loopback(host: str) -> bool:
@@ -86,7 +95,7 @@ class Guard:
         if self.hosts is not None and _hostname(headers.get("host", "")) not in self.hosts:
             return 400, error_body("Host header not served here; an operator can add names with --allowed-host",
                                    "invalid_host")
-        if self.key is not None and path.startswith("/v1"):
+        if self.key is not None and needs_key(method, path):
             given = headers.get("authorization", "")
             token = given[7:] if given[:7].lower() == "bearer " else ""
             if not hmac.compare_digest(token.encode(), self.key):

@@ -16,7 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 __all__ = ["ErrorBody", "ErrorResponse", "EmbeddingsRequest", "EmbeddingsResponse", "ModelList", "Health",
            "RegisterRequest", "ConvertRequest", "RetryRequest", "JobResponse", "parse_json", "validate", "BodyError",
-           "MAX_INPUTS"]
+           "MAX_INPUTS", "TeiEmbedRequest", "TeiTokenizeRequest", "TeiDecodeRequest", "TeiToken", "TeiError",
+           "TeiInfo"]
 
 from .settings import MAX_INPUTS  # per request, as OpenAI's API: more is a 400 (BadRequestError in its clients)
 
@@ -156,6 +157,74 @@ class JobResponse(BaseModel):
     attempts: int
     created_at: Optional[str]
     updated_at: Optional[str]
+
+
+# -- text-embeddings-inference's native routes (zoo.service.tei) ---------------------------------------
+
+_Id = Annotated[int, BeforeValidator(_integral), Field(ge=0), WithJsonSchema({"type": "integer", "minimum": 0})]
+_Ids = Annotated[list[_Id], Field(min_length=1)]
+_ModelField = Field(None, min_length=1, description="zoo's addition: which served model (also the X-Zoo-Model "
+                                                   "header); needed only when the server serves several")
+
+
+class TeiEmbedRequest(_Strict):
+    inputs: Union[str, _Ids, Annotated[list[Union[str, _Ids]], Field(min_length=1, max_length=MAX_INPUTS)]] = Field(
+        examples=["What is Deep Learning?", ["first passage", "second passage"]],
+        description="A text, token ids of the model's own vocabulary, or a list of either")
+    truncate: Optional[bool] = Field(None, description="Cut inputs past the max length (default: true, as TEI "
+                                                        "since 1.9); false refuses them with 422")
+    truncation_direction: Literal["left", "right", "Left", "Right"] = "right"
+    prompt_name: Optional[str] = Field(None, description="A prompt of the model: query or document")
+    normalize: bool = True
+    dimensions: Optional[Annotated[int, BeforeValidator(_integral), Field(ge=1, le=1_000_000), WithJsonSchema(
+        {"type": "integer", "minimum": 1, "maximum": 1_000_000})]] = None
+    model: Optional[str] = _ModelField
+
+
+class TeiTokenizeRequest(_Strict):
+    inputs: Union[str, Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]]
+    add_special_tokens: bool = True
+    prompt_name: Optional[str] = None
+    model: Optional[str] = _ModelField
+
+
+class TeiDecodeRequest(_Strict):
+    ids: Union[_Ids, Annotated[list[_Ids], Field(min_length=1, max_length=MAX_INPUTS)]]
+    skip_special_tokens: bool = True
+    model: Optional[str] = _ModelField
+
+
+class TeiToken(BaseModel):
+    id: int
+    text: str
+    special: bool
+    start: Optional[int] = Field(description="UTF-8 byte offset in the input, as TEI gives it; null for special tokens")
+    stop: Optional[int]
+
+
+class TeiError(BaseModel):
+    """TEI's error shape, on its routes."""
+    error: str
+    error_type: Literal["unhealthy", "backend", "overloaded", "validation", "tokenizer", "empty"]
+
+
+class TeiInfo(BaseModel):
+    model_id: str
+    model_sha: Optional[str]
+    model_dtype: str
+    served_model_name: str
+    model_type: dict[str, Any]
+    max_concurrent_requests: int
+    max_input_length: int
+    max_batch_tokens: int
+    max_batch_requests: Optional[int]
+    max_client_batch_size: int
+    auto_truncate: bool
+    tokenization_workers: int
+    version: str
+    sha: Optional[str]
+    docker_label: Optional[str]
+    zoo: dict[str, Any]
 
 
 def parse_json(raw: bytes) -> Any:

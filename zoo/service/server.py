@@ -620,20 +620,30 @@ def create_app(settings: ServeSettings):
         P.validate(P.RetryRequest, await json_body(request))
         return await asyncio.to_thread(retry_job, service.registry, job_id)
 
+    from . import tei
+
+    tei.add_routes(app, service, settings, orjson)
+
     def openapi() -> dict:
         if app.openapi_schema is None:
+            from .guard import needs_key
+
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (P.EmbeddingsRequest, P.RegisterRequest, P.ConvertRequest, P.RetryRequest):
+            for model in (P.EmbeddingsRequest, P.RegisterRequest, P.ConvertRequest, P.RetryRequest,
+                          P.TeiEmbedRequest, P.TeiTokenizeRequest, P.TeiDecodeRequest):
                 declared = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(declared.pop("$defs", {}))
                 components[model.__name__] = declared
             _declare_what_is_served(components["EmbeddingsRequest"], settings, service)
+            served = [service.batchers[name].model for name in settings.models if name in service.batchers]
+            tei.declare_what_is_served(components, settings,
+                                       served if settings.models and len(served) == len(settings.models) else [])
             if settings.api_key:
                 schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
                 for path, operations in schema["paths"].items():
-                    if path.startswith("/v1"):
-                        for operation in operations.values():
+                    for method, operation in operations.items():
+                        if needs_key(method.upper(), path):
                             operation["security"] = [{"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema

@@ -147,6 +147,21 @@ class TextEncoder:
                                       full.ids[start + n:], full.type_ids[start + n:])
         return self._special_template
 
+    @property
+    def direction(self) -> str:
+        """Which end truncation cuts, as the tokenizer is configured."""
+        return (self.tokenizer.truncation or {}).get("direction", "right")
+
+    def content_of(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids without special tokens and without truncation."""
+        return [e.ids for e in self.untruncated().encode_batch(texts, add_special_tokens=False)]
+
+    def keep(self, ids: list[int], left: bool) -> list[int]:
+        """The content ids that fit the max length beside the special tokens, cut from the left or the right."""
+        prefix, _, _, suffix, _ = self._specials()
+        room = max(0, self.max_length - len(prefix) - len(suffix))
+        return ids if len(ids) <= room else (ids[len(ids) - room:] if left else ids[:room])
+
     def encode_ids(self, id_lists: list[list[int]]) -> list[TokenEncoding]:
         """Token ids (the model's vocabulary, no special tokens) encoded as the tokenizer encodes text:
         its special tokens around them, truncated to the max length from the end (or the start, if
@@ -220,12 +235,16 @@ class TextEncoder:
         if is_token_key(text):
             prefix, _, _, suffix, _ = self._specials()
             return len(prefix) + len(suffix) + len(text[len(TOKEN_KEY):].split(","))
-        if self._untruncated is None:  # a private copy: truncation is tokenizer state
+        return len(self.untruncated().encode(text, add_special_tokens=True).ids)
+
+    def untruncated(self):
+        """A private copy of the tokenizer that never truncates (truncation is tokenizer state)."""
+        if self._untruncated is None:
             from tokenizers import Tokenizer
 
             self._untruncated = Tokenizer.from_str(self.tokenizer.to_str())
             self._untruncated.no_truncation()
-        return len(self._untruncated.encode(text, add_special_tokens=True).ids)
+        return self._untruncated
 
     def pad(self, encodings: list, names: Optional[list[str]] = None) -> dict[str, np.ndarray]:
         """One batch's arrays (of ``names``, default the runtime's inputs), right-padded."""
@@ -294,9 +313,24 @@ class Prepared:
     truncated: list[bool]
 
     @classmethod
-    def of(cls, encoder: TextEncoder, texts: list[str]) -> "Prepared":
+    def of(cls, encoder: TextEncoder, texts: list[str], direction: Optional[str] = None) -> "Prepared":
+        """``direction`` ("left" / "right"): which end a text longer than the max length loses, when not
+        the tokenizer's own. Such a text becomes the ids it keeps, keyed as those ids (``TOKEN_KEY``), so
+        its vector never meets the cache entry of the text cut the other way."""
         encodings = encoder.encode(texts)
-        return cls(texts, encodings, [len(e.ids) for e in encodings], [bool(e.overflowing) for e in encodings])
+        prepared = cls(list(texts), encodings, [len(e.ids) for e in encodings], [bool(e.overflowing) for e in encodings])
+        if direction is None or direction == encoder.direction:
+            return prepared
+        cut = [i for i, e in enumerate(encodings) if e.overflowing]
+        if not cut:
+            return prepared
+        content = encoder.content_of([texts[i] for i in cut])
+        kept = [encoder.keep(ids, left=direction == "left") for ids in content]
+        for i, ids, e in zip(cut, kept, encoder.encode_ids(kept)):
+            e.overflowing = [True]
+            prepared.texts[i], prepared.encodings[i] = TOKEN_KEY + ",".join(map(str, ids)), e
+            prepared.lengths[i] = len(e.ids)
+        return prepared
 
     @classmethod
     def join(cls, parts: list[tuple["Prepared", int]]) -> "Prepared":
