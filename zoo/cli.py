@@ -734,10 +734,29 @@ def export_(ctx, name, directory, target, as_json):
     if as_json:
         _emit({"model": name, **done})
         return
-    where = done["file_name"] or "the checkpoint at the root"
-    click.echo(f"exported {name} {done['artifact']} to {done['path']} ({where}); load it with "
-               + (f"SentenceTransformer(DIR, backend=\"{where.split('/')[0]}\", "
-                  f"model_kwargs={{\"file_name\": \"{where}\"}})" if done["file_name"] else "SentenceTransformer(DIR)"))
+    click.echo(f"exported {name} {done['artifact']} to {done['path']} "
+               f"({done['file_name'] or 'the checkpoint at the root'}); {_export_hint(done)}")
+
+
+def _export_hint(done: dict) -> str:
+    """How to load an export with each consumer's own API: commands that work as printed (tested)."""
+    path, file_name = done["path"], done["file_name"]
+    if file_name is None:
+        return f'load it with SentenceTransformer("{path}")'
+    if done["format"] == "gguf":
+        return (f'load it with llama-cpp-python: Llama(model_path="{path}/{file_name}", embedding=True)'
+                f'.embed(texts{", normalize=True" if done["normalize"] else ""}); sentence-transformers does '
+                "not read GGUF")
+    backend = file_name.split("/")[0]
+    also = done["default_file_names"]
+    hint = (f'load it with SentenceTransformer("{path}", backend="{backend}")'
+            + (f' (it is also at {", ".join(also)}, where the defaults look)' if also else "")
+            + f', or with model_kwargs={{"file_name": "{file_name}"}}')
+    if backend == "openvino":
+        hint += (f'; LlamaIndex: OpenVINOEmbedding("{path}", pooling="{done["pooling"]}")'
+                 if done["pooling"] in ("cls", "mean") else
+                 f"; LlamaIndex's OpenVINOEmbedding pools by cls or mean only, not {done['pooling']}")
+    return hint
 
 
 @cli.command()

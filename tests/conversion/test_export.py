@@ -50,6 +50,12 @@ def test_sentence_transformers_loads_the_export(converted, tmp_path, target, bac
     st = SentenceTransformer(str(out), backend=backend, model_kwargs={"file_name": file_name}, device="cpu")
     theirs, ours = st.encode(TEXTS, convert_to_numpy=True), zoo_model.embed(TEXTS)
     assert ((theirs * ours).sum(1) >= min_cos).all()
+    # the defaults (no file_name) find the same artifact: an int8 export runs int8, never an fp32 re-export
+    assert f'SentenceTransformer("{out}", backend="{backend}")' in done.stdout
+    defaults = SentenceTransformer(str(out), backend=backend, device="cpu").encode(TEXTS, convert_to_numpy=True)
+    assert np.abs(defaults - theirs).max() < 1e-6
+    assert record["default_file_names"] == [d for d in {"onnx": ["onnx/model.onnx"], "openvino": [
+        "openvino/openvino_model.xml", "openvino_model.xml"]}[backend] if d != file_name]
     if target == "onnx-fp32":  # the same graph, the same runtime: the same numbers
         assert np.abs(theirs - ours).max() < 1e-5
     plain = SentenceTransformer(str(out), device="cpu")  # the checkpoint is at the root too
@@ -80,6 +86,12 @@ def test_llama_index_embedding_classes_load_the_export(converted, tmp_path):
     ov = OpenVINOEmbedding(model_id_or_path=str(folder), model=ir, pooling="mean", normalize=True)
     theirs = np.array(ov.get_text_embedding_batch(TEXTS))
     assert ((theirs * zoo_vectors).sum(1) >= 0.9999).all()
+    # as `zoo export` prints it: the IR at the root too, so OpenVINOEmbedding loads it (no re-export from
+    # the checkpoint), with the model's pooling named (its default is cls: cosine 0.49 on a mean model once)
+    before = sorted(p.name for p in folder.rglob("*"))
+    ov = OpenVINOEmbedding(str(folder), pooling="mean")
+    assert ((np.array(ov.get_text_embedding_batch(TEXTS)) * zoo_vectors).sum(1) >= 0.999).all()
+    assert sorted(p.name for p in folder.rglob("*")) == before
 
 
 def test_export_refusals(converted, tmp_path):
@@ -142,6 +154,24 @@ def test_a_round_trip_through_export_and_import(converted, tmp_path):
     a = zoo.load("tiny", artifact="onnx-fp32", registry=converted, cache=False).embed(TEXTS)
     b = zoo.load("again", artifact="onnx-fp32", registry=open_registry(str(home)), cache=False).embed(TEXTS)
     assert np.array_equal(a, b)  # the same graph back: the same vectors
+
+
+@pytest.mark.parametrize("target, named, copies", [
+    ("onnx-int8-avx512_vnni", "onnx/model_qint8_avx512_vnni.onnx", ["onnx/model.onnx"]),
+    ("openvino-fp32", "openvino/openvino_model.xml", ["openvino_model.xml"]),
+])
+def test_import_reads_the_default_copies_as_the_artifact_they_are(converted, tmp_path, target, named, copies):
+    """An export's copies at the default names are its artifact, not others: an int8 graph at
+    onnx/model.onnx is never imported as onnx-fp32."""
+    from zoo.conversion.portable import export_artifact, found_artifacts
+
+    out = tmp_path / "export"
+    export_artifact(converted, "tiny", target, out)
+    for copy in copies:
+        assert os.path.samefile(out / copy, out / named)  # hard links: no second copy on disk
+    found, skipped = found_artifacts(out)
+    assert found == {target: out / named}
+    assert skipped == [f"{copy} (the same graph as {named}, {target})" for copy in sorted(copies)]
 
 
 def test_import_refuses_a_folder_without_a_checkpoint(tmp_path, converted):

@@ -182,6 +182,26 @@ def test_export_and_import_round_trip(built, tmp_path):
     assert np.array_equal(theirs, ours)
 
 
+def test_the_printed_export_hint_works(built, tmp_path):
+    """`zoo export` prints how to load a GGUF; that command, run as printed, gives zoo's vectors (its hint
+    once named a sentence-transformers backend= that sentence-transformers rejects)."""
+    import re
+
+    from llama_cpp import Llama
+
+    reg, _ = built
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "zoo.cli", "--home", str(reg.home.root), "export", "mean", str(out),
+                        "--artifact", "gguf-q8_0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    hint = re.search(r'Llama\(model_path="([^"]+)", embedding=True\)\.embed\(texts(, normalize=True)?\)', r.stdout)
+    assert hint is not None and "backend=" not in r.stdout, r.stdout
+    llm = Llama(model_path=hint.group(1), embedding=True, verbose=False)
+    theirs = np.array(llm.embed(TEXTS, normalize=bool(hint.group(2))))
+    ours = zoo.load("mean", artifact="gguf-q8_0", registry=reg, cache=False).embed(TEXTS)
+    assert row_cosines(theirs, ours).min() >= 0.999
+
+
 def test_refused_before_any_work(tmp_path, tiny_plain_dir, minilm_vocab):
     from zoo.conversion.pipeline import convert
 

@@ -25,6 +25,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
+from typing import Optional
 
 from converters.imported import OPTIMUM_OUTPUT, ZOO_OUTPUT, rename_onnx_output, rename_openvino_output
 
@@ -59,6 +60,20 @@ def exported_name(artifact) -> str | None:
     raise InvalidInput(f"artifacts of format {artifact.format!r} cannot be exported yet")
 
 
+def default_names(artifact, relative: Optional[str]) -> list[str]:
+    """Where consumers look when told nothing but the backend, beside the artifact's own name: so an int8
+    export loaded with sentence-transformers' defaults (``backend="onnx"``, no ``file_name``) runs the
+    int8 graph, not an fp32 one or a re-export; and optimum's root ``openvino_model.xml``, the only place
+    LlamaIndex's ``OpenVINOEmbedding`` looks before exporting from the checkpoint."""
+    if artifact.format == "onnx":
+        defaults = ["onnx/model.onnx"]
+    elif artifact.format == "openvino":
+        defaults = ["openvino/openvino_model.xml", "openvino_model.xml"]
+    else:
+        return []
+    return [d for d in defaults if d != relative]
+
+
 def export_artifact(reg, name: str, target: str | int, directory: str | Path) -> dict:
     """Write ``name``'s ready artifact ``target`` (a target name or id) as a folder; returns what was written."""
     resolved = reg.resolve(name)
@@ -86,7 +101,9 @@ def export_artifact(reg, name: str, target: str | int, directory: str | Path) ->
         shutil.rmtree(staging, ignore_errors=True)
     written = [] if relative is None else [relative] if chosen.format == "gguf" else [
         str(p.relative_to(out)) for p in (out / relative).parent.iterdir()]
-    return {"path": str(out), "file_name": relative, "files": sorted(written), "artifact": chosen.target}
+    return {"path": str(out), "file_name": relative, "default_file_names": default_names(chosen, relative),
+            "files": sorted(written), "artifact": chosen.target, "format": chosen.format,
+            "pooling": resolved.model.pooling, "normalize": resolved.model.normalize}
 
 
 def _write_export(base: Path, tree: Path, staging: Path, out: Path, relative, chosen, resolved, checkpoint) -> None:
@@ -103,8 +120,15 @@ def _write_export(base: Path, tree: Path, staging: Path, out: Path, relative, ch
             shutil.copyfile(tree / relative, dst)
         else:
             rename_openvino_output(tree / "openvino_model.xml", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
+        for default in default_names(chosen, relative):  # the same bytes where defaults look (hard links)
+            for suffix in ((".xml", ".bin") if chosen.format == "openvino" else (".onnx",)):
+                source, link = dst.with_suffix(suffix), (staging / default).with_suffix(suffix)
+                if source.exists():
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    _link_or_copy(source, link)
     record = {"model": resolved.model.name, "revision": resolved.revision.resolved_id,
-              "source": resolved.model.source, "file_name": relative, "artifact": artifact_dict(chosen),
+              "source": resolved.model.source, "file_name": relative,
+              "default_file_names": default_names(chosen, relative), "artifact": artifact_dict(chosen),
               "checkpoint_digest": checkpoint.store_digest,
               "note": "the graph's output is renamed token_embeddings -> last_hidden_state for optimum; "
                       "store_digest names zoo's stored bytes"}
@@ -114,15 +138,48 @@ def _write_export(base: Path, tree: Path, staging: Path, out: Path, relative, ch
     os.replace(staging, out)
 
 
+def _link_or_copy(source: Path, link: Path) -> None:
+    try:
+        os.link(source, link)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, link)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two exported graphs are one (hard links, or copies of the same bytes, their weights too)."""
+    pairs = [(a, b)] + ([(a.with_suffix(".bin"), b.with_suffix(".bin"))] if a.suffix == ".xml" else [])
+    for x, y in pairs:
+        if not (x.exists() and y.exists()):
+            return False
+        if os.path.samefile(x, y):
+            continue
+        if x.stat().st_size != y.stat().st_size or x.read_bytes() != y.read_bytes():
+            return False
+    return True
+
+
 def found_artifacts(directory: Path) -> tuple[dict[str, Path], list[str]]:
     """The ONNX/OpenVINO/GGUF files in an exported folder, by the target each is (sentence-transformers'
     and optimum's names, under ``onnx/``, ``openvino/`` or at the root; a GGUF by the file type its
     header declares); and the files not understood."""
     targets: dict[str, Path] = {}
     skipped: list[str] = []
-    for path in sorted([*directory.glob("*.onnx"), *directory.glob("onnx/*.onnx"),
-                        *directory.glob("*.xml"), *directory.glob("openvino/*.xml"), *directory.glob("*.gguf")]):
+    paths = sorted([*directory.glob("*.onnx"), *directory.glob("onnx/*.onnx"),
+                    *directory.glob("*.xml"), *directory.glob("openvino/*.xml"), *directory.glob("*.gguf")])
+    # a zoo export names its artifact; the copies of it at the default names are that artifact, not others
+    try:
+        named = json.loads((directory / "zoo-artifact.json").read_text()).get("file_name")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    if named and (directory / named) in paths:
+        paths.remove(directory / named)
+        paths.insert(0, directory / named)
+    for path in paths:
         rel = str(path.relative_to(directory))
+        same = next((t for t, p in targets.items() if _same_file(p, path)), None)
+        if same is not None:
+            skipped.append(f"{rel} (the same graph as {targets[same].relative_to(directory)}, {same})")
+            continue
         target = None
         if path.suffix == ".gguf":
             if importlib.util.find_spec("llama_cpp") is None:
