@@ -134,6 +134,11 @@ def show(ctx, name, as_json):
     click.echo(f"  dim             {d['dim']}    max_seq_length {d['max_seq_length']}")
     click.echo(f"  pooling         {d['pooling']}    normalize {d['normalize']}")
     click.echo(f"  prompts         query={d['query_prompt']!r} document={d['document_prompt']!r}")
+    dims = d.get("matryoshka_dims")
+    click.echo("  matryoshka      " + ("not declared: `dimensions` below the width cuts vectors of a model not "
+                                     "trained for it (served, with X-Zoo-Matryoshka: not-declared)" if dims is None
+                                     else "declared" + (f", widths {', '.join(map(str, dims))}" if dims else
+                                                        " (widths not listed)")))
     if d.get("image_preprocessing"):
         pre = d["image_preprocessing"]
         click.echo(f"  modalities      {', '.join(d['modalities'])}    images: size {pre.get('size')}, crop "

@@ -6,6 +6,7 @@ import os
 import socket
 import time
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -274,5 +275,62 @@ def test_management_jobs_run_within_the_bound_and_queue_in_order(tmp_path, tiny_
             time.sleep(0.2)
         assert [st["status"] for st in states.values()] == ["succeeded"] * 3, states
         assert most == 1 and started == [j for j in jobs if j in started]  # one at a time, oldest first
+    finally:
+        s.stop()
+
+
+MATRYOSHKA_CARD = """---
+tags:
+- sentence-transformers
+- loss:MatryoshkaLoss
+---
+# tiny
+
+#### MatryoshkaLoss
+```json
+{
+    "loss": "MultipleNegativesRankingLoss",
+    "matryoshka_dims": [
+        32,
+        16,
+        8
+    ],
+    "n_dims_per_step": -1
+}
+```
+"""
+
+
+def test_dimensions_say_when_the_model_declares_no_matryoshka_training(server, home, tmp_path, tiny_model_dir):
+    """A cut below the width is served, and the response says when the model declares no Matryoshka
+    training, or not that width (LocalAI once served a quarter of the dims without a word)."""
+    import shutil
+
+    from zoo.registry.catalog import open_registry
+
+    r = httpx.post(server.url + "/v1/embeddings", headers=AUTH, json={"model": "tiny", "input": "x", "dimensions": 8})
+    assert r.status_code == 200 and r.headers["x-zoo-matryoshka"] == "not-declared"
+    for body in ({"dimensions": 32}, {}):
+        r = httpx.post(server.url + "/v1/embeddings", headers=AUTH, json={"model": "tiny", "input": "x", **body})
+        assert "x-zoo-matryoshka" not in r.headers
+    assert httpx.get(server.url + "/v1/models/tiny", headers=AUTH).json()["zoo"]["matryoshka_dims"] is None
+
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_model_dir, trained)
+    (trained / "README.md").write_text(MATRYOSHKA_CARD)
+    other = tmp_path / "zoo"
+    reg = open_registry(str(other))
+    reg.register("mrl", str(trained))
+    assert reg.describe("mrl")["matryoshka_dims"] == [32, 16, 8]
+    shown = subprocess.run([sys.executable, "-m", "zoo", "--home", str(other), "show", "mrl"], capture_output=True,
+                           text=True, timeout=120).stdout
+    assert "matryoshka      declared, widths 32, 16, 8" in shown
+    s = Server(str(other), "--models", "mrl")
+    try:
+        for dims, header in ((16, None), (8, None), (12, "not-a-trained-width")):
+            r = httpx.post(s.url + "/v1/embeddings", json={"model": "mrl", "input": "x", "dimensions": dims})
+            assert r.status_code == 200 and r.headers.get("x-zoo-matryoshka") == header, (dims, r.headers)
+        r = httpx.post(s.url + "/embed", json={"inputs": "x", "dimensions": 12})
+        assert r.status_code == 200 and r.headers.get("x-zoo-matryoshka") == "not-a-trained-width"
     finally:
         s.stop()

@@ -50,9 +50,25 @@ class ModelSpec:
     task: str = "sentence-embedding"
     modalities: tuple[str, ...] = ("text",)
     image_preprocessing: Optional[dict[str, Any]] = None  # multimodal models: how images become pixels
+    # Matryoshka training the model declares: None, none declared; () declared, widths not listed; else the widths
+    matryoshka_dims: Optional[tuple[int, ...]] = None
 
     def __post_init__(self):  # a spec read back from JSON (a load plan) has a list here
         object.__setattr__(self, "modalities", tuple(self.modalities))
+        if self.matryoshka_dims is not None:
+            object.__setattr__(self, "matryoshka_dims", tuple(self.matryoshka_dims))
+
+    def matryoshka_note(self, dimensions: Optional[int]) -> Optional[str]:
+        """What a cut to ``dimensions`` is, when it is not the model's declared Matryoshka training:
+        ``not-declared`` (the model declares none) or ``not-a-trained-width`` (it lists others); None
+        when nothing is cut or the width is declared. The cut is served either way, and said."""
+        if dimensions is None or dimensions >= self.dim:
+            return None
+        if self.matryoshka_dims is None:
+            return "not-declared"
+        if self.matryoshka_dims and dimensions not in self.matryoshka_dims:
+            return "not-a-trained-width"
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +93,25 @@ def _license(readme: Path) -> Optional[str]:
         return None
     lic = re.search(r"^license:\s*['\"]?([^'\"\n]+)", m.group(1), re.M)
     return lic.group(1).strip() if lic else None
+
+
+MATRYOSHKA_DIMS = re.compile(r"""["']?matryoshka_dims["']?\s*[:=]\s*[\[(]\s*(\d+(?:\s*,\s*\d+)*)""")
+
+
+def _matryoshka(readme: Path) -> Optional[tuple[int, ...]]:
+    """The Matryoshka widths a model card declares. sentence-transformers' generated cards name the loss
+    (``MatryoshkaLoss``) with its parameters (``"matryoshka_dims": [768, 512, ...]``); a card tagged
+    ``matryoshka`` or naming the loss without widths declares the training but not the widths (())."""
+    try:
+        text = readme.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    m = MATRYOSHKA_DIMS.search(text)
+    if m:
+        return tuple(sorted({int(x) for x in m.group(1).split(",")}, reverse=True))
+    front = re.match(r"^---\s*\n(.*?)\n---", text, re.S)
+    tagged = front is not None and re.search(r"^\s*-\s*['\"]?matryoshka['\"]?\s*$", front.group(1), re.M | re.I)
+    return () if tagged or "MatryoshkaLoss" in text else None
 
 
 def read_model_spec(directory: Path) -> ModelSpec:
@@ -127,7 +162,7 @@ def read_model_spec(directory: Path) -> ModelSpec:
 
     return ModelSpec(dim=dim, max_seq_length=max_len, pooling=pooling, normalize=normalize,
                      query_prompt=query, document_prompt=document, license=_license(d / "README.md"),
-                     model_type=config.get("model_type"))
+                     model_type=config.get("model_type"), matryoshka_dims=_matryoshka(d / "README.md"))
 
 
 MULTIMODAL_TYPES = ("clip",)
@@ -163,4 +198,5 @@ def spec_of(model) -> ModelSpec:
     return ModelSpec(dim=model.dim, max_seq_length=model.max_seq_length, pooling=model.pooling,
                      normalize=model.normalize, query_prompt=model.query_prompt,
                      document_prompt=model.document_prompt, license=model.license, task=model.task,
-                     modalities=tuple(model.modalities or ("text",)), image_preprocessing=model.image_preprocessing)
+                     modalities=tuple(model.modalities or ("text",)), image_preprocessing=model.image_preprocessing,
+                     matryoshka_dims=model.matryoshka_dims)

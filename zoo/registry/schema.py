@@ -67,6 +67,8 @@ class Model(Base):
     fidelity_floor: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # ["text"] (NULL: text only, as before 0005) or ["text", "image"]; and how images become pixels
     modalities: Mapped[Optional[list[str]]] = mapped_column(JSON)
+    # the widths a Matryoshka-trained model declares ([] : declared, widths not listed); null: none declared
+    matryoshka_dims: Mapped[Optional[list[int]]] = mapped_column(JSON)
     image_preprocessing: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # Points at the revision `load(name)` uses; use_alter breaks the models<->revisions cycle.
     current_revision_id: Mapped[Optional[int]] = mapped_column(

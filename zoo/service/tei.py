@@ -164,7 +164,8 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         metrics.inputs.labels(model.name).inc(len(items))
         metrics.tokens.labels(model.name).inc(tokens)
         return Response(orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json",
-                        headers={"x-compute-tokens": str(tokens), "x-zoo-model": model.name})
+                        headers={"x-compute-tokens": str(tokens), "x-zoo-model": model.name,
+                                 **_matryoshka_header(model, req.dimensions)})
 
     embed_doc = {"response_model": list[list[float]], "responses": refusals,
                  "openapi_extra": _body(P.TeiEmbedRequest), "tags": ["text-embeddings-inference"]}
@@ -226,6 +227,11 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
                 "zoo": {"revision": about.get("revision"), "artifact": about.get("artifact"),
                         "store_digest": about.get("store_digest"), "dim": model.dim, "kind": "embedding",
                         "modalities": list(model.spec.modalities), "normalize": model.spec.normalize}}
+
+
+def _matryoshka_header(model, dimensions) -> dict:
+    note = model.spec.matryoshka_note(dimensions)
+    return {"X-Zoo-Matryoshka": note} if note else {}
 
 
 def _body(model) -> dict:
