@@ -227,6 +227,13 @@ class TeiInfo(BaseModel):
     zoo: dict[str, Any]
 
 
+def matryoshka_header(model, dimensions: Optional[int]) -> dict:
+    """The response header that says a ``dimensions`` cut is not the model's declared Matryoshka training
+    (LocalAI once served a quarter of the widths without a word); empty when nothing needs saying."""
+    note = model.spec.matryoshka_note(dimensions)
+    return {"X-Zoo-Matryoshka": note} if note else {}
+
+
 def parse_json(raw: bytes) -> Any:
     """The body as JSON, or a BodyError: bad syntax, too deep, or numbers past Python's limits."""
     if not raw.strip():

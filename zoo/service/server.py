@@ -347,13 +347,6 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
             "dimensions": req.dimensions}
 
 
-def _cut(model, dimensions) -> dict:
-    """The response header that says a ``dimensions`` cut is not the model's declared Matryoshka training
-    (LocalAI once served a quarter of the widths without a word); empty when nothing needs saying."""
-    note = model.spec.matryoshka_note(dimensions)
-    return {"X-Zoo-Matryoshka": note} if note else {}
-
-
 def _declare_what_is_served(request: dict, settings: ServeSettings, service) -> None:
     """Make the embeddings request's schema say what this server accepts, so a client (or a fuzzer) that
     follows it is not refused: the per-input character cap, and where the served models are fixed
@@ -494,7 +487,7 @@ def create_app(settings: ServeSettings):
             except InvalidInput as exc:
                 raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None
             metrics.inputs.labels(model.name).inc(len(req["images"]))
-            return _embeddings_response(model.name, vectors, req["format"], 0, _cut(model, req["dimensions"]))
+            return _embeddings_response(model.name, vectors, req["format"], 0, P.matryoshka_header(model, req["dimensions"]))
         encoding = settings.token_encoding_of(model.name)
         # once: for usage, the budget, the engine; token ids get the model's special tokens, as text does
         try:
@@ -518,7 +511,7 @@ def create_app(settings: ServeSettings):
             metrics.queue_depth.labels(model.name).set(batcher.queue_depth)
         metrics.inputs.labels(model.name).inc(len(req["texts"]))
         metrics.tokens.labels(model.name).inc(sum(tokens))
-        return _embeddings_response(model.name, vectors, req["format"], sum(tokens), _cut(model, req["dimensions"]))
+        return _embeddings_response(model.name, vectors, req["format"], sum(tokens), P.matryoshka_header(model, req["dimensions"]))
 
     def _embeddings_response(name: str, vectors, encoding: str, tokens: int, headers: Optional[dict] = None):
         if encoding == "base64":

@@ -90,9 +90,16 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         except ModelNotFound as exc:
             raise TeiProblem("validation", str(exc), status=404) from None
 
-    def check_count(n: int) -> None:
-        if n > settings.max_inputs:
-            raise TeiProblem("validation", f"batch size {n} > maximum allowed batch size {settings.max_inputs}")
+    def check_inputs(items: list, what: str = "input") -> None:
+        """This server's caps: inputs per request, and characters (or ids) per input."""
+        if len(items) > settings.max_inputs:
+            raise TeiProblem("validation", f"batch size {len(items)} > maximum allowed batch size "
+                                           f"{settings.max_inputs}")
+        for i, x in enumerate(items):
+            if len(x) > settings.max_input_chars:
+                raise TeiProblem("validation", f"{what} {i} has {len(x)} "
+                                               f"{'characters' if isinstance(x, str) else 'ids'}; this server "
+                                               f"takes at most {settings.max_input_chars} per input")
 
     def encoder_of(model):
         encoder = getattr(model.backend, "encoder", None)
@@ -105,11 +112,7 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         req = await body_of(request, P.TeiEmbedRequest, "inputs")
         single_ids = isinstance(req.inputs, list) and all(isinstance(x, int) for x in req.inputs)
         items = [req.inputs] if isinstance(req.inputs, str) or single_ids else list(req.inputs)
-        check_count(len(items))
-        for i, x in enumerate(items):
-            if len(x) > settings.max_input_chars:
-                raise TeiProblem("validation", f"input {i} has {len(x)} {'characters' if isinstance(x, str) else 'ids'}"
-                                               f"; this server takes at most {settings.max_input_chars} per input")
+        check_inputs(items)
         batcher = await chosen(request, req.model)
         model = batcher.model
         if req.dimensions is not None and req.dimensions > model.dim:
@@ -165,7 +168,7 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         metrics.tokens.labels(model.name).inc(tokens)
         return Response(orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json",
                         headers={"x-compute-tokens": str(tokens), "x-zoo-model": model.name,
-                                 **_matryoshka_header(model, req.dimensions)})
+                                 **P.matryoshka_header(model, req.dimensions)})
 
     embed_doc = {"response_model": list[list[float]], "responses": refusals,
                  "openapi_extra": _body(P.TeiEmbedRequest), "tags": ["text-embeddings-inference"]}
@@ -179,11 +182,7 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         """The model's tokens of each input, as TEI's /tokenize gives them."""
         req = await body_of(request, P.TeiTokenizeRequest, "inputs")
         texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
-        check_count(len(texts))
-        for i, t in enumerate(texts):
-            if len(t) > settings.max_input_chars:
-                raise TeiProblem("validation", f"input {i} has {len(t)} characters; this server takes at most "
-                                               f"{settings.max_input_chars} per input")
+        check_inputs(texts)
         model = (await chosen(request, req.model)).model
         encoder = encoder_of(model)
         try:
@@ -198,11 +197,7 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         """Token ids of the model's vocabulary back to text, as TEI's /decode."""
         req = await body_of(request, P.TeiDecodeRequest, "ids")
         id_lists = [req.ids] if all(isinstance(x, int) for x in req.ids) else req.ids
-        check_count(len(id_lists))
-        for i, ids in enumerate(id_lists):
-            if len(ids) > settings.max_input_chars:
-                raise TeiProblem("validation", f"ids {i} has {len(ids)} ids; this server takes at most "
-                                               f"{settings.max_input_chars} per input")
+        check_inputs(id_lists, "ids")
         tokenizer = encoder_of((await chosen(request, req.model)).model).tokenizer
         vocab = tokenizer.get_vocab_size(with_added_tokens=True)
         for i, ids in enumerate(id_lists):
@@ -227,11 +222,6 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
                 "zoo": {"revision": about.get("revision"), "artifact": about.get("artifact"),
                         "store_digest": about.get("store_digest"), "dim": model.dim, "kind": "embedding",
                         "modalities": list(model.spec.modalities), "normalize": model.spec.normalize}}
-
-
-def _matryoshka_header(model, dimensions) -> dict:
-    note = model.spec.matryoshka_note(dimensions)
-    return {"X-Zoo-Matryoshka": note} if note else {}
 
 
 def _body(model) -> dict:

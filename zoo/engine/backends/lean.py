@@ -227,9 +227,10 @@ class TextEncoder:
 
     def _padding_id(self) -> Optional[int]:
         """The pad id, if the tokenizer declares it a special token (else it may be an ordinary token)."""
-        added = self.tokenizer.get_added_tokens_decoder()
-        token = added.get(self.pad_id)
-        return self.pad_id if token is not None and token.special else None
+        if not hasattr(self, "_pad_is_special"):  # once: the added-token table is rebuilt on every call
+            token = self.tokenizer.get_added_tokens_decoder().get(self.pad_id)
+            self._pad_is_special = token is not None and token.special
+        return self.pad_id if self._pad_is_special else None
 
     def full_length(self, text: str) -> int:
         if is_token_key(text):
