@@ -113,8 +113,10 @@ def test_embed_options_follow_tei(server, local):
 def test_truncation_follows_tei_and_left_keeps_the_end(server, local):
     long = "how do I reset my password? " * 20 + "le chat dort sur le canapé. " * 20  # its ends differ
     _close(_embed(server, {"inputs": [long]}), local.embed([long], normalize=True))  # truncate by default
-    err = _embed(server, {"inputs": [long], "truncate": False}, status=422)
-    assert err["error_type"] == "validation" and "must have less than 64 tokens. Given: " in err["error"]
+    full = len(local.backend.encoder.untruncated().encode(long).ids)
+    for direction in ("right", "left"):
+        err = _embed(server, {"inputs": [long], "truncate": False, "truncation_direction": direction}, status=422)
+        assert err["error_type"] == "validation" and f"must have less than 64 tokens. Given: {full} " in err["error"]
     # left: the last tokens that fit, framed once; equal to embedding those ids
     tok = local.backend.encoder.untruncated()
     content = tok.encode(long, add_special_tokens=False).ids

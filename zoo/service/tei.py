@@ -150,7 +150,8 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
             raise TeiProblem("validation", str(exc)) from None
         if req.truncate is False and any(tokenized.truncated):
             i = tokenized.truncated.index(True)
-            given = await asyncio.to_thread(encoder_of(model).full_length, tokenized.texts[i])
+            whole = prompt + items[i] if isinstance(items[i], str) else tokenized.texts[i]  # not the kept end
+            given = await asyncio.to_thread(encoder_of(model).full_length, whole)
             raise TeiProblem("validation", f"Input validation error: `inputs` must have less than "
                                            f"{model.spec.max_seq_length} tokens. Given: {given} (input {i}; "
                                            "truncate true cuts it)")
@@ -159,8 +160,8 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         except Overloaded as exc:
             metrics.rejected.labels(model.name).inc()
             raise TeiProblem("overloaded", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
-        except ValueError as exc:
-            raise TeiProblem("validation", str(exc), status=413) from None
+        except ValueError as exc:  # more than this server's whole queue in one request
+            raise TeiProblem("validation", str(exc)) from None
         finally:
             metrics.queue_depth.labels(model.name).set(batcher.queue_depth)
         tokens = sum(tokenized.lengths)
