@@ -365,14 +365,15 @@ def _declare_what_is_served(request: dict, settings: ServeSettings, service) -> 
     if not any("image" in m.spec.modalities for m in served):
         props["modality"]["enum"] = ["text"]
         request.pop("if", None), request.pop("then", None)
-    largest = min(largest_id(settings.token_encoding_of(m.name)) if settings.token_encoding_of(m.name) != MODEL_IDS
-                  else m.backend.encoder.tokenizer.get_vocab_size(with_added_tokens=True) - 1
-                  for m in served if hasattr(m.backend, "encoder"))
+    bounds = [largest_id(settings.token_encoding_of(m.name)) if settings.token_encoding_of(m.name) != MODEL_IDS
+              else m.backend.encoder.tokenizer.get_vocab_size(with_added_tokens=True) - 1
+              for m in served if settings.token_encoding_of(m.name) != MODEL_IDS or hasattr(m.backend, "encoder")]
     for option in props["input"]["anyOf"]:
         items = option.get("items", {})
         ids = items.get("items", items) if items.get("type") == "array" else items
         if ids.get("type") == "integer":
-            ids["maximum"] = largest
+            if bounds:
+                ids["maximum"] = min(bounds)
             (items if items.get("type") == "array" else option)["maxItems"] = settings.max_input_chars
 
 
