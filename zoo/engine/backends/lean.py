@@ -167,12 +167,10 @@ class TextEncoder:
         its special tokens around them, truncated to the max length from the end (or the start, if
         the tokenizer truncates on the left), so an input embeds as the text it encodes."""
         prefix, prefix_types, content_type, suffix, suffix_types = self._specials()
-        room = max(0, self.max_length - len(prefix) - len(suffix))
-        left = (self.tokenizer.truncation or {}).get("direction") == "left"
         out = []
         for ids in id_lists:
-            cut = len(ids) > room
-            kept = (ids[len(ids) - room:] if left else ids[:room]) if cut else ids
+            kept = self.keep(ids, left=self.direction == "left")
+            cut = len(kept) < len(ids)
             out.append(TokenEncoding(prefix + list(kept) + suffix,
                                      prefix_types + [content_type] * len(kept) + suffix_types, [True] if cut else []))
         return out
