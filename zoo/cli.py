@@ -119,6 +119,11 @@ def list_(ctx, as_json):
         click.echo(f"{r['name']:<28} {r['dim']:>5}  {(r['revision'] or '-')[:20]:<20} {ready:<30} {r['source']}")
 
 
+# the names are zoo.engine.precision.PRECISIONS, checked there; spelled out so `zoo --help` imports no numpy
+PRECISION_HELP = ("float32, float16, int8, uint8, binary or ubinary; int8/uint8 from the artifact's stored "
+                  "calibration ranges, binary/ubinary one bit per dimension, packed (as sentence-transformers).")
+
+
 @cli.command()
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -153,8 +158,27 @@ def show(ctx, name, as_json):
         for a in r["artifacts"]:
             click.echo(f"    [{a['id']}] {a['target']:<24} {a['status']:<9} {_mb(a['size_bytes']):>10}  "
                        f"{_fidelity_line(a['fidelity'])}" + (f"  ({a['error']})" if a["error"] else ""))
+            if a["status"] == "ready":
+                click.echo("         " + _precision_line(a.get("precision_ranges")))
             if search := (a["provenance"] or {}).get("search"):
                 _search_lines(search)
+
+
+def _precision_line(record: dict | None) -> str:
+    """What int8 and binary output keep of float32's retrieval, from the artifact's stored calibration."""
+    if not record:
+        return "compact precisions: ranges not computed yet (the first int8/uint8 request computes and stores them)"
+    fig = record["figures"]
+
+    def kept(p: str) -> str:
+        f = fig[p]
+        return f"{p} {f['top10_agreement']:.2f} ({f['rescored_top10_agreement']:.2f} rescored)"
+
+    widths = ", ".join(sorted(record["normalized"], key=int, reverse=True))
+    return (f"compact precisions: top-10 agreement with float32 {kept('int8')}, {kept('binary')}; "
+            f"recall@10 int8 {fig['int8']['recall_at_10']:.2f}, binary {fig['binary']['recall_at_10']:.2f} "
+            f"(float32 {fig['float32']['recall_at_10']:.2f}); ranges from {record['texts']} {record['source']} "
+            f"texts, widths {widths}")
 
 
 def _search_lines(search: dict) -> None:
@@ -574,10 +598,11 @@ def prompt(ctx, name, query, document, clear):
 @click.option("--truncate/--no-truncate", default=True, show_default=True,
               help="Cut inputs longer than the model's max length (--no-truncate: fail instead).")
 @click.option("--no-cache", is_flag=True, help="Bypass the vector cache.")
+@click.option("--precision", default="float32", show_default=True, help=PRECISION_HELP)
 @_selection_options
 @click.pass_context
 def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, device, batch_size, prompt_name,
-          prompt_text, dimensions, normalize, truncate, no_cache, objective, min_fidelity, exact):
+          prompt_text, dimensions, normalize, truncate, no_cache, precision, objective, min_fidelity, exact):
     """Embed TEXT arguments (or --input) with a model, by name."""
     import warnings
 
@@ -598,14 +623,14 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncationWarning)
         vectors = m.embed(items, batch_size=batch_size, prompt=prompt_text, prompt_name=prompt_name,
-                          dimensions=dimensions, normalize=normalize, truncate=truncate)
+                          dimensions=dimensions, normalize=normalize, truncate=truncate, precision=precision)
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     if output_path:
         _write_output(output_path, items, vectors)
     if as_json:
         click.echo(json.dumps({"model": m.name, "revision": m.info["revision"], "artifact": m.info["artifact"],
-                               "dim": vectors.shape[1], "truncated": list(vectors.truncated),
+                               "dim": vectors.shape[1], "precision": precision, "truncated": list(vectors.truncated),
                                "cache_hits": vectors.cache_hits, "embeddings": vectors.tolist()}))
     elif output_path:
         click.echo(f"wrote {len(items)} x {vectors.shape[1]} embeddings to {output_path} "
@@ -614,7 +639,7 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
         click.echo(f"{m.name} ({m.info['artifact']} on {m.info['device']}, revision "
                    f"{m.info['revision'][:16]}), dim {vectors.shape[1]}, {vectors.cache_hits} from cache")
         for t, v in zip(items, vectors):
-            head = " ".join(f"{x:+.4f}" for x in v[:6])
+            head = " ".join(f"{x:+.4f}" if v.dtype.kind == "f" else f"{x:+d}" for x in v[:6])
             click.echo(f"  [{head} ...]  {t[:60]!r}")
 
 
@@ -643,11 +668,13 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
                                                      "stamped with its digest (mixes artifacts in one output).")
 @click.option("--no-cache", is_flag=True, help="Bypass the vector cache.")
 @click.option("--store-url", envvar="ZOO_STORE_URL", help="Shared artifact store to pull missing artifacts from.")
+@click.option("--precision", default="float32", show_default=True,
+              help=PRECISION_HELP + " Written as fixed-size lists of that type; ubinary as fixed-size binary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job's summary as JSON.")
 @click.pass_context
 def embed_dataset(ctx, input_path, output_path, column, id_column, model_name, artifact, prompt_name, prompt_text,
                   dimensions, normalize, batch_rows, shard_rows, engine, ray_address, workers, num_gpus, resume,
-                  skip_invalid, per_node_best, no_cache, store_url, as_json):
+                  skip_invalid, per_node_best, no_cache, store_url, precision, as_json):
     """Embed a dataset (Parquet file or folder, JSONL, CSV, text lines) into a folder of Parquet shards."""
     from .datasets.job import embed_dataset as run
     from .registry.catalog import DEFAULT_MODEL
@@ -657,7 +684,8 @@ def embed_dataset(ctx, input_path, output_path, column, id_column, model_name, a
             artifact=artifact, prompt_name=prompt_name, prompt=prompt_text, dimensions=dimensions, normalize=normalize,
             batch_rows=batch_rows, shard_rows=shard_rows, engine=engine, ray_address=ray_address, workers=workers,
             num_gpus=num_gpus, resume=resume, skip_invalid=skip_invalid, per_node_best=per_node_best,
-            cache=not no_cache, home=obj.get("home"), registry_url=obj.get("registry_url"), store_url=store_url)
+            cache=not no_cache, home=obj.get("home"), registry_url=obj.get("registry_url"), store_url=store_url,
+            precision=precision)
     if as_json:
         click.echo(json.dumps(r.as_dict(), indent=2))
         return
@@ -745,6 +773,14 @@ def export_(ctx, name, directory, target, as_json):
 
 def _export_hint(done: dict) -> str:
     """How to load an export with each consumer's own API: commands that work as printed (tested)."""
+    hint = _load_hint(done)
+    if done.get("ranges_file"):
+        hint += (f'; int8/uint8 as zoo serves them: quantize_embeddings(vectors, "int8", '
+                 f'ranges=numpy.load("{done["path"]}/{done["ranges_file"]}"))')
+    return hint
+
+
+def _load_hint(done: dict) -> str:
     path, file_name = done["path"], done["file_name"]
     if file_name is None:
         return f'load it with SentenceTransformer("{path}")'

@@ -58,6 +58,13 @@ def test_sentence_transformers_loads_the_export(converted, tmp_path, target, bac
         "openvino/openvino_model.xml", "openvino_model.xml"]}[backend] if d != file_name]
     if target == "onnx-fp32":  # the same graph, the same runtime: the same numbers
         assert np.abs(theirs - ours).max() < 1e-5
+    # the ranges zoo serves int8 with, as the printed line passes them to sentence-transformers
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    ranges = np.load(out / "quantization_ranges.npy")
+    assert f'ranges=numpy.load("{out}/quantization_ranges.npy")' in done.stdout
+    assert ranges.dtype == np.float32 and np.array_equal(ranges, zoo_model.ranges())
+    assert np.array_equal(quantize_embeddings(ours, "int8", ranges=ranges), zoo_model.embed(TEXTS, precision="int8"))
     plain = SentenceTransformer(str(out), device="cpu")  # the checkpoint is at the root too
     assert np.abs(plain.encode(TEXTS) - zoo.load("tiny", artifact="torch-fp32", registry=converted,
                                                  cache=False).embed(TEXTS)).max() < 1e-5

@@ -344,3 +344,36 @@ def test_a_full_disk_is_one_line_and_resume_writes_the_rest(zoohome, tmp_path, s
     summary = json.loads(again.stdout)
     assert (summary["shards"], summary["shards_skipped"], summary["rows"]) == (6, written, 1200)
     assert sorted(_read(out)[0].column("id").to_pylist()) == list(range(1200))
+
+
+@pytest.mark.parametrize("precision, arrow_type", [
+    ("int8", pa.list_(pa.int8(), 32)), ("uint8", pa.list_(pa.uint8(), 32)), ("binary", pa.list_(pa.int8(), 4)),
+    ("ubinary", pa.binary(4)), ("float16", pa.list_(pa.float16(), 32))])
+def test_compact_precisions_are_written_from_the_stored_ranges(zoohome, tmp_path, precision, arrow_type):
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": TEXTS}), src)
+    _job(zoohome, src, tmp_path / "out", shard_rows=40, batch_rows=16, precision=precision)
+    m, ref = _reference(zoohome, TEXTS, precision=precision)  # in-process, the same stored ranges
+    table = pq.read_table(tmp_path / "out")
+    assert table.schema.field("embedding").type == arrow_type
+    order = np.argsort(table.column("id").to_numpy())
+    column = table.column("embedding").to_pylist()
+    got = (np.frombuffer(b"".join(column), np.uint8).reshape(len(column), -1) if precision == "ubinary"
+           else np.array(column, dtype=ref.dtype))
+    if precision == "float16":
+        np.testing.assert_allclose(got[order].astype(np.float32), ref.astype(np.float32), atol=2e-3)
+    else:  # shards of 40 rows in batches of 16 give the rows a single call gives: the ranges are the artifact's
+        assert np.array_equal(got[order], ref)
+    meta = pq.read_metadata(next((tmp_path / "out").glob("*.parquet"))).metadata
+    assert json.loads(meta[b"zoo.precision"]) == precision
+    stamped = json.loads(meta[b"zoo.ranges_digest"])
+    if precision in ("int8", "uint8"):
+        import hashlib
+
+        assert stamped == hashlib.sha256(m.ranges().astype("<f4").tobytes()).hexdigest()
+    else:
+        assert stamped is None
+    # a resume with another precision is another job
+    with pytest.raises(InvalidInput):
+        _job(zoohome, src, tmp_path / "out", shard_rows=40, resume=True,
+             precision="float32" if precision != "float32" else "int8")

@@ -5,7 +5,8 @@ refusal of a schema-valid request pass. This check allows exactly the refusals n
 each documented, and nothing else: every other schema-valid request must be answered 2xx.
 
 - ``/v1/embeddings``: ``dimensions`` above the model's width (it differs per model; OpenAI's API answers
-  it with 400 too).
+  it with 400 too); ``precision`` int8/uint8 at a normalised width zoo stores no calibration ranges for
+  (the widths differ per model; ``zoo.engine.precision.range_widths``).
 - TEI's ``/embed`` and ``POST /``: token ids of the model's own vocabulary that are only its framing or
   padding, or hold its framing or padding inside the content ([PAD] between words): zoo refuses them
   rather than embed padding as content (422, naming the id).
@@ -19,8 +20,11 @@ EMBEDDING_ROUTES = ("/v1/embeddings", "/embed", "/")
 def _allowed(path: str, status: int, body: dict) -> bool:
     if path == "/v1/embeddings":
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
-        return status == 400 and error.get("param") == "dimensions" and \
-            str(error.get("message", "")).startswith("dimensions must be at most")
+        message = str(error.get("message", ""))
+        return status == 400 and (
+            (error.get("param") == "dimensions" and message.startswith("dimensions must be at most"))
+            or (error.get("param") == "precision" and message.startswith("int8/uint8 at dimensions=")
+                and "needs calibration ranges" in message))
     message = str(body.get("error", ""))
     return status == 422 and body.get("error_type") == "validation" and \
         ("holds only the model's special tokens or padding" in message

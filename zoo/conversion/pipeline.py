@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..errors import InvalidInput, ZooError, disk_full
 from ..core.floor import Floor
 from .fidelity import embed_probe, measure
+from .ranges import calibrate
 
 __all__ = ["convert", "Outcome", "read_calibration"]
 
@@ -166,16 +167,18 @@ def _reference_images(checkpoint: Path, spec, cache: dict, progress: Progress, w
     return cache[key]
 
 
-def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, images=None):
+def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, images=None, keep: bool = False):
     """Load what was built with its real runtime, embed ``texts`` (and ``images``: the probe images
-    and their reference vectors, for a multimodal model), and compare with ``reference``."""
+    and their reference vectors, for a multimodal model), and compare with ``reference``. ``keep``:
+    also return the loaded runtime and its vectors of ``texts`` (the gate calibrates with them)."""
     from ..engine.backends import load_backend
 
     # judged where it will serve: a CUDA target on the GPU when there is one (torch-fp16 also runs on a CPU)
     device = "cuda" if target.device == "cuda" and hardware.cuda else "cpu"
     backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
                            settings=result.settings)
-    figures = measure(reference, embed_probe(lambda xs: backend.embed(list(xs), 32), texts), texts.relevant)
+    embedded = embed_probe(lambda xs: backend.embed(list(xs), 32), texts)
+    figures = measure(reference, embedded, texts.relevant)
     if images is not None:
         if not hasattr(backend, "embed_images"):
             raise ZooError(f"{target.name} embeds text only; a multimodal model's artifact must embed its images too")
@@ -186,7 +189,7 @@ def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, imag
         figures.update(probe_images=len(pictures), image_mean_cosine=float(cos.mean()),
                        image_min_cosine=float(cos.min()))
     figures["runtime_precision"] = result.runtime_precision
-    return figures
+    return (figures, backend, embedded) if keep else figures
 
 
 def _build_searched(conv, target, checkpoint, staging: Path, settings: dict, spec, gate: Floor, reference_cache,
@@ -264,9 +267,16 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
             images = _reference_images(checkpoint, spec, reference_cache, progress)
             progress(f"{target.name}: checking fidelity on {len(probe.texts)} probe texts"
                      + (f" and {len(images[0])} probe images" if images else ""), None)
-            figures = _judge(target, out_dir, result, spec, probe, ref, hardware, images)
+            figures, runtime, embedded = _judge(target, out_dir, result, spec, probe, ref, hardware, images, keep=True)
             figures["floor"] = gate.as_dict()
             reason = gate.check(figures)
+            ranges = None
+            if reason is None:  # the int8/uint8 ranges and each compact precision's cost, on the artifact's own vectors
+                progress(f"{target.name}: calibrating compact precisions", None)
+                ranges = calibrate(lambda xs: runtime.embed(list(xs), 32, normalize=False), spec,
+                                   texts=calib_texts or None, source=calib_source,
+                                   probe_vectors=(embedded.queries, embedded.passages, embedded.texts))
+            del runtime
             seconds = time.perf_counter() - started
             provenance = {
                 "converter": conv.name, "converter_version": conv.version, "target": target.name,
@@ -288,7 +298,8 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
             with registry.store.writing():
                 digest = registry.store.add_tree(out_dir, result.files, move=True)
                 size = sum(e.size for e in registry.store.manifest(digest))
-                _finish(registry, artifact_id, ArtifactStatus.ready, provenance, figures, digest=digest, size=size)
+                _finish(registry, artifact_id, ArtifactStatus.ready, provenance, figures, digest=digest, size=size,
+                        ranges=ranges)
             return Outcome(target.name, "ready", artifact_id, figures, None, seconds, size, provenance)
         except Exception as exc:
             message = _one_line(exc)
@@ -317,10 +328,12 @@ def _one_line(exc: Exception) -> str:
     return message if isinstance(exc, ZooError) else f"{type(exc).__name__}: {message}"
 
 
-def _finish(registry, artifact_id: int, status, provenance, fidelity, *, error=None, digest=None, size=None):
+def _finish(registry, artifact_id: int, status, provenance, fidelity, *, error=None, digest=None, size=None,
+            ranges=None):
     from ..registry.schema import Artifact
 
     with registry.session() as s:
         art = s.get(Artifact, artifact_id)
         art.status, art.provenance, art.fidelity, art.error = status, provenance, fidelity, error
+        art.precision_ranges = ranges
         art.store_digest, art.size_bytes = digest, size

@@ -8,7 +8,8 @@ root, and the artifact under the name sentence-transformers and optimum look for
 ``model-<type>.gguf`` at the root, where llama.cpp's users look). So
 ``SentenceTransformer(DIR, backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})`` loads
 it, as do tools that read that layout (LlamaIndex's HuggingFace/OpenVINO embedding classes).
-``zoo-artifact.json`` beside them holds the artifact's identity, provenance and fidelity report.
+``zoo-artifact.json`` beside them holds the artifact's identity, provenance and fidelity report, and
+``quantization_ranges.npy`` the int8/uint8 calibration ranges zoo serves with (when it has stored them).
 
 One change to the graph: zoo names the transformer's output ``token_embeddings`` (what its pooling
 reads), optimum reads ``last_hidden_state``; the exported graph's output is renamed, nothing else.
@@ -34,6 +35,9 @@ from ..registry.catalog import artifact_dict
 
 __all__ = ["export_artifact", "exported_name", "import_folder", "found_artifacts"]
 
+# (2, dim) float32, [min; max] per dimension at the model's own normalisation and full width: pass it to
+# sentence-transformers' quantize_embeddings(..., ranges=np.load(...)) to quantize as zoo serves
+RANGES_FILE = "quantization_ranges.npy"
 ONNX_FILE = re.compile(r"model(?:_(O[1-4])|_qu?int8_(\w+))?\.onnx")
 
 
@@ -102,6 +106,7 @@ def export_artifact(reg, name: str, target: str | int, directory: str | Path) ->
     written = [] if relative is None else [relative] if chosen.format == "gguf" else [
         str(p.relative_to(out)) for p in (out / relative).parent.iterdir()]
     return {"path": str(out), "file_name": relative, "default_file_names": default_names(chosen, relative),
+            "ranges_file": RANGES_FILE if chosen.precision_ranges else None,
             "files": sorted(written), "artifact": chosen.target, "format": chosen.format,
             "pooling": resolved.model.pooling, "normalize": resolved.model.normalize}
 
@@ -133,6 +138,13 @@ def _write_export(base: Path, tree: Path, staging: Path, out: Path, relative, ch
               "note": "the graph's output is renamed token_embeddings -> last_hidden_state for optimum; "
                       "store_digest names zoo's stored bytes"}
     (staging / "zoo-artifact.json").write_text(json.dumps(record, indent=1, default=str))
+    if chosen.precision_ranges:  # the int8/uint8 ranges zoo serves with, as sentence-transformers takes them
+        import numpy as np
+
+        from ..engine.precision import ranges_for
+
+        ranges = ranges_for(chosen.precision_ranges, normalize=resolved.model.normalize, dims=resolved.model.dim)
+        np.save(staging / RANGES_FILE, ranges)
     if out.exists():
         out.rmdir()
     os.replace(staging, out)

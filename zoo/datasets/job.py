@@ -8,12 +8,14 @@ their shards and report a few numbers each, which feed the progress bar and the 
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..engine.precision import RANGED, check_precision
 from ..errors import InvalidInput, ZooError, disk_full
 from ..registry.catalog import DEFAULT_MODEL
 from .inputs import plan_input
@@ -59,12 +61,14 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
                   skip_invalid: bool = False, per_node_best: bool = False, cache: bool = True,
                   device: Optional[str] = None, objective: str = "throughput", home: Optional[str] = None,
                   registry_url: Optional[str] = None, store_url: Optional[str] = None,
-                  progress: Optional[bool] = None) -> JobResult:
+                  progress: Optional[bool] = None, precision: str = "float32") -> JobResult:
     """Embed the ``column`` of a Parquet/JSONL/CSV/text dataset into a folder of Parquet shards.
 
     Each output file holds the id column (``id_column``, else ``id``: the global row index),
     ``embedding`` (fixed-size list of float32) and ``truncated``, and carries the job's identity in
-    its key-value metadata. ``resume`` finishes a killed job in the same folder, redoing only
+    its key-value metadata. ``precision`` (float16, int8, uint8, binary, ubinary) writes compact
+    vectors from the artifact's stored ranges (``zoo.datasets.worker.vector_column`` has the column
+    types); the ranges' digest is stamped on every file. ``resume`` finishes a killed job in the same folder, redoing only
     unfinished shards. ``engine="ray"`` spreads the shards over ``workers`` Ray actors (at
     ``ray_address``, else a local Ray started for the job), every one serving the artifact the
     driver pinned; ``per_node_best`` lets each pick its own and stamps rows with its digest.
@@ -103,6 +107,11 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
              cache=cache, lazy_runtime=engine == "ray")
     effective_prompt = m.resolve_prompt(prompt, prompt_name)
     dims = m._dimensions(dimensions)
+    precision = check_precision(precision)
+    ranges_digest = None
+    if precision in RANGED:  # computed (once) and stored before any worker starts, so every worker applies them
+        ranges = m.ranges(dimensions=dims, normalize=normalize)
+        ranges_digest = hashlib.sha256(ranges.astype("<f4").tobytes()).hexdigest()
     if resume:
         shard_rows = _original_shard_rows(Output(output), shard_rows)
     plan = plan_input(input, column, id_column, shard_rows, skip_invalid)
@@ -113,7 +122,7 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
         "runtime_precision": None if per_node_best else info["runtime_precision"], "per_node_best": per_node_best,
         "prompt": effective_prompt, "normalize": m.spec.normalize if normalize is None else bool(normalize),
         "dimensions": dims, "column": column, "id_column": id_column, "input_digest": plan.digest,
-        "zoo_version": version("zoo"),
+        "zoo_version": version("zoo"), "precision": precision, "ranges_digest": ranges_digest,
     }
     out = Output(output)
     run_id = out.claim(identity, run_id=_new_id(), shards=len(plan.shards), resume=resume, shard_rows=shard_rows)
@@ -133,7 +142,8 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
         "objective": objective, "home": str(reg.home.root), "registry_url": reg.home.registry_url,
         "store_url": store_url, "cache": cache, "identity": identity, "output": str(out.root.resolve()),
         "skip_invalid": skip_invalid, "batch_rows": batch_rows,
-        "embed_options": {"prompt": effective_prompt, "normalize": normalize, "dimensions": dimensions},
+        "embed_options": {"prompt": effective_prompt, "normalize": normalize, "dimensions": dimensions,
+                          "precision": precision},
     }
     if per_node_best:
         print("warning: --per-node-best: each node serves its own fastest artifact, so vectors of different "

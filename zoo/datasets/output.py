@@ -31,14 +31,16 @@ TMP_PREFIX = ".tmp-"
 # precision is stamped on each file by the worker that wrote it (a pinned artifact may run in
 # another precision on another node's hardware), so it is recorded, not compared.
 IDENTITY_KEYS = ("model", "revision", "artifact", "store_digest", "per_node_best", "prompt", "normalize",
-                 "dimensions", "column", "id_column", "input_digest", "zoo_version")
+                 "dimensions", "column", "id_column", "input_digest", "zoo_version", "precision", "ranges_digest")
+# keys a job written before they existed lacks: read as their default, so such a job still resumes
+DEFAULTS = {"precision": "float32"}
 # Per-node-best runs serve what each node picks: the artifact fields vary by file, not by job
 PER_NODE_KEYS = ("artifact", "store_digest")
 
 
 def job_keys(identity: dict) -> dict:
     keys = [k for k in IDENTITY_KEYS if not (identity.get("per_node_best") and k in PER_NODE_KEYS)]
-    return {k: identity.get(k) for k in keys}
+    return {k: identity.get(k, DEFAULTS.get(k)) for k in keys}
 
 
 def metadata_of(identity: dict, **extra) -> dict[bytes, bytes]:

@@ -138,7 +138,7 @@ class _BatchEmbedder:
             raise InvalidInput(f"a row's {self.column!r} is {invalid_text(texts[bad])}; filter such rows first "
                                "(ds.filter)")
         vectors, truncated, _ = embed_texts(self.model, texts, self.options, max(1, len(texts)))
-        batch = batch.append_column("embedding", vector_column(vectors))
+        batch = batch.append_column("embedding", vector_column(vectors, self.options.get("precision") or "float32"))
         batch = batch.append_column("truncated", pa.array(truncated, pa.bool_()))
         return batch.append_column("artifact_digest", pa.array([self.model.info["store_digest"]] * len(texts), pa.string()))
 
@@ -147,11 +147,14 @@ def embed_ray_dataset(ds, *, model: str, column: str = "text", artifact=None, pr
                       prompt: Optional[str] = None, dimensions: Optional[int] = None,
                       normalize: Optional[bool] = None, workers: int = 1, num_gpus: float = 0,
                       batch_size: int = 256, objective: str = "throughput", home: Optional[str] = None,
-                      registry_url: Optional[str] = None, store_url: Optional[str] = None, cache: bool = True):
+                      registry_url: Optional[str] = None, store_url: Optional[str] = None, cache: bool = True,
+                      precision: str = "float32"):
     """``ds`` with ``embedding``, ``truncated`` and ``artifact_digest`` columns added, lazily (a Ray Dataset).
 
-    The artifact is resolved here, once, and every actor serves exactly that store digest.
+    The artifact is resolved here, once, and every actor serves exactly that store digest; ``precision``
+    int8/uint8 quantizes with that artifact's stored ranges, computed here first if it has none.
     """
+    from ..engine.precision import RANGED, check_precision
     from ..selection.loader import load
     from ..store.home import resolve_home
 
@@ -162,12 +165,14 @@ def embed_ray_dataset(ds, *, model: str, column: str = "text", artifact=None, pr
              store_url=store_url, cache=cache, lazy_runtime=True)
     effective = m.resolve_prompt(prompt, prompt_name)
     m._dimensions(dimensions)
+    if check_precision(precision) in RANGED:  # stored before any actor starts, so all apply the same ones
+        m.ranges(dimensions=dimensions, normalize=normalize)
     load_options = {"artifact": m.info["artifact_id"], "objective": objective, "home": home,
                     "registry_url": registry_url, "store_url": store_url, "cache": cache}
     return ds.map_batches(
         _BatchEmbedder, fn_constructor_kwargs={"model": m.name, "column": column, "digest": m.info["store_digest"],
                                                "load_options": load_options,
                                                "embed_options": {"prompt": effective, "normalize": normalize,
-                                                                 "dimensions": dimensions}},
+                                                                 "dimensions": dimensions, "precision": precision}},
         batch_size=batch_size, batch_format="pyarrow", compute=_pool(ray, workers), num_cpus=1,
         num_gpus=num_gpus or None)

@@ -52,11 +52,13 @@ def check_pinned(model, digest: str) -> None:
 
 
 def embed_texts(model, texts: list[str], options: dict, step: int):
-    """(float32 vectors, truncated flags, cache hits) of ``texts``, ``step`` rows per ``embed`` call
-    (bounding a worker's memory); truncation is reported per row, not warned about."""
+    """(vectors, truncated flags, cache hits) of ``texts``, ``step`` rows per ``embed`` call (bounding a
+    worker's memory); truncation is reported per row, not warned about. The vectors are float32, or the
+    ``precision`` in ``options`` (from the artifact's stored ranges, as every path serves them)."""
     import numpy as np
 
     from ..engine.model import TruncationWarning
+    from ..engine.precision import output_dtype
 
     parts, flags, hits = [], np.zeros(len(texts), dtype=bool), 0
     for start in range(0, len(texts), step):
@@ -64,16 +66,28 @@ def embed_texts(model, texts: list[str], options: dict, step: int):
             warnings.simplefilter("ignore", TruncationWarning)
             out = model.embed(texts[start:start + step], show_progress=False, **options)
         flags[[start + i for i in out.truncated]] = True
-        parts.append(np.asarray(out, dtype=np.float32))
+        parts.append(np.asarray(out))
         hits += out.cache_hits
+    if parts:
+        return np.concatenate(parts), flags.tolist(), hits
+    precision = options.get("precision") or "float32"
     width = options.get("dimensions") or model.dim
-    return (np.concatenate(parts) if parts else np.empty((0, width), np.float32)), flags.tolist(), hits
+    width = -(-width // 8) if precision in ("binary", "ubinary") else width
+    return np.empty((0, width), output_dtype(precision)), flags.tolist(), hits
 
 
-def vector_column(vectors):
-    """Vectors as Arrow's ``fixed_size_list<float32>[dim]``, the output's ``embedding`` column."""
+def vector_column(vectors, precision: str = "float32"):
+    """Vectors as the output's ``embedding`` column: Arrow's ``fixed_size_list`` of the rows' type
+    (float32, float16, int8, uint8; binary is int8 as sentence-transformers gives it), or, for
+    ubinary, ``fixed_size_binary`` of the packed bits (what pgvector's ``bit`` and Milvus's
+    ``BINARY_VECTOR`` take)."""
     pa = require("pyarrow", "dataset")
-    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1])
+    if precision == "ubinary":
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(vectors.shape[1]), len(vectors),
+                                                    [None, pa.py_buffer(vectors.tobytes())])
+    kind = {"float32": pa.float32(), "float16": pa.float16(), "int8": pa.int8(), "uint8": pa.uint8(),
+            "binary": pa.int8()}[precision]
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), kind), vectors.shape[1])
 
 
 class ShardEmbedder:
@@ -126,7 +140,7 @@ class ShardEmbedder:
         id_type = None if ident["id_column"] else pa.int64()
         columns = {
             id_name: pa.array([ids[i] for i in good], id_type),
-            "embedding": vector_column(vectors),
+            "embedding": vector_column(vectors, self.spec["embed_options"].get("precision") or "float32"),
             "truncated": pa.array(truncated, pa.bool_()),
         }
         if self.spec["per_node_best"]:

@@ -84,7 +84,12 @@ def validate_texts(texts: str | Sequence[str]) -> list[str]:
 
 class EmbeddingModel:
     def __init__(self, name: str, backend, spec, info: Optional[dict[str, Any]] = None, *,
-                 default_batch_size: int = 32, cache=None, max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS):
+                 default_batch_size: int = 32, cache=None, max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS,
+                 ranges=None):
+        """``ranges``: the artifact's stored calibration record (``zoo.engine.precision``), or a callable
+        that takes this model and returns it (computing and storing it on first need), for int8/uint8 output."""
+        import threading
+
         self.name = name
         self.backend = backend
         self.spec = spec
@@ -94,6 +99,30 @@ class EmbeddingModel:
         self.cache = cache  # a zoo.engine.cache.VectorCache, or None
         self.max_batch_tokens = max_batch_tokens
         self.prompts = {k: v for k, v in (("query", spec.query_prompt), ("document", spec.document_prompt)) if v}
+        self._ranges_source = ranges
+        self._ranges_lock = threading.Lock()
+
+    def precision_record(self) -> dict[str, Any]:
+        """The artifact's calibration record: its int8/uint8 ranges and what each compact precision costs
+        in retrieval (computed once per artifact and stored in the registry; see ``zoo.engine.precision``)."""
+        source = self._ranges_source
+        if isinstance(source, dict):
+            return source
+        if source is None:
+            raise InvalidInput(f"{self.name} has no stored calibration ranges for int8/uint8; load it by name from "
+                               "the registry (zoo.load), or ask for float16, binary or ubinary, which need none")
+        with self._ranges_lock:  # computed once, however many requests ask at the same time
+            if not isinstance(self._ranges_source, dict):
+                self._ranges_source = source(self)
+            return self._ranges_source
+
+    def ranges(self, *, dimensions: Optional[int] = None, normalize: Optional[bool] = None) -> np.ndarray:
+        """The (2, dimensions) float32 [min; max] per dimension that int8/uint8 output uses; pass it to
+        sentence-transformers' ``quantize_embeddings(..., ranges=)`` or a vector store to quantize alike."""
+        from .precision import ranges_for
+
+        normalize = self.spec.normalize if normalize is None else bool(normalize)
+        return ranges_for(self.precision_record(), normalize=normalize, dims=self._dimensions(dimensions))
 
     @property
     def max_seq_length(self) -> int:
@@ -105,7 +134,7 @@ class EmbeddingModel:
               normalize: Optional[bool] = None, dimensions: Optional[int] = None, prompt: Optional[str] = None,
               prompt_name: Optional[str] = None, truncate: bool = True, cache: bool = True,
               show_progress: Optional[bool] = None, max_batch_tokens: Optional[int] = _UNSET,
-              tokenized=None) -> Embeddings:
+              tokenized=None, precision: Optional[str] = None) -> Embeddings:
         """Embed texts; float32 of shape (len(texts), dimensions or dim), in input order.
 
         ``normalize``: L2-normalise (default: as the model does); ``dimensions``: keep the first
@@ -113,8 +142,14 @@ class EmbeddingModel:
         "document"): text prepended to every input, as sentence-transformers does;
         ``truncate=False``: raise instead of cutting inputs longer than the model's max length;
         ``cache=False``: bypass the vector cache for this call; ``tokenized``: what
-        :meth:`tokenize` made of these texts, so they are not tokenized twice (ignored with a prompt).
+        :meth:`tokenize` made of these texts, so they are not tokenized twice (ignored with a prompt);
+        ``precision``: float32 (default), float16, int8, uint8, binary or ubinary, int8/uint8 from the
+        artifact's stored ranges (:meth:`ranges`), as sentence-transformers' ``quantize_embeddings``
+        computes them; the cache keeps float32 and quantizes on the way out.
         """
+        from .precision import check_precision
+
+        precision = check_precision(precision)
         # a Prepared's own texts were checked when it was made (and token-id keys are no texts)
         items = list(texts) if tokenized is not None and texts is tokenized.texts else validate_texts(texts)
         batch_size = self._batch_size(batch_size)
@@ -126,10 +161,12 @@ class EmbeddingModel:
         prefix = self.resolve_prompt(prompt, prompt_name)
         if prefix and any(is_token_key(t) for t in items):
             raise InvalidInput("a prompt cannot be put before token-id input; tokenize the prompt with the text")
+        # refused before any compute: int8/uint8 where no ranges exist for this width
+        ranges = self.ranges(dimensions=dims, normalize=normalize) if precision in ("int8", "uint8") else None
         out = np.empty((len(items), dims), dtype=np.float32)
         result = out.view(Embeddings)
         if not items:
-            return result
+            return _at_precision(result, precision, ranges)
 
         unique = list(dict.fromkeys(items))  # each distinct text is looked up and embedded once
         vectors: dict[str, np.ndarray] = {}
@@ -174,7 +211,7 @@ class EmbeddingModel:
             warnings.warn(f"{len(result.truncated)} of {len(items)} texts were longer than {self.name}'s max length "
                           f"({self.max_seq_length} tokens) and were truncated (indices {_preview(result.truncated)}); "
                           "pass truncate=False to get an error instead", TruncationWarning, stacklevel=2)
-        return result
+        return _at_precision(result, precision, ranges)
 
     def _run(self, prepared, batch_size: int, max_tokens: Optional[int], normalize: bool, dims: int,
              show_progress: Optional[bool]) -> np.ndarray:
@@ -379,20 +416,21 @@ class EmbeddingModel:
     def encode(self, sentences: str | Sequence[str], prompt_name: Optional[str] = None, prompt: Optional[str] = None,
                batch_size: int = 32, show_progress_bar: Optional[bool] = None, convert_to_numpy: bool = True,
                convert_to_tensor: bool = False, normalize_embeddings: bool = False,
-               truncate_dim: Optional[int] = None, **unsupported):
+               truncate_dim: Optional[int] = None, precision: str = "float32", **unsupported):
         """sentence-transformers' ``encode``, for code migrating to zoo.
 
         Same defaults: the model's own normalisation unless ``normalize_embeddings``; one
         string gives one vector. ``truncate_dim`` keeps the leading components and, unlike
-        sentence-transformers, re-normalises them when the model normalises.
+        sentence-transformers, re-normalises them when the model normalises. ``precision`` quantizes
+        with the artifact's stored ranges, where sentence-transformers fits them to each call's batch.
         """
         if unsupported:
             raise InvalidInput(f"encode() does not support {', '.join(sorted(unsupported))} in zoo; "
                                "supported: prompt_name, prompt, batch_size, show_progress_bar, convert_to_numpy, "
-                               "convert_to_tensor, normalize_embeddings, truncate_dim")
+                               "convert_to_tensor, normalize_embeddings, truncate_dim, precision")
         vectors = np.asarray(self.embed(sentences, batch_size=batch_size, normalize=True if normalize_embeddings else None,
                                         dimensions=truncate_dim, prompt=prompt, prompt_name=prompt_name,
-                                        show_progress=show_progress_bar))
+                                        show_progress=show_progress_bar, precision=precision))
         if isinstance(sentences, str):
             vectors = vectors[0]
         if convert_to_tensor:
@@ -404,6 +442,17 @@ class EmbeddingModel:
     def __repr__(self) -> str:
         return (f"EmbeddingModel({self.name!r}, artifact={self.info.get('artifact')!r}, "
                 f"backend={self.info.get('backend')!r}, device={self.info.get('device')!r})")
+
+
+def _at_precision(result: Embeddings, precision: str, ranges) -> Embeddings:
+    """``result`` at ``precision``, keeping what it says (truncated inputs, cache hits)."""
+    if precision == "float32":
+        return result
+    from .precision import quantize
+
+    out = quantize(np.asarray(result), precision, ranges).view(Embeddings)
+    out.truncated, out.cache_hits = result.truncated, result.cache_hits
+    return out
 
 
 def _preview(indices: tuple[int, ...], limit: int = 5) -> str:

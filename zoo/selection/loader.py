@@ -154,7 +154,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     log.info("loaded %s: %s (%s) on %s, by %s selection", model.name, chosen.target, info["backend"], info["device"],
              selection.how)
     return EmbeddingModel(model.name, backend, spec_of(model), info, default_batch_size=batch_size,
-                          cache=_open_cache(cache, reg.home, cache_max_bytes), max_batch_tokens=max_batch_tokens)
+                          cache=_open_cache(cache, reg.home, cache_max_bytes), max_batch_tokens=max_batch_tokens,
+                          ranges=chosen.precision_ranges or stored_ranges(lambda: reg, chosen.id))
 
 
 def _from_plan(home, plan: dict, cache, cache_max_bytes, max_batch_tokens) -> EmbeddingModel:
@@ -183,7 +184,45 @@ def _from_plan(home, plan: dict, cache, cache_max_bytes, max_batch_tokens) -> Em
                               runtime_precision=measured["runtime_precision"], declared_precision=plan["declared"])
     return EmbeddingModel(plan["model"], backend, spec, info,
                           default_batch_size=plan["batch_size"], cache=_open_cache(cache, home, cache_max_bytes),
-                          max_batch_tokens=max_batch_tokens)
+                          max_batch_tokens=max_batch_tokens,
+                          ranges=stored_ranges(lambda: Registry(home), info["artifact_id"]))
+
+
+def stored_ranges(registry, artifact_id: int):
+    """The calibration record of an artifact that has none yet, as ``EmbeddingModel`` asks for it: read
+    from the registry row when another process stored it meanwhile, else computed with the model
+    itself (``zoo.conversion.ranges.calibrate``: a few hundred texts, once) and stored. Under a lock
+    per artifact, so every process of this home applies the one record that was stored first."""
+
+    def source(model) -> dict:
+        import warnings
+
+        from filelock import FileLock
+
+        from ..conversion.ranges import calibrate
+        from ..registry.schema import Artifact
+
+        reg = registry()
+        with FileLock(str(reg.home.locks_dir / f"ranges-{artifact_id}.lock")):
+            with reg.session() as s:
+                art = s.get(Artifact, artifact_id)
+                if art is None:
+                    raise InvalidInput(f"{model.name}'s artifact is no longer registered; load the model again")
+                if art.precision_ranges:
+                    return art.precision_ranges
+            log.info("calibrating %s (%s) for int8/uint8 output: its ranges were not stored yet",
+                     model.name, model.info.get("artifact"))
+            def embed_raw(texts):
+                with warnings.catch_warnings():  # long calibration texts are cut, as the gate cuts them
+                    warnings.simplefilter("ignore")
+                    return model.embed(texts, normalize=False, cache=False, prompt="")
+
+            record = calibrate(embed_raw, model.spec)
+            with reg.session() as s:
+                s.get(Artifact, artifact_id).precision_ranges = record
+            return record
+
+    return source
 
 
 def _env_off(variable: str) -> bool:

@@ -10,14 +10,14 @@ and ``true`` is not a number, as in OpenAI's API.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
 __all__ = ["ErrorBody", "ErrorResponse", "EmbeddingsRequest", "EmbeddingsResponse", "ModelList", "Health",
            "RegisterRequest", "ConvertRequest", "RetryRequest", "JobResponse", "parse_json", "validate", "BodyError",
            "MAX_INPUTS", "TeiEmbedRequest", "TeiTokenizeRequest", "TeiDecodeRequest", "TeiToken", "TeiError",
-           "TeiInfo"]
+           "TeiInfo", "wants_bytes"]
 
 from .settings import MAX_INPUTS  # per request, as OpenAI's API: more is a 400 (BadRequestError in its clients)
 
@@ -70,16 +70,28 @@ class EmbeddingsRequest(_Strict):
     modality: Literal["text", "image"] = Field(
         "text", description="image: every input is an image as a data URI (data:image/png;base64,...), embedded "
                             "by a multimodal (CLIP-family) model into its text space. Remote URLs are not fetched.")
-    encoding_format: Literal["float", "base64"] = "float"
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="float: JSON numbers; base64: little-endian float32, as OpenAI's clients decode it, "
+                             "whatever the precision (for compact bytes send Accept: application/octet-stream)")
     dimensions: Optional[Annotated[int, BeforeValidator(_integral), Field(ge=1, le=1_000_000), WithJsonSchema(
         {"type": "integer", "minimum": 1, "maximum": 1_000_000})]] = Field(None,
                                       description="Truncate vectors to this many dimensions, then re-normalize")
+    precision: Literal["float32", "float16", "int8", "uint8", "binary", "ubinary"] = Field(
+        "float32", description="Output precision (zoo's field; sentence-transformers' name). int8/uint8 use the "
+                               "artifact's stored calibration ranges (GET /v1/models/{model} shows them), so every "
+                               "request quantizes alike; binary/ubinary: one bit per dimension, 8 per number, "
+                               "packed as sentence-transformers packs them. Text inputs only.")
     user: Optional[str] = None
+
+    # other servers' names for `precision`: refused with a message naming it (zoo.service.protocol.validate)
+    renamed: ClassVar[dict[str, str]] = {"embedding_types": "Cohere's", "embed_dtype": "vLLM's",
+                                         "embedding_dtype": "infinity's", "output_dtype": "Voyage's",
+                                         "dtype": "a"}
 
     # modality "image": each input is an image as a data URI (declared here, so clients and fuzzers send one)
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "if": {"properties": {"modality": {"const": "image"}}, "required": ["modality"]},
-        "then": {"properties": {"input": {"anyOf": [
+        "then": {"properties": {"precision": {"const": "float32"}, "input": {"anyOf": [
             {"type": "string", "pattern": IMAGE_DATA_URI},
             {"type": "array", "items": {"type": "string", "pattern": IMAGE_DATA_URI}, "minItems": 1,
              "maxItems": MAX_INPUTS}]}}}})
@@ -88,7 +100,8 @@ class EmbeddingsRequest(_Strict):
 class Embedding(BaseModel):
     object: Literal["embedding"]
     index: int
-    embedding: Union[list[float], str] = Field(description="floats, or base64 of little-endian float32")
+    embedding: Union[list[float], str] = Field(description="numbers (integers at int8, uint8, binary and ubinary), "
+                                                           "or base64 of little-endian float32")
 
 
 class Usage(BaseModel):
@@ -234,6 +247,28 @@ def matryoshka_header(model, dimensions: Optional[int]) -> dict:
     return {"X-Zoo-Matryoshka": note} if note else {}
 
 
+def wants_bytes(accept: Optional[str]) -> bool:
+    """Whether an ``Accept`` header prefers ``application/octet-stream`` (raw little-endian rows) to JSON:
+    its quality must be above JSON's, counting ``application/*`` and ``*/*`` for JSON."""
+    octet, json_q = 0.0, 0.0
+    for part in (accept or "").split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media == "application/octet-stream":
+            octet = max(octet, q)
+        elif media in ("application/json", "application/*", "*/*"):
+            json_q = max(json_q, q)
+    return octet > json_q
+
+
 def parse_json(raw: bytes) -> Any:
     """The body as JSON, or a BodyError: bad syntax, too deep, or numbers past Python's limits."""
     if not raw.strip():
@@ -274,6 +309,9 @@ def validate(model: type[BaseModel], body: Any):
         kind = first["type"]
         if kind == "missing":
             message = f"missing required field {param!r}"
+        elif kind == "extra_forbidden" and param in getattr(model, "renamed", {}):
+            message = (f"{param!r} is {model.renamed[param]} name for what zoo calls 'precision' "
+                       "(float32, float16, int8, uint8, binary, ubinary); send 'precision'")
         elif kind == "extra_forbidden":
             allowed = ", ".join(model.model_fields)
             message = f"unknown field {param!r}; allowed: {allowed}"

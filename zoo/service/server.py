@@ -321,7 +321,11 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
         _check_count(len(texts), settings)
         images = _image_input(texts, [h.lower() for h in settings.allow_image_hosts])
         req = validate(EmbeddingsRequest, {**body, "input": ["image"] * len(images)})
-        return {"images": images, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions}
+        if req.precision != "float32":
+            raise ApiError(400, "precision applies to text inputs; images are served as float32",
+                           param="precision", code="invalid_value")
+        return {"images": images, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions,
+                "precision": "float32"}
     token_ids = _token_input(texts)
     if token_ids is not None:
         texts = token_ids
@@ -344,7 +348,7 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
                                 f"{settings.max_input_chars} per input", param=f"input[{i}]", code="input_too_long")
     req = validate(EmbeddingsRequest, body if token_ids is None else {**body, "input": token_ids})
     return {"texts": texts, "token_ids": token_ids is not None, "model": req.model, "format": req.encoding_format,
-            "dimensions": req.dimensions}
+            "dimensions": req.dimensions, "precision": req.precision}
 
 
 def _declare_what_is_served(request: dict, settings: ServeSettings, service) -> None:
@@ -394,6 +398,8 @@ def create_app(settings: ServeSettings):
 
     from . import protocol as P
     from .guard import Guard
+    from .protocol import wants_bytes
+    from ..engine.precision import RANGED, quantize
 
     service = Service(settings)
 
@@ -464,16 +470,30 @@ def create_app(settings: ServeSettings):
     busy = {429: {"model": P.ErrorResponse, "description": "Queue full; retry after `Retry-After` seconds"}}
     conflict = {409: {"model": P.ErrorResponse, "description": "The name is taken"}}
 
-    @app.post("/v1/embeddings", response_model=P.EmbeddingsResponse, responses={**errors, **not_found, **busy},
-              openapi_extra=_openapi_body(P.EmbeddingsRequest))
+    raw_rows = {200: {"description": "JSON; or, with `Accept: application/octet-stream`, the rows' little-endian "
+                                     "bytes, row-major, shape in `X-Zoo-Shape` (rows,columns) and numpy dtype in "
+                                     "`X-Zoo-Dtype`", "content": {"application/octet-stream": {
+                                         "schema": {"type": "string", "format": "binary"}}}}}
+
+    @app.post("/v1/embeddings", response_model=P.EmbeddingsResponse,
+              responses={**raw_rows, **errors, **not_found, **busy}, openapi_extra=_openapi_body(P.EmbeddingsRequest))
     async def embeddings(request: Request):
-        """OpenAI-compatible embeddings of one text or a list of texts."""
+        """OpenAI-compatible embeddings of one text or a list of texts; `precision` int8, uint8, binary,
+        ubinary or float16 for compact vectors, and `Accept: application/octet-stream` for raw bytes."""
         req = _parse_embeddings_request(await json_body(request), settings)
         batcher = await service.batcher(req["model"])
         model = batcher.model
         if req["dimensions"] is not None and req["dimensions"] > model.dim:
             raise ApiError(400, f"dimensions must be at most {model.dim} for {model.name}, got {req['dimensions']}",
                            param="dimensions", code="invalid_value")
+        raw = wants_bytes(request.headers.get("accept"))
+        ranges = None
+        if req["precision"] in RANGED:  # stored once per artifact; the first request computes them (a few seconds)
+            try:
+                ranges = await asyncio.to_thread(model.ranges, dimensions=req["dimensions"])
+            except InvalidInput as exc:
+                raise ApiError(400, str(exc), param="precision", code=exc.code) from None
+        shape = {"precision": req["precision"], "ranges": ranges, "raw": raw}
         if "images" in req:
             if "image" not in model.spec.modalities:
                 raise ApiError(400, f"{model.name} embeds text only; images need a CLIP-family model",
@@ -488,7 +508,8 @@ def create_app(settings: ServeSettings):
             except InvalidInput as exc:
                 raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None
             metrics.inputs.labels(model.name).inc(len(req["images"]))
-            return _embeddings_response(model.name, vectors, req["format"], 0, P.matryoshka_header(model, req["dimensions"]))
+            return _embeddings_response(model.name, vectors, req["format"], 0, P.matryoshka_header(model, req["dimensions"]),
+                                        **shape)
         encoding = settings.token_encoding_of(model.name)
         # once: for usage, the budget, the engine; token ids get the model's special tokens, as text does
         try:
@@ -512,13 +533,22 @@ def create_app(settings: ServeSettings):
             metrics.queue_depth.labels(model.name).set(batcher.queue_depth)
         metrics.inputs.labels(model.name).inc(len(req["texts"]))
         metrics.tokens.labels(model.name).inc(sum(tokens))
-        return _embeddings_response(model.name, vectors, req["format"], sum(tokens), P.matryoshka_header(model, req["dimensions"]))
+        return _embeddings_response(model.name, vectors, req["format"], sum(tokens),
+                                    P.matryoshka_header(model, req["dimensions"]), **shape)
 
-    def _embeddings_response(name: str, vectors, encoding: str, tokens: int, headers: Optional[dict] = None):
-        if encoding == "base64":
+    def _embeddings_response(name: str, vectors, encoding: str, tokens: int, headers: Optional[dict] = None, *,
+                             precision: str = "float32", ranges=None, raw: bool = False):
+        vectors = quantize(np.ascontiguousarray(vectors, dtype=np.float32), precision, ranges)
+        headers = {**(headers or {}), "X-Zoo-Precision": precision}
+        if raw:  # bulk clients: the rows' bytes, no JSON; shape and dtype in headers
+            out = np.ascontiguousarray(vectors, dtype=vectors.dtype.newbyteorder("<"))
+            return Response(out.tobytes(), media_type="application/octet-stream", headers={
+                **headers, "X-Zoo-Shape": f"{out.shape[0]},{out.shape[1]}", "X-Zoo-Dtype": out.dtype.name,
+                "X-Zoo-Prompt-Tokens": str(tokens), "X-Zoo-Model": name})
+        if encoding == "base64":  # OpenAI's meaning, which its clients decode blindly: float32, whatever the precision
             data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
         else:
-            data = list(np.ascontiguousarray(vectors, dtype=np.float32))  # rows; orjson writes float32 exactly
+            data = list(vectors)  # rows; orjson writes float32 exactly, integers as integers
         body = {"object": "list", "model": name,
                 "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
