@@ -130,6 +130,29 @@ def test_embed_json_and_outputs(cli_home, tmp_path, tiny_model_dir):
     np.testing.assert_allclose(np.array(json.loads(r.stdout)["embeddings"]), ref[:1], atol=1e-5)
 
 
+def test_embed_precision_and_show(cli_home, tmp_path):
+    import zoo
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    r = run(cli_home, "embed", "-m", "tiny", "--json", "--precision", "int8", "hello", "world")
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    m = zoo.load("tiny", home=str(cli_home), cache=False)  # the ranges the CLI stored
+    floats = m.embed(["hello", "world"])
+    assert body["precision"] == "int8"
+    assert np.array_equal(np.array(body["embeddings"], np.int8), quantize_embeddings(floats, "int8", ranges=m.ranges()))
+    npy = tmp_path / "bits.npy"
+    assert run(cli_home, "embed", "-m", "tiny", "--precision", "ubinary", "-o", str(npy), "hello").returncode == 0
+    bits = np.load(npy)
+    assert bits.dtype == np.uint8 and np.array_equal(bits, np.packbits(floats[:1] > 0, axis=-1))
+    show = run(cli_home, "show", "tiny")
+    assert "compact precisions: top-10 agreement with float32 int8" in show.stdout
+    assert "ranges from 300 bundled texts, widths 32" in show.stdout
+    bad = run(cli_home, "embed", "-m", "tiny", "--precision", "int4", "hello")
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        "error: precision must be one of float32, float16, int8, uint8, binary, ubinary, got 'int4'"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["embed", "-m", "nope", "x"], "error: unknown model 'nope'; registered: tiny."),
     (["register", "tiny", "/nowhere"], "error: model 'tiny' is already registered; pass --force"),

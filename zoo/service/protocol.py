@@ -78,8 +78,8 @@ class EmbeddingsRequest(_Strict):
                                       description="Truncate vectors to this many dimensions, then re-normalize")
     precision: Literal["float32", "float16", "int8", "uint8", "binary", "ubinary"] = Field(
         "float32", description="Output precision (zoo's field; sentence-transformers' name). int8/uint8 use the "
-                               "artifact's stored calibration ranges (GET /v1/models/{model} shows them), so every "
-                               "request quantizes alike; binary/ubinary: one bit per dimension, 8 per number, "
+                               "artifact's stored calibration ranges (`zoo show` reports them and what each precision "
+                               "costs), so every request quantizes alike; binary/ubinary: one bit per dimension, 8 per number, "
                                "packed as sentence-transformers packs them. Text inputs only.")
     user: Optional[str] = None
 
