@@ -45,6 +45,17 @@ X86_FLAGS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma"})
 ARCHITECTURES = ("bert", "mpnet", "roberta", "distilbert")
 
 
+def dynamic_int8_target() -> str:
+    """The dynamic int8 target this CPU builds best (a CPU without AVX-512 VNNI, AMD Zen 2/3 or an older
+    Intel, refuses the VNNI target), so the tests that build one hold on every CPU kind."""
+    from zoo.core.hardware import detect
+
+    return "onnx-int8-avx512_vnni" if detect().has("avx512_vnni") else "onnx-int8-avx2"
+
+
+DYNAMIC_INT8 = dynamic_int8_target()
+
+
 def _tiny_tokenizer(arch: str):
     """A tokenizer trained on CORPUS in the family's own style: WordPiece with [CLS]/[SEP] (BERT,
     DistilBERT), WordPiece with <s>/</s> (MPNet), byte-level BPE with <s>/</s> (RoBERTa)."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import zoo
-from conftest import CORPUS
+from conftest import CORPUS, DYNAMIC_INT8
 from zoo.errors import ArtifactNotFound, InvalidInput
 
 TEXTS = CORPUS + ["", "one"]
@@ -25,13 +25,13 @@ def converted(tmp_path_factory, tiny_model_dir):
 
     reg = Registry(resolve_home(tmp_path_factory.mktemp("exp") / "zoo"))
     reg.register("tiny", str(tiny_model_dir))
-    convert(reg, "tiny", ["onnx-fp32", "openvino-fp32", "onnx-int8-avx512_vnni"])
+    convert(reg, "tiny", ["onnx-fp32", "openvino-fp32", DYNAMIC_INT8])
     return reg
 
 
 @pytest.mark.parametrize("target, backend, file_name, min_cos", [
     ("onnx-fp32", "onnx", "onnx/model.onnx", 0.99999),
-    ("onnx-int8-avx512_vnni", "onnx", "onnx/model_qint8_avx512_vnni.onnx", 0.99),
+    (DYNAMIC_INT8, "onnx", f"onnx/model_qint8_{DYNAMIC_INT8.rsplit('-', 1)[1]}.onnx", 0.99),
     ("openvino-fp32", "openvino", "openvino/openvino_model.xml", 0.9999),
 ])
 def test_sentence_transformers_loads_the_export(converted, tmp_path, target, backend, file_name, min_cos):
@@ -164,7 +164,7 @@ def test_a_round_trip_through_export_and_import(converted, tmp_path):
 
 
 @pytest.mark.parametrize("target, named, copies", [
-    ("onnx-int8-avx512_vnni", "onnx/model_qint8_avx512_vnni.onnx", ["onnx/model.onnx"]),
+    (DYNAMIC_INT8, f"onnx/model_qint8_{DYNAMIC_INT8.rsplit('-', 1)[1]}.onnx", ["onnx/model.onnx"]),
     ("openvino-fp32", "openvino/openvino_model.xml", ["openvino_model.xml"]),
 ])
 def test_import_reads_the_default_copies_as_the_artifact_they_are(converted, tmp_path, target, named, copies):

@@ -7,10 +7,9 @@ quantizing everything fails each of them (asserted on the search's own first att
 import pytest
 
 import zoo
-from conftest import row_cosines
+from conftest import DYNAMIC_INT8, row_cosines
 from hostile import make_hostile
 from zoo.conversion.pipeline import convert
-from zoo.core.hardware import detect
 from zoo.registry.catalog import DEFAULT_MODEL
 
 pytestmark = pytest.mark.integration
@@ -19,11 +18,6 @@ pytestmark = pytest.mark.integration
 BUDGET = {"attempts": 8}
 TEXTS = ["cat", "where is the train station", "Quarterly revenue grew in every region but the north.",
          "Das Wetter ist heute schön.", "A long paragraph about glaciers and the warming climate. " * 8]
-
-
-def dynamic_target() -> str:
-    """The dynamic int8 target this CPU builds best."""
-    return "onnx-int8-avx512_vnni" if detect().has("avx512_vnni") else "onnx-int8-avx2"
 
 
 def assert_searched(outcome, floor_mean: float):
@@ -55,7 +49,7 @@ def test_hostile_minilm_int8_passes_the_default_floor(registry, minilm_dir, tmp_
     assert row_cosines(original, reference).min() >= 0.9999  # the same function in fp32
 
     registry.register("hostile", str(hostile))
-    targets = ["openvino-int8", "onnx-int8-static", dynamic_target()]
+    targets = ["openvino-int8", "onnx-int8-static", DYNAMIC_INT8]
     outcomes = {o.target: o for o in convert(registry, "hostile", targets, search_budget=BUDGET)}
     for target in targets:
         assert_searched(outcomes[target], 0.99)
