@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["measure", "embed_probe", "spearman", "ProbeEmbeddings", "unit_rows"]
+__all__ = ["measure", "embed_probe", "spearman", "ProbeEmbeddings", "unit_rows", "in_length_order"]
 
 
 @dataclass
@@ -39,11 +39,12 @@ def embed_probe(embed, probe) -> ProbeEmbeddings:
     Why: in the probe's mixed order a batch pads every text to its longest, so most of the work was
     padding (34-42 % real tokens in mixed order, ``shared/baseline-cpu.md``); in length order an artifact is judged in the batches it will serve in (``EmbeddingModel``
     sorts by token length too), at 2-3x the speed on MiniLM."""
-    return ProbeEmbeddings(texts=_in_length_order(embed, probe.texts), queries=_in_length_order(embed, probe.queries),
-                           passages=_in_length_order(embed, probe.passages))
+    return ProbeEmbeddings(texts=in_length_order(embed, probe.texts), queries=in_length_order(embed, probe.queries),
+                           passages=in_length_order(embed, probe.passages))
 
 
-def _in_length_order(embed, texts) -> np.ndarray:
+def in_length_order(embed, texts) -> np.ndarray:
+    """``embed`` of ``texts`` in order of length (little padding), rows back in ``texts``' order."""
     texts = list(texts)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # characters: a tokenizer-free proxy
     vectors = np.asarray(embed([texts[i] for i in order]))

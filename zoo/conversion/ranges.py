@@ -17,6 +17,7 @@ import numpy as np
 
 from ..engine.precision import compute_ranges, precision_figures, range_widths, ranges_for
 from .corpora import calibration_texts, corpus_digest, probe_set
+from .fidelity import in_length_order
 
 __all__ = ["calibrate"]
 
@@ -30,13 +31,12 @@ def calibrate(embed_raw: Callable[[list[str]], np.ndarray], spec, *, texts: Opti
     The retrieval corpus is the probe's passages plus its other texts as distractors (the sentences'
     own copies left out), so top-10 lists are drawn from about 600 texts, not 78."""
     texts = list(texts) if texts else list(calibration_texts())
-    raw = _in_length_order(embed_raw, texts, spec.dim)
+    raw = in_length_order(embed_raw, texts)
     record = compute_ranges(raw, range_widths(spec.dim, spec.matryoshka_dims), digest=corpus_digest(texts))
     record["source"] = source or "bundled"
     probe = probe_set()
     if probe_vectors is None:
-        probe_vectors = tuple(_in_length_order(embed_raw, list(part), spec.dim)
-                              for part in (probe.queries, probe.passages, probe.texts))
+        probe_vectors = tuple(in_length_order(embed_raw, part) for part in (probe.queries, probe.passages, probe.texts))
     queries, passages, others = probe_vectors
     own = set(probe.passages)
     distractors = np.asarray(others)[[i for i, t in enumerate(probe.texts) if t not in own]]
@@ -44,10 +44,3 @@ def calibrate(embed_raw: Callable[[list[str]], np.ndarray], spec, *, texts: Opti
                                           ranges_for(record, normalize=True, dims=spec.dim))
     return record
 
-
-def _in_length_order(embed_raw, texts: list[str], dim: int) -> np.ndarray:
-    """Rows in ``texts``' order, embedded in length order (little padding)."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.empty((len(texts), dim), dtype=np.float32)
-    out[order] = np.asarray(embed_raw([texts[i] for i in order]), dtype=np.float32)
-    return out

@@ -97,9 +97,10 @@ def _min_max(x: np.ndarray) -> np.ndarray:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows to length 1 in float32, as the engine re-normalises a cut (``normalize_rows``)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.clip(norms, 1e-12, None)).astype(np.float32)
+    """Rows to length 1 in float32, as the engine re-normalises a cut."""
+    from .backends.lean import normalize_rows
+
+    return normalize_rows(np.asarray(x, dtype=np.float32)).astype(np.float32, copy=False)
 
 
 def compute_ranges(raw: np.ndarray, widths: Sequence[int], *, digest: str) -> dict[str, Any]:
@@ -144,7 +145,7 @@ def precision_figures(queries: np.ndarray, passages: np.ndarray, relevant: Seque
     full width): recall@10 of the relevant passage and agreement with float32's top 10, searched
     with the compact vectors alone and then rescored (the top 4x10 by the compact score, re-ranked
     by the float query against the compact passages, as sentence-transformers rescores)."""
-    q, p = _unit(np.asarray(queries, np.float32)), _unit(np.asarray(passages, np.float32))
+    q, p = _unit(queries), _unit(passages)
     rel = np.asarray(relevant)
     k = min(10, len(p))
     float_top = _top(q @ p.T, k)
