@@ -377,3 +377,32 @@ def test_compact_precisions_are_written_from_the_stored_ranges(zoohome, tmp_path
     with pytest.raises(InvalidInput):
         _job(zoohome, src, tmp_path / "out", shard_rows=40, resume=True,
              precision="float32" if precision != "float32" else "int8")
+
+
+def test_a_job_written_before_precisions_existed_still_resumes(zoohome, tmp_path):
+    """Outputs of zoo before compact precisions lack zoo.precision and zoo.ranges_digest: they read as float32
+    (``output.DEFAULTS``), so a resume keeps their shards and writes only the rest."""
+    src = tmp_path / "in.parquet"
+    texts = [f"row {i} " + CORPUS[i % len(CORPUS)] for i in range(60)]
+    pq.write_table(pa.table({"text": texts}), src)
+    out = tmp_path / "out"
+    _job(zoohome, src, out, shard_rows=20)
+    old_keys = (b"zoo.precision", b"zoo.ranges_digest")
+    job = json.loads((out / "_zoo_job.json").read_text())
+    for key in ("precision", "ranges_digest"):
+        job.pop(key, None)
+        job.get("identity", {}).pop(key, None)
+    (out / "_zoo_job.json").write_text(json.dumps(job))
+    shards = sorted(out.glob("part-*.parquet"))
+    for shard in shards[:2]:  # two shards as the old zoo wrote them; the third is gone, as if killed
+        table = pq.read_table(shard)
+        meta = {k: v for k, v in table.schema.metadata.items() if k not in old_keys}
+        pq.write_table(table.replace_schema_metadata(meta), shard)
+    shards[2].unlink()
+    assert '"precision"' not in (out / "_zoo_job.json").read_text()
+    r = _job(zoohome, src, out, shard_rows=20, resume=True)
+    assert (r.shards, r.shards_skipped, r.rows) == (3, 2, 60)
+    table, got = _read(out)
+    order = np.argsort(table.column("id").to_numpy())
+    assert table.column("id").to_numpy()[order].tolist() == list(range(60))
+    assert np.abs(got[order] - _reference(zoohome, texts)[1]).max() < 1e-4
