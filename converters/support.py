@@ -36,6 +36,13 @@ def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
 
 def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optional[str]:
     """Why the ONNX/OpenVINO exporters cannot represent this model faithfully as ``target``, or None."""
+    from zoo.engine.model_code import find_model_code
+
+    code = find_model_code(checkpoint)
+    if code is not None:
+        files = ", ".join(p for p, _ in code.files) or "code outside the folder"
+        return (f"the model runs its own code ({files}), which the exporters do not trace faithfully; "
+                "the torch targets serve it (torch-fp32, torch-bf16, torch-fp16)")
     try:
         model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):

@@ -154,6 +154,36 @@ def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: 
     return out
 
 
+CUSTOM_MODELING = """\"\"\"A model's own code over a BERT base, as nomic-embed and jina ship theirs: a class the config's
+auto_map names, computing something the base class does not.\"\"\"
+import torch
+from transformers import BertModel
+
+
+class CustomBertModel(BertModel):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                              **kwargs)
+        hidden = torch.tanh(3.0 * out.last_hidden_state)
+        out.last_hidden_state = torch.cat([-hidden[..., ::2], hidden[..., 1::2]], dim=-1)
+        return out
+"""
+
+
+def build_remote_code_model(out: Path, *, seed: int = 4) -> Path:
+    """A tiny sentence-transformers folder whose config.json ``auto_map`` names a class in
+    ``modeling_custom.py`` over a BERT base: loaded without its code it embeds as plain BERT (wrong vectors)."""
+    import json
+
+    build_tiny_model(out, seed=seed)
+    (out / "modeling_custom.py").write_text(CUSTOM_MODELING)
+    config = json.loads((out / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_custom.CustomBertModel"}
+    config["architectures"] = ["CustomBertModel"]
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
 def build_tiny_clip(out: Path, *, sentence_transformers: bool = False, seed: int = 0) -> Path:
     """A tiny random CLIP (text and vision towers of width 32, 16-dim projection, 32x32 images) with
     its processor: a byte-level BPE with CLIP's end-of-word suffix, trained on CORPUS. Saved as a

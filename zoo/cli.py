@@ -73,19 +73,23 @@ def init(ctx, directory):
 @click.argument("source")
 @click.option("--revision", help="Branch, tag or commit for hf:// sources (default: main).")
 @click.option("--force", is_flag=True, help="Replace an existing model of this name.")
+@click.option("--trust-remote-code", is_flag=True,
+              help="Run the model's own code (config.json auto_map, custom modules): read it first. Each code "
+                   "file's sha256 is recorded and checked before every load; the torch targets serve it.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout).")
 @click.pass_context
-def register(ctx, name, source, revision, force, as_json):
+def register(ctx, name, source, revision, force, trust_remote_code, as_json):
     """Register SOURCE as NAME: hf://ORG/NAME, pkg://PACKAGE/SUBDIR, a local directory, or a hub id
     already in the Hugging Face cache (offline)."""
     reg = _registry(ctx)
-    r = reg.register(name, source, revision=revision, force=force)
+    r = reg.register(name, source, revision=revision, force=force, trust_remote_code=trust_remote_code)
     art = r.revision.artifacts[0]
     if as_json:
         _emit({"name": r.model.name, "source": r.model.source, "revision": r.revision.resolved_id,
                "files": len(r.revision.manifest), "size_bytes": art.size_bytes, "dim": r.model.dim,
                "pooling": r.model.pooling, "normalize": r.model.normalize,
-               "max_seq_length": r.model.max_seq_length, "artifact_id": art.id})
+               "max_seq_length": r.model.max_seq_length, "artifact_id": art.id,
+               "trusted_code": r.model.trusted_code})
         return
     click.echo(f"registered {r.model.name}: {r.model.source} @ {r.revision.resolved_id} "
                f"({len(r.revision.manifest)} files, {_mb(art.size_bytes)}); dim {r.model.dim}, "
@@ -149,6 +153,10 @@ def show(ctx, name, as_json):
         click.echo(f"  modalities      {', '.join(d['modalities'])}    images: size {pre.get('size')}, crop "
                    f"{pre.get('crop_size') if pre.get('do_center_crop') else 'none'}, mean {pre.get('image_mean')}, "
                    f"std {pre.get('image_std')}, resample {pre.get('resample')}")
+    if d.get("trusted_code"):
+        click.echo("  own code        trusted (--trust-remote-code); checked by sha256 before every load:")
+        for path, digest in sorted(d["trusted_code"].items()):
+            click.echo(f"                  {path}  sha256:{digest}")
     if d["aliases"]:
         click.echo("  aliases         " + ", ".join(f"{a['name']} -> {a['revision'][:16]}" for a in d["aliases"]))
     for r in d["revisions"]:

@@ -19,6 +19,8 @@ __all__ = [
     "MissingExtra",
     "InvalidInput",
     "StoreCorruption",
+    "UntrustedCode",
+    "CodeChanged",
     "disk_full",
 ]
 
@@ -67,6 +69,14 @@ class InvalidInput(ZooError):
 
 class StoreCorruption(ZooError):
     pass
+
+
+class UntrustedCode(NotAModel):
+    """A model folder asks to run its own code and the operator has not trusted it."""
+
+
+class CodeChanged(StoreCorruption):
+    """A trusted model's code no longer matches the sha256 recorded when it was trusted."""
 
 
 class MissingExtra(ZooError):

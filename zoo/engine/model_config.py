@@ -52,11 +52,17 @@ class ModelSpec:
     image_preprocessing: Optional[dict[str, Any]] = None  # multimodal models: how images become pixels
     # Matryoshka training the model declares: None, none declared; () declared, widths not listed; else the widths
     matryoshka_dims: Optional[tuple[int, ...]] = None
+    # a model that runs its own code, trusted by the operator: (path, sha256) of each code file, checked before
+    # every load (zoo.engine.model_code); None: the model runs only the libraries' own classes
+    trusted_code: Optional[tuple[tuple[str, str], ...]] = None
 
     def __post_init__(self):  # a spec read back from JSON (a load plan) has a list here
         object.__setattr__(self, "modalities", tuple(self.modalities))
         if self.matryoshka_dims is not None:
             object.__setattr__(self, "matryoshka_dims", tuple(self.matryoshka_dims))
+        if self.trusted_code is not None:
+            pairs = self.trusted_code.items() if isinstance(self.trusted_code, dict) else self.trusted_code
+            object.__setattr__(self, "trusted_code", tuple(sorted((str(p), str(d)) for p, d in pairs)))
 
     def matryoshka_note(self, dimensions: Optional[int]) -> Optional[str]:
         """What a cut to ``dimensions`` is, when it is not the model's declared Matryoshka training:
@@ -199,4 +205,4 @@ def spec_of(model) -> ModelSpec:
                      normalize=model.normalize, query_prompt=model.query_prompt,
                      document_prompt=model.document_prompt, license=model.license, task=model.task,
                      modalities=tuple(model.modalities or ("text",)), image_preprocessing=model.image_preprocessing,
-                     matryoshka_dims=model.matryoshka_dims)
+                     matryoshka_dims=model.matryoshka_dims, trusted_code=getattr(model, "trusted_code", None))

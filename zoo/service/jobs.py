@@ -62,7 +62,8 @@ def submit_convert(reg, model: str, targets: list[str], *, rebuild: bool = False
     return get_job(reg, job_id)
 
 
-def submit_register(reg, name: str, source: str, *, revision: Optional[str] = None, force: bool = False) -> dict:
+def submit_register(reg, name: str, source: str, *, revision: Optional[str] = None, force: bool = False,
+                    trust_remote_code: bool = False) -> dict:
     """Validate what needs no filesystem now (name, source syntax, existing name), then queue."""
     from sqlalchemy import select
 
@@ -86,7 +87,8 @@ def submit_register(reg, name: str, source: str, *, revision: Optional[str] = No
     job_id = uuid.uuid4().hex
     with reg.session() as s:
         s.add(Job(id=job_id, kind="register", model=name,
-                  params={"source": source, "revision": revision, "force": force}, message="queued",
+                  params={"source": source, "revision": revision, "force": force,
+                          "trust_remote_code": trust_remote_code}, message="queued",
                   host=socket.gethostname()))
     dispatch(reg)
     return get_job(reg, job_id)
@@ -245,7 +247,8 @@ def run_job(reg, job_id: str) -> None:
 def _run_register(reg, job_id: str, name: str, params: dict) -> None:
     _update(reg, job_id, message=f"registering {name}")
     try:
-        reg.register(name, params["source"], revision=params.get("revision"), force=bool(params.get("force")))
+        reg.register(name, params["source"], revision=params.get("revision"), force=bool(params.get("force")),
+                     trust_remote_code=bool(params.get("trust_remote_code")))
         described = reg.describe(name)
     except ZooError as exc:  # the user's problem, in the user's words
         _update(reg, job_id, status=JobStatus.failed, error=str(exc)[:2000], message="failed")

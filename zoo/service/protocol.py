@@ -141,6 +141,8 @@ class RegisterRequest(_Strict):
                         description="hf://ORG/NAME, pkg://PACKAGE/SUBDIR, or a directory under an allowed root")
     revision: Optional[str] = Field(None, min_length=1, max_length=255, description="hf:// sources only")
     force: bool = False
+    trust_remote_code: bool = Field(False, description="Run the model's own code (config.json auto_map, custom "
+                                    "modules): each code file's sha256 is recorded and checked before every load")
 
 
 _Target = Annotated[str, Field(min_length=1, max_length=100)]

@@ -623,7 +623,8 @@ def create_app(settings: ServeSettings):
         req = P.validate(P.RegisterRequest, await json_body(request))
         check_source(req.source, settings.allow_source_dirs)
         return await asyncio.to_thread(submit_register, service.registry, req.name, req.source,
-                                       revision=req.revision, force=req.force)
+                                       revision=req.revision, force=req.force,
+                                       trust_remote_code=req.trust_remote_code)
 
     @app.post("/v1/zoo/models/{name}/convert", status_code=202, response_model=P.JobResponse,
               responses={**errors, **not_found, **jobs_busy}, openapi_extra=_openapi_body(P.ConvertRequest))

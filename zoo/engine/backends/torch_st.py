@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ZooError, require
+from ..model_code import verify_trusted
 from ..model_config import ModelSpec
 from .lean import BatchedBackend, TextEncoder, is_token_key, normalize_rows
 
@@ -27,6 +28,10 @@ class TorchBackend(BatchedBackend):
             raise ZooError(f"torch runtime cannot compute in {precision!r}; use one of {sorted(dtypes)}")
         # fp32 is transformers' default load dtype; only casts need saying.
         kwargs = {} if precision == "fp32" else {"model_kwargs": {"dtype": dtypes[precision]}}
+        # a model's own code runs only when it is the code the operator trusted, checked before any import;
+        # without it, sentence-transformers would load the base class its config names and embed wrongly
+        if verify_trusted(Path(path), dict(spec.trusted_code or ())):
+            kwargs["trust_remote_code"] = True
         self.model = st.SentenceTransformer(str(path), device=device, local_files_only=True, **kwargs)
         self.model.eval()
         self._torch = torch
