@@ -30,17 +30,27 @@ class ProbeEmbeddings:
     texts: np.ndarray
     queries: np.ndarray
     passages: np.ndarray
+    prompted: bool = False  # queries and passages were read with the model's prompts
 
 
-def embed_probe(embed, probe) -> ProbeEmbeddings:
+def embed_probe(embed, probe, prompts: tuple[str, str] = ("", "")) -> ProbeEmbeddings:
     """``embed`` each of the probe's text lists in batches of similar length, as the engine serves
     texts; rows come back in the probe's order.
+
+    ``prompts`` (query, document): the model's own prompts, read as a search reads them: queries with the
+    query prompt, passages with the document prompt (``embed(texts, prompt)``). So a runtime that mishandles
+    a prompt (a pooling that should leave it out) is judged on it; the plain texts stay unprompted.
 
     Why: in the probe's mixed order a batch pads every text to its longest, so most of the work was
     padding (34-42 % real tokens in mixed order, ``shared/baseline-cpu.md``); in length order an artifact is judged in the batches it will serve in (``EmbeddingModel``
     sorts by token length too), at 2-3x the speed on MiniLM."""
-    return ProbeEmbeddings(texts=in_length_order(embed, probe.texts), queries=in_length_order(embed, probe.queries),
-                           passages=in_length_order(embed, probe.passages))
+    query, document = prompts
+    if not (query or document):
+        return ProbeEmbeddings(texts=in_length_order(embed, probe.texts), queries=in_length_order(embed, probe.queries),
+                               passages=in_length_order(embed, probe.passages))
+    return ProbeEmbeddings(texts=in_length_order(embed, probe.texts),
+                           queries=in_length_order(lambda xs: embed(xs, query), probe.queries),
+                           passages=in_length_order(lambda xs: embed(xs, document), probe.passages), prompted=True)
 
 
 def in_length_order(embed, texts) -> np.ndarray:
@@ -87,6 +97,11 @@ def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int]) -> 
         "min_cosine": float(cos.min()),
         "spearman": spearman((r @ r.T)[iu], (a @ a.T)[iu]),
     }
+    if art.prompted:  # the prompted queries and passages are inputs too: the worst of them bounds min_cosine
+        prompted = np.concatenate([(unit_rows(ref.queries) * unit_rows(art.queries)).sum(axis=1),
+                                   (unit_rows(ref.passages) * unit_rows(art.passages)).sum(axis=1)])
+        fig["prompted_min_cosine"] = float(prompted.min())
+        fig["min_cosine"] = min(fig["min_cosine"], fig["prompted_min_cosine"])
     rel = np.asarray(relevant)
     ref_scores = unit_rows(ref.queries) @ unit_rows(ref.passages).T
     art_scores = unit_rows(art.queries) @ unit_rows(art.passages).T

@@ -145,8 +145,28 @@ def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progres
         if "backend" not in cache:
             cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
         backend = cache["backend"]
-        cache[which] = (texts, embed_probe(lambda xs: backend.embed(list(xs), 32), texts))
+        cache[which] = (texts, embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec)))
     return cache[which]
+
+
+def prompts_of(spec) -> tuple[str, str]:
+    return spec.query_prompt or "", spec.document_prompt or ""
+
+
+def prompted_embedder(backend, spec):
+    """``embed(texts, prompt="")`` with a runtime as the engine serves it: the prompt before each text, and
+    left out of the pooling where the model's Pooling module says so (``include_prompt: false``)."""
+    from ..engine.backends.lean import Prepared, prompt_length
+
+    def embed(texts, prompt: str = ""):
+        if not prompt:
+            return backend.embed(list(texts), 32)
+        prepared = Prepared.of(backend.encoder, [prompt + t for t in texts])
+        if not spec.include_prompt:
+            prepared.prompt_tokens = prompt_length(backend.encoder, prompt)
+        return backend.embed_prepared(prepared, 32)
+
+    return embed
 
 
 def _reference_images(checkpoint: Path, spec, cache: dict, progress: Progress, which: str = "probe"):
@@ -177,7 +197,7 @@ def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, imag
     device = "cuda" if target.device == "cuda" and hardware.cuda else "cpu"
     backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
                            settings=result.settings)
-    embedded = embed_probe(lambda xs: backend.embed(list(xs), 32), texts)
+    embedded = embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec))
     figures = measure(reference, embedded, texts.relevant)
     if images is not None:
         if not hasattr(backend, "embed_images"):

@@ -168,6 +168,8 @@ class EmbeddingModel:
         if not items:
             return _at_precision(result, precision, ranges)
 
+        # texts tokenized with a prompt in them (the service's batches): the leading tokens the pooling leaves out
+        given_prompt = tokenized.prompt_tokens if tokenized is not None and not prefix else 0
         unique = list(dict.fromkeys(items))  # each distinct text is looked up and embedded once
         vectors: dict[str, np.ndarray] = {}
         cut: set[str] = set()  # texts that were (or, from the cache, had been) truncated
@@ -175,7 +177,9 @@ class EmbeddingModel:
         if store is not None:
             from .cache import TRUNCATED
 
-            config = self._cache_config(prefix, normalize, dims)
+            # a text whose prompt tokens were pooled out is not the same input as that text alone: keyed apart
+            config = self._cache_config(f"\x00{given_prompt} prompt tokens left out of the pooling" if given_prompt
+                                        else prefix, normalize, dims)
             keys = dict(zip(unique, config.keys(unique)))
             found = store.get_many(config, list(keys.values()))
             for text, key in keys.items():
@@ -195,6 +199,12 @@ class EmbeddingModel:
                 prepared = tokenized.subset([known[t] for t in missing])
             else:
                 prepared = Prepared.of(self.backend.encoder, [prefix + t for t in missing] if prefix else missing)
+            if prefix and not self.spec.include_prompt:  # the Pooling module leaves the prompt's tokens out
+                from .backends.lean import prompt_length
+
+                prepared.prompt_tokens = prompt_length(self.backend.encoder, prefix)
+            elif given_prompt:
+                prepared.prompt_tokens = given_prompt
             cut.update(t for t, flag in zip(missing, prepared.truncated) if flag)
             if not truncate and cut:  # refuse before spending any compute
                 self._refuse_long(items, cut, prefix)
@@ -388,14 +398,20 @@ class EmbeddingModel:
         prepared = self.tokenize_ids(token_ids)
         return self.embed(prepared.texts, tokenized=prepared, **options)
 
-    def tokenize(self, texts: Sequence[str], truncation_direction: Optional[str] = None):
+    def tokenize(self, texts: Sequence[str], truncation_direction: Optional[str] = None, prompt: str = ""):
         """The texts tokenized as the engine does (a ``Prepared``); pass it to ``embed(tokenized=)``.
-        ``truncation_direction`` "left" keeps the end of a text longer than the max length (TEI's option)."""
-        from .backends.lean import Prepared
+        ``truncation_direction`` "left" keeps the end of a text longer than the max length (TEI's option).
+        ``prompt``: put before each text; for a model whose pooling leaves the prompt out, it is recorded so."""
+        from .backends.lean import Prepared, prompt_length
 
         if truncation_direction not in (None, "left", "right"):
             raise InvalidInput(f"truncation_direction must be left or right, not {truncation_direction!r}")
-        return Prepared.of(self.backend.encoder, validate_texts(texts), truncation_direction)
+        texts = validate_texts(texts)
+        prepared = Prepared.of(self.backend.encoder, [prompt + t for t in texts] if prompt else texts,
+                               truncation_direction)
+        if prompt and not self.spec.include_prompt:
+            prepared.prompt_tokens = prompt_length(self.backend.encoder, prompt)
+        return prepared
 
     # asyncio is imported only by the async twins: it costs a cold `zoo embed` ~30 ms otherwise
     async def aembed(self, texts, **options) -> np.ndarray:

@@ -55,6 +55,9 @@ class ModelSpec:
     # a model that runs its own code, trusted by the operator: (path, sha256) of each code file, checked before
     # every load (zoo.engine.model_code); None: the model runs only the libraries' own classes
     trusted_code: Optional[tuple[tuple[str, str], ...]] = None
+    # False: the Pooling module leaves a prompt's tokens out of the pooled vector (include_prompt: false,
+    # as INSTRUCTOR-style and some retrieval models declare); the prompt still conditions the other tokens
+    include_prompt: bool = True
 
     def __post_init__(self):  # a spec read back from JSON (a load plan) has a list here
         object.__setattr__(self, "modalities", tuple(self.modalities))
@@ -139,7 +142,7 @@ def read_model_spec(directory: Path) -> ModelSpec:
     hidden = config.get("hidden_size") or config.get("d_model") or config.get("dim")
     if not isinstance(hidden, int):
         raise NotAModel(f"{d}/config.json has no hidden_size: cannot tell the embedding dimension")
-    dim, pooling, normalize = hidden, "mean", False
+    dim, pooling, normalize, include_prompt = hidden, "mean", False, True
 
     modules = _json(d / "modules.json")
     if modules is not None:
@@ -149,6 +152,7 @@ def read_model_spec(directory: Path) -> ModelSpec:
             if kind == "Pooling":
                 modes = [name for key, name in POOLING_MODES if mconf.get(key)]
                 pooling = mconf.get("pooling_mode") or (modes[0] if modes else "mean")
+                include_prompt = mconf.get("include_prompt", True) is not False
             elif kind == "Dense":
                 dim = int(mconf.get("out_features", dim))
             elif kind == "Normalize":
@@ -168,7 +172,8 @@ def read_model_spec(directory: Path) -> ModelSpec:
 
     return ModelSpec(dim=dim, max_seq_length=max_len, pooling=pooling, normalize=normalize,
                      query_prompt=query, document_prompt=document, license=_license(d / "README.md"),
-                     model_type=config.get("model_type"), matryoshka_dims=_matryoshka(d / "README.md"))
+                     model_type=config.get("model_type"), matryoshka_dims=_matryoshka(d / "README.md"),
+                     include_prompt=include_prompt)
 
 
 MULTIMODAL_TYPES = ("clip",)
@@ -205,4 +210,5 @@ def spec_of(model) -> ModelSpec:
                      normalize=model.normalize, query_prompt=model.query_prompt,
                      document_prompt=model.document_prompt, license=model.license, task=model.task,
                      modalities=tuple(model.modalities or ("text",)), image_preprocessing=model.image_preprocessing,
-                     matryoshka_dims=model.matryoshka_dims, trusted_code=getattr(model, "trusted_code", None))
+                     matryoshka_dims=model.matryoshka_dims, trusted_code=getattr(model, "trusted_code", None),
+                     include_prompt=getattr(model, "include_prompt", None) is not False)

@@ -191,6 +191,7 @@ class Registry:
                 "fidelity_floor": model.fidelity_floor,
                 "modalities": model.modalities or ["text"], "image_preprocessing": model.image_preprocessing,
                 "matryoshka_dims": model.matryoshka_dims, "trusted_code": model.trusted_code,
+                "include_prompt": model.include_prompt is not False,
                 "created_at": model.created_at.isoformat(),
                 "current_revision": model.current_revision.resolved_id if model.current_revision else None,
                 "aliases": [{"name": a.name, "revision": a.revision.resolved_id} for a in aliases],
@@ -305,7 +306,8 @@ class Registry:
                       modalities=list(spec.modalities) if spec.modalities != ("text",) else None,
                       image_preprocessing=spec.image_preprocessing,
                       matryoshka_dims=None if spec.matryoshka_dims is None else list(spec.matryoshka_dims),
-                      trusted_code=dict(spec.trusted_code) if spec.trusted_code else None)
+                      trusted_code=dict(spec.trusted_code) if spec.trusted_code else None,
+                      include_prompt=None if spec.include_prompt else False)
         try:
             with self.session() as s:
                 model = s.scalar(select(Model).where(Model.name == name))

@@ -73,6 +73,8 @@ class Model(Base):
     # a model that runs its own code, trusted with --trust-remote-code: {path: sha256} of each code file,
     # checked before every load; null: no code of its own (or never trusted, so never registered)
     trusted_code: Mapped[Optional[dict[str, str]]] = mapped_column(JSON)
+    # false: the Pooling module leaves prompt tokens out of the vector (include_prompt: false); null: true
+    include_prompt: Mapped[Optional[bool]] = mapped_column(Boolean)
     # Points at the revision `load(name)` uses; use_alter breaks the models<->revisions cycle.
     current_revision_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("revisions.id", use_alter=True, ondelete="SET NULL"))

@@ -119,14 +119,17 @@ class DynamicBatcher:
             request.cursor = len(request.texts)
 
     def _take(self) -> tuple[list[tuple[_Request, int]], tuple]:
-        """Round-robin over waiting requests of one output (size, normalisation), within the row and token caps."""
+        """Round-robin over waiting requests of one output (size, normalisation) and one count of leading prompt
+        tokens the pooling leaves out, within the row and token caps."""
         batch: list[tuple[_Request, int]] = []
         head = self._waiting[0]
         dims, total = (head.dimensions, head.normalize), 0
+        prompt_tokens = head.tokenized.prompt_tokens
         while len(batch) < self.max_batch_rows:
             progressed = False
             for request in list(self._waiting):
-                if (request.dimensions, request.normalize) != dims or request.cursor >= len(request.texts):
+                if ((request.dimensions, request.normalize) != dims or request.tokenized.prompt_tokens != prompt_tokens
+                        or request.cursor >= len(request.texts)):
                     continue
                 n = request.tokens[request.cursor]
                 if batch and total + n > self.max_batch_tokens:

@@ -137,7 +137,7 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
                     items[i] = tokenizer.decode(items[i], skip_special_tokens=True)
                 texts.extend(ids), texts.sort(), ids.clear()
             if texts:
-                prepared = model.tokenize([prompt + items[i] for i in texts], truncation_direction=direction)
+                prepared = model.tokenize([items[i] for i in texts], truncation_direction=direction, prompt=prompt)
                 parts.update({i: (prepared, row) for row, i in enumerate(texts)})
             if ids:
                 prepared = model.tokenize_ids([items[i] for i in ids])

@@ -303,13 +303,39 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSp
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def prompt_length(encoder: "TextEncoder", prompt: str) -> int:
+    """How many leading tokens of every prompted text are the prompt, as sentence-transformers counts them for a
+    Pooling module with ``include_prompt: false``: the prompt tokenized with its special tokens, less a trailing
+    special token (the [SEP] / </s> that closes it alone). Those positions are left out of the pooling."""
+    tokenizer = encoder.untruncated()
+    ids = tokenizer.encode(prompt, add_special_tokens=True).ids
+    specials = {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+    return len(ids) - 1 if ids and ids[-1] in specials else len(ids)
+
+
+def exclude_prompt(attention_mask: np.ndarray, prompt_tokens: int) -> np.ndarray:
+    """The pooling mask without the prompt's positions (sentence-transformers' ``_exclude_prompt_from_mask``):
+    the first ``prompt_tokens`` columns of a right-padded batch, the padding and then the prompt of a left-padded
+    one. The attention itself still sees the prompt; only the pooling leaves it out."""
+    if not prompt_tokens:
+        return attention_mask
+    mask = np.array(attention_mask, copy=True)
+    starts = mask.astype(bool).argmax(axis=1)  # where each row's tokens begin (0 unless left-padded)
+    mask[np.arange(mask.shape[1])[None, :] < (starts + prompt_tokens)[:, None]] = 0
+    return mask
+
+
 @dataclass
 class Prepared:
-    """Texts tokenized once: what batching, truncation reporting and the runtimes read."""
+    """Texts tokenized once: what batching, truncation reporting and the runtimes read.
+
+    ``prompt_tokens``: the leading tokens of every text that are a prompt the model's pooling leaves out
+    (``include_prompt: false``); 0 when the pooling reads every token."""
     texts: list[str]
     encodings: list
     lengths: list[int]
     truncated: list[bool]
+    prompt_tokens: int = 0
 
     @classmethod
     def of(cls, encoder: TextEncoder, texts: list[str], direction: Optional[str] = None) -> "Prepared":
@@ -334,8 +360,12 @@ class Prepared:
     @classmethod
     def join(cls, parts: list[tuple["Prepared", int]]) -> "Prepared":
         """Rows picked from several tokenized lists: (prepared, row) pairs, in order."""
+        prompts = {p.prompt_tokens for p, _ in parts}
+        if len(prompts) > 1:
+            raise ValueError("rows with different prompt lengths cannot be joined into one prepared list")
         return cls([p.texts[i] for p, i in parts], [p.encodings[i] for p, i in parts],
-                   [p.lengths[i] for p, i in parts], [p.truncated[i] for p, i in parts])
+                   [p.lengths[i] for p, i in parts], [p.truncated[i] for p, i in parts],
+                   prompts.pop() if prompts else 0)
 
     @classmethod
     def of_ids(cls, encoder: TextEncoder, inputs) -> "Prepared":
@@ -364,12 +394,23 @@ class BatchedBackend:
         """What one runtime call costs beyond its padding, in tokens: how eagerly batches are split."""
         return GPU_BATCH_OVERHEAD if self.device.startswith("cuda") else CPU_BATCH_OVERHEAD
 
+    # whether embed_batch takes ``prompt_tokens`` (positions its pooling leaves out); a runtime that cannot is
+    # refused for a model whose pooling excludes the prompt, rather than pooling the prompt in
+    excludes_prompt: bool = False
+
     def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
         raise NotImplementedError
 
     def embed_rows(self, prepared: Prepared, idx, normalize: bool) -> np.ndarray:
         """One planned batch: the rows ``idx`` of ``prepared``."""
-        return self.embed_batch([prepared.texts[i] for i in idx], [prepared.encodings[i] for i in idx], normalize)
+        texts, encodings = [prepared.texts[i] for i in idx], [prepared.encodings[i] for i in idx]
+        if prepared.prompt_tokens:
+            if not self.excludes_prompt:
+                raise ZooError(f"the {getattr(self, 'name', 'this')} runtime cannot leave a prompt out of the pooling, "
+                               "as this model's Pooling module declares (include_prompt: false); use its ONNX, "
+                               "OpenVINO or torch artifact, or embed without a prompt")
+            return self.embed_batch(texts, encodings, normalize, prompt_tokens=prepared.prompt_tokens)
+        return self.embed_batch(texts, encodings, normalize)
 
     def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
                     on_batch: Callable[[int], None] = lambda n: None) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import ZooError, require
 from ..model_config import ModelSpec
-from .lean import BatchedBackend, Prepared, TextEncoder, pool
+from .lean import BatchedBackend, Prepared, TextEncoder, exclude_prompt, pool
 
 __all__ = ["OnnxBackend"]
 
@@ -60,9 +60,12 @@ class OnnxBackend(BatchedBackend):
             self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="zoo-ort")
             weakref.finalize(self, self._pool.shutdown, wait=False)
 
-    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+    excludes_prompt = True
+
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool, prompt_tokens: int = 0) -> np.ndarray:
         feed = self.encoder.pad(encodings)  # InferenceSession.run is thread-safe
-        return pool(self.session.run(None, feed)[0], self.encoder.mask(feed), self.spec, normalize)
+        mask = exclude_prompt(self.encoder.mask(feed), prompt_tokens)
+        return pool(self.session.run(None, feed)[0], mask, self.spec, normalize)
 
     def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
                     on_batch: Callable[[int], None] = lambda n: None) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import ZooError, require
 from ..model_config import ModelSpec
-from .lean import BatchedBackend, Prepared, TextEncoder, pool
+from .lean import BatchedBackend, Prepared, TextEncoder, exclude_prompt, pool
 
 __all__ = ["OpenVinoBackend", "compile_config", "precision_name"]
 
@@ -133,12 +133,15 @@ class OpenVinoBackend(BatchedBackend):
         self.device = "cpu"
         self.name = f"openvino ({self.runtime_precision})"
 
-    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
+    excludes_prompt = True
+
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool, prompt_tokens: int = 0) -> np.ndarray:
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self.compiled.create_infer_request()
         feed = self.encoder.pad(encodings)
-        return pool(request.infer(feed)[self.compiled.output(0)], self.encoder.mask(feed), self.spec, normalize)
+        mask = exclude_prompt(self.encoder.mask(feed), prompt_tokens)
+        return pool(request.infer(feed)[self.compiled.output(0)], mask, self.spec, normalize)
 
     def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
                     on_batch=lambda n: None) -> None:
@@ -157,7 +160,7 @@ class OpenVinoBackend(BatchedBackend):
             try:
                 for idx in batches:
                     feed = self.encoder.pad([prepared.encodings[i] for i in idx])
-                    self._queue.start_async(feed, (idx, self.encoder.mask(feed)))
+                    self._queue.start_async(feed, (idx, exclude_prompt(self.encoder.mask(feed), prepared.prompt_tokens)))
                 self._queue.wait_all()
             finally:
                 self._queue.set_callback(_ignore)  # drop this call's arrays

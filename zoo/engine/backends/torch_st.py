@@ -51,9 +51,11 @@ class TorchBackend(BatchedBackend):
         self.device = str(self.model.device)
         self.name = "sentence-transformers/torch"
 
-    def embed_batch(self, texts: list[str], encodings: list, normalize: bool) -> np.ndarray:
-        if any(is_token_key(t) for t in texts):  # token-id input: no text to hand to encode()
-            return self._embed_encodings(encodings, normalize)
+    excludes_prompt = True
+
+    def embed_batch(self, texts: list[str], encodings: list, normalize: bool, prompt_tokens: int = 0) -> np.ndarray:
+        if prompt_tokens or any(is_token_key(t) for t in texts):  # token ids, or a prompt the pooling leaves out
+            return self._embed_encodings(encodings, normalize, prompt_tokens)
         if normalize or not self._has_normalize:  # the model's own path, as users run it
             out = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False,
                                     normalize_embeddings=normalize and not self._has_normalize)
@@ -83,14 +85,18 @@ class TorchBackend(BatchedBackend):
             parts.append(features["sentence_embedding"].float().cpu().numpy())
         return np.concatenate(parts)
 
-    def _embed_encodings(self, encodings: list, normalize: bool) -> np.ndarray:
-        """The model's modules on already-encoded inputs, padded as its tokenizer pads them."""
+    def _embed_encodings(self, encodings: list, normalize: bool, prompt_tokens: int = 0) -> np.ndarray:
+        """The model's modules on already-encoded inputs, padded as its tokenizer pads them. ``prompt_tokens``:
+        handed to the Pooling module as sentence-transformers' ``encode(prompt=...)`` does (``prompt_length``),
+        so a Pooling with ``include_prompt: false`` leaves those positions out."""
         from sentence_transformers.util import batch_to_device
 
         names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
                  if n in getattr(self.model.tokenizer, "model_input_names", ("input_ids", "attention_mask"))]
         feed = self.encoder.pad(encodings, names)
         features = batch_to_device({k: self._torch.from_numpy(v) for k, v in feed.items()}, self.model.device)
+        if prompt_tokens:
+            features["prompt_length"] = prompt_tokens
         modules = list(self.model) if normalize and self._has_normalize else self._raw_modules
         with self._torch.inference_mode():
             for module in modules:

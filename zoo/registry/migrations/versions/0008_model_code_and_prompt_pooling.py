@@ -1,4 +1,5 @@
-"""A model's own code, trusted by the operator: models.trusted_code ({path: sha256}; null: none)
+"""A model's own code, trusted by the operator: models.trusted_code ({path: sha256}; null: none); and
+models.include_prompt (false: the Pooling module leaves prompt tokens out; null: true, as before 0008)
 
 Revision ID: 0008
 Revises: 0007
@@ -17,8 +18,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('models', schema=None) as batch_op:
         batch_op.add_column(sa.Column('trusted_code', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('include_prompt', sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('models', schema=None) as batch_op:
+        batch_op.drop_column('include_prompt')
         batch_op.drop_column('trusted_code')
