@@ -46,6 +46,21 @@ LLAMA_POOLING = ("mean", "cls", "lasttoken")  # what convert_hf_to_gguf can decl
 FILE_TYPES = {"f16": ("LLAMA_FTYPE_MOSTLY_F16", "f16"), "q8_0": ("LLAMA_FTYPE_MOSTLY_Q8_0", "q8_0")}
 
 
+def dense_reason(checkpoint: Path) -> Optional[str]:
+    """llama.cpp's converter writes the transformer only for these families: a Dense module after the pooling
+    would be lost, and the GGUF would embed with another function (the gate would refuse it, but only after
+    the build)."""
+    try:
+        modules = json.loads((Path(checkpoint) / "modules.json").read_text())
+    except (OSError, ValueError):
+        return None
+    dense = [m.get("path") for m in modules if isinstance(m, dict) and str(m.get("type", "")).endswith(".Dense")]
+    if dense:
+        return (f"llama.cpp's converter does not carry sentence-transformers Dense modules ({', '.join(dense)}) for "
+                "this family; the ONNX, OpenVINO and torch targets serve it")
+    return None
+
+
 def pooling_reason(checkpoint: Path) -> Optional[str]:
     """Why llama.cpp's converter cannot declare this model's pooling, or None."""
     modules_file = Path(checkpoint) / "modules.json"
@@ -87,7 +102,8 @@ class GgufConverter(Converter):
         if model_type not in GGUF_MODEL_TYPES:
             return (f"llama.cpp runs the encoder families {', '.join(GGUF_MODEL_TYPES)}; this model is "
                     f"{model_type or 'of no declared model_type'}")
-        return exportable_reason(checkpoint) or pooling_reason(checkpoint) or tokenizer_reason(checkpoint)
+        return (exportable_reason(checkpoint) or dense_reason(checkpoint) or pooling_reason(checkpoint)
+                or tokenizer_reason(checkpoint))
 
     def build(self, target: Target, checkpoint: Path, out_dir: Path, settings: dict[str, Any],
               progress: Progress) -> BuildResult:

@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from zoo.engine.module_stack import stack_reason
+from zoo.errors import require
+
 __all__ = ["copy_model_configs", "exportable_reason", "MODEL_CONFIG_FILES"]
 
 # Everything but weights: what a runtime needs to tokenize, pool and normalise like the checkpoint.
 MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
                       "README.md")
-SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 # Encoder families whose export, quantization and lean runtimes are tested (tiny models of each in
 # tests/conversion/test_architectures.py): BERT, MPNet (relative position bias), RoBERTa and XLM-R
 # (position ids offset past the padding index, no token types), DistilBERT (no token types).
@@ -24,14 +26,30 @@ MULTIMODAL_TARGETS = {"clip": ("onnx-fp32", "onnx-int8-arm64", "onnx-int8-avx2",
 
 
 def copy_model_configs(checkpoint: Path, out_dir: Path) -> None:
+    """What a lean runtime reads beside the graph: the configs, and each module folder after the transformer
+    (Pooling's config; a Dense module's config and weights, as safetensors, which numpy reads without torch)."""
     for name in MODEL_CONFIG_FILES:
         if (checkpoint / name).exists():
             shutil.copy2(checkpoint / name, out_dir / name)
     for module_dir in checkpoint.glob("[0-9]_*"):
         config = module_dir / "config.json"
-        if config.exists() and not any(module_dir.glob("*.safetensors")):
-            (out_dir / module_dir.name).mkdir(exist_ok=True)
-            shutil.copy2(config, out_dir / module_dir.name / "config.json")
+        if not config.exists():
+            continue
+        target = out_dir / module_dir.name
+        target.mkdir(exist_ok=True)
+        shutil.copy2(config, target / "config.json")
+        if (module_dir / "model.safetensors").exists():
+            shutil.copy2(module_dir / "model.safetensors", target / "model.safetensors")
+        elif (module_dir / "pytorch_model.bin").exists():  # an older save: re-saved as safetensors
+            _bin_to_safetensors(module_dir / "pytorch_model.bin", target / "model.safetensors")
+
+
+def _bin_to_safetensors(source: Path, target: Path) -> None:
+    torch = require("torch", "torch")
+    from safetensors.torch import save_file
+
+    state = torch.load(str(source), map_location="cpu", weights_only=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(target))
 
 
 def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optional[str]:
@@ -55,11 +73,4 @@ def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optiona
     if model_type not in SUPPORTED_MODEL_TYPES:
         return (f"the exporters support the encoder families {', '.join(SUPPORTED_MODEL_TYPES)}; this model is "
                 f"{model_type or 'of no declared model_type'} (use torch-fp16/torch-bf16 or torch-fp32)")
-    modules_file = checkpoint / "modules.json"
-    if modules_file.exists():
-        kinds = {m.get("type", "").rsplit(".", 1)[-1] for m in json.loads(modules_file.read_text())}
-        extra = sorted(kinds - SUPPORTED_MODULES)
-        if extra:
-            return (f"the exporter handles Transformer + Pooling + Normalize models; this one also has "
-                    f"{', '.join(extra)} (use torch-fp16/torch-bf16 or torch-fp32)")
-    return None
+    return stack_reason(checkpoint)

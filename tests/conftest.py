@@ -294,21 +294,31 @@ def minilm_dir() -> Path:
 
 
 def add_dense_module(model_dir: Path, out_features: int = 16) -> Path:
-    """Give a sentence-transformers folder a real Dense projection (a module the exporters cannot represent)."""
+    """Give a sentence-transformers folder a real Dense projection (32 -> ``out_features``, Tanh, with bias)."""
+    return add_module_stack(model_dir, [("Dense", dict(in_features=32, out_features=out_features))])
+
+
+def add_module_stack(model_dir: Path, stack: list[tuple[str, dict]]) -> Path:
+    """Insert sentence-transformers modules after the Pooling (before a Normalize), in order: ("Dense",
+    {in_features, out_features, bias, activation_function}) or ("LayerNorm", {dimension}), saved by
+    sentence-transformers itself, as EmbeddingGemma's two Dense modules and sentence-t5's one are."""
     import json
 
     try:  # sentence-transformers >= 5.7 moved the modules
-        from sentence_transformers.sentence_transformer.modules import Dense
+        from sentence_transformers.sentence_transformer import modules as st_modules
     except ImportError:
-        from sentence_transformers.models import Dense
+        from sentence_transformers import models as st_modules
 
     modules = json.loads((model_dir / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    for i, module in enumerate(modules):  # names must stay unique, or a later module replaces the Dense
+    at = next(i for i, m in enumerate(modules) if m["type"].endswith("Pooling")) + 1
+    for offset, (kind, args) in enumerate(stack):
+        path = f"{at + offset}_{kind}"
+        modules.insert(at + offset, {"idx": 0, "name": "", "path": path, "type": f"sentence_transformers.models.{kind}"})
+        (model_dir / path).mkdir()
+        getattr(st_modules, kind)(**args).save(str(model_dir / path))
+    for i, module in enumerate(modules):  # names must stay unique, or a later module replaces another
         module["idx"], module["name"] = i, str(i)
     (model_dir / "modules.json").write_text(json.dumps(modules))
-    (model_dir / "2_Dense").mkdir()
-    Dense(in_features=32, out_features=out_features).save(str(model_dir / "2_Dense"))
     return model_dir
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 import zoo
-from conftest import X86_FLAGS, add_dense_module, row_cosines, table_counts
+from conftest import X86_FLAGS, add_module_stack, row_cosines, table_counts
 from zoo.conversion.pipeline import convert
 from zoo.conversion.corpora import calibration_texts, corpus_digest
 from zoo.errors import ArtifactNotFound, InvalidInput, ZooError
@@ -184,17 +184,18 @@ def test_all_cuda_expands_to_gpu_targets_on_an_injected_gpu_machine(tiny_model_d
     assert not [t for t in arm if "avx" in t or t == "openvino-bf16"]
 
 
-def test_architecture_the_exporter_cannot_handle(registry, tiny_model_dir, tmp_path):
-    d = tmp_path / "dense"
+def test_a_module_the_lean_runtimes_do_not_run(registry, tiny_model_dir, tmp_path):
+    d = tmp_path / "layernorm"
     shutil.copytree(tiny_model_dir, d)
-    add_dense_module(d)
-    registry.register("dense", str(d))
+    add_module_stack(d, [("LayerNorm", {"dimension": 32})])
+    registry.register("layernorm", str(d))
     before = table_counts(registry)
-    with pytest.raises(ZooError, match="handles Transformer \\+ Pooling \\+ Normalize.*Dense"):
-        convert(registry, "dense", ["onnx-fp32"], hardware=X86)
+    with pytest.raises(ZooError, match=r"modules.json has 2_LayerNorm \(sentence_transformers.models.LayerNorm\), "
+                                       r"which only sentence-transformers runs.*torch-fp32"):
+        convert(registry, "layernorm", ["onnx-fp32"], hardware=X86)
     assert table_counts(registry) == before
-    # all-cpu quietly leaves out what cannot represent the model
-    assert [o.target for o in convert(registry, "dense", ["all-cpu"], hardware=X86)] == ["torch-bf16"]
+    # all-cpu leaves out what cannot represent the model
+    assert [o.target for o in convert(registry, "layernorm", ["all-cpu"], hardware=X86)] == ["torch-bf16"]
 
 
 def test_below_the_floor_is_rejected_kept_and_never_served(registry, tiny_model_dir):

@@ -274,9 +274,10 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
 
 
 def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSpec,
-         normalize: Optional[bool] = None) -> np.ndarray:
-    """Pool (batch, seq, dim) to (batch, dim) as the model's Pooling module does, then
-    L2-normalise if ``normalize`` (default: if the model has a Normalize module)."""
+         normalize: Optional[bool] = None, head: tuple = ()) -> np.ndarray:
+    """Pool (batch, seq, dim) to (batch, dim) as the model's Pooling module does, run the ``head`` (its Dense
+    modules, ``zoo.engine.module_stack``), then L2-normalise if ``normalize`` (default: if the model has a
+    Normalize module)."""
     h = token_embeddings.astype(np.float32, copy=False)
     mask = attention_mask.astype(np.float32)[:, :, None]
     counts = np.clip(mask.sum(axis=1), 1e-9, None)
@@ -298,6 +299,8 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSp
     else:
         raise ZooError(f"pooling mode {mode!r} is not supported by the ONNX/OpenVINO runtimes; "
                        "use the torch-fp32 artifact")
+    for layer in head:
+        out = layer(out)
     if spec.normalize if normalize is None else normalize:
         out = normalize_rows(out)
     return np.ascontiguousarray(out, dtype=np.float32)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ...errors import ZooError, require
 from ..model_config import ModelSpec
+from ..module_stack import dense_layers
 from .lean import BatchedBackend, Prepared, TextEncoder, exclude_prompt, pool
 
 __all__ = ["OnnxBackend"]
@@ -51,6 +52,7 @@ class OnnxBackend(BatchedBackend):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.encoder = TextEncoder.from_folder(path, spec.max_seq_length, self.input_names)
         self.spec = spec
+        self.head = dense_layers(Path(path))  # the Dense modules after the pooling, if any
         self.device = device if device.startswith("cuda") else "cpu"
         self.name = "onnxruntime"
         self._pool = None
@@ -65,7 +67,7 @@ class OnnxBackend(BatchedBackend):
     def embed_batch(self, texts: list[str], encodings: list, normalize: bool, prompt_tokens: int = 0) -> np.ndarray:
         feed = self.encoder.pad(encodings)  # InferenceSession.run is thread-safe
         mask = exclude_prompt(self.encoder.mask(feed), prompt_tokens)
-        return pool(self.session.run(None, feed)[0], mask, self.spec, normalize)
+        return pool(self.session.run(None, feed)[0], mask, self.spec, normalize, self.head)
 
     def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
                     on_batch: Callable[[int], None] = lambda n: None) -> None:

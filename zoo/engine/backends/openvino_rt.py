@@ -16,6 +16,7 @@ import numpy as np
 
 from ...errors import ZooError, require
 from ..model_config import ModelSpec
+from ..module_stack import dense_layers
 from .lean import BatchedBackend, Prepared, TextEncoder, exclude_prompt, pool
 
 __all__ = ["OpenVinoBackend", "compile_config", "precision_name"]
@@ -130,6 +131,7 @@ class OpenVinoBackend(BatchedBackend):
         self.row_sizes = OPENVINO_ROW_SIZES
         self.encoder.width_multiple = 8
         self.spec = spec
+        self.head = dense_layers(Path(path))  # the Dense modules after the pooling, if any
         self.device = "cpu"
         self.name = f"openvino ({self.runtime_precision})"
 
@@ -141,18 +143,18 @@ class OpenVinoBackend(BatchedBackend):
             request = self._requests.request = self.compiled.create_infer_request()
         feed = self.encoder.pad(encodings)
         mask = exclude_prompt(self.encoder.mask(feed), prompt_tokens)
-        return pool(request.infer(feed)[self.compiled.output(0)], mask, self.spec, normalize)
+        return pool(request.infer(feed)[self.compiled.output(0)], mask, self.spec, normalize, self.head)
 
     def run_batches(self, prepared: Prepared, batches, normalize: bool, out: np.ndarray,
                     on_batch=lambda n: None) -> None:
         batches = list(batches)
         if self.mode != "throughput" or len(batches) < 2:
             return super().run_batches(prepared, batches, normalize, out, on_batch)
-        spec = self.spec  # the callback must not hold `self`: OpenVINO's threads would finalise it
+        spec, head = self.spec, self.head  # the callback must not hold `self`: OpenVINO's threads would finalise it
 
         def done(request, userdata):
             idx, mask = userdata
-            out[idx] = pool(request.get_output_tensor(0).data, mask, spec, normalize)
+            out[idx] = pool(request.get_output_tensor(0).data, mask, spec, normalize, head)
             on_batch(len(idx))
 
         with self._queue_lock:  # one queue per model; concurrent callers take turns
