@@ -47,6 +47,8 @@ def expand_targets(names: Iterable[str], hardware, checkpoint=None) -> list[str]
             want = "cpu" if name == "all-cpu" else "cuda"
             for target, conv in all_targets():
                 fits = target.device in (want, "any") and not (want == "cpu" and target.name == "torch-fp16")
+                if fits and target.precision == "fp16" and target.device == "cuda" and fp16_overflows(checkpoint):
+                    fits = False  # computes in fp16, where the family's activations overflow (openvino-fp16 only stores fp16)
                 if fits and conv.unavailable_reason(target, hardware, checkpoint) is None:
                     out.append(target.name)
         else:
@@ -57,3 +59,18 @@ def expand_targets(names: Iterable[str], hardware, checkpoint=None) -> list[str]
 def unavailable_reason(name: str, hardware, checkpoint=None) -> Optional[str]:
     target, conv = converter_for(name)
     return conv.unavailable_reason(target, hardware, checkpoint)
+
+
+def fp16_overflows(checkpoint) -> bool:
+    """Whether the checkpoint's family is known to overflow in float16 arithmetic (``FP16_OVERFLOW_FAMILIES``)."""
+    if checkpoint is None:
+        return False
+    import json
+    from pathlib import Path
+
+    from .support import FP16_OVERFLOW_FAMILIES
+
+    try:
+        return json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type") in FP16_OVERFLOW_FAMILIES
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -57,6 +57,11 @@ class OnnxConverter(Converter):
     def unavailable_reason(self, target: Target, hardware, checkpoint: Optional[Path] = None) -> Optional[str]:
         if checkpoint is not None and (why := exportable_reason(checkpoint, target.name)):
             return why
+        if checkpoint is not None and target.variant in ("o1", "o2", "o3", "o4"):
+            model_type = checkpoint_model_type(checkpoint)
+            if model_type is not None and not optimizer_supports(model_type):
+                return (f"optimum's ORTOptimizer has no graph fusions for {model_type} models (its "
+                        "ORTConfigManager); onnx-fp32 and the int8 targets serve it")
         if target.device == "cuda" and not hardware.cuda:
             return f"{target.name} needs a CUDA GPU; this machine has none"
         if target.device == "cuda" and not hardware.ort_cuda:
@@ -247,3 +252,21 @@ def _float_for_other_consumers(path: Path) -> None:
 
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
+
+
+def checkpoint_model_type(checkpoint: Path) -> Optional[str]:
+    try:
+        return json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def optimizer_supports(model_type: str) -> bool:
+    """Whether optimum's ORTOptimizer (the O1-O4 presets) knows the family: it refuses others only after the
+    export, with NotImplementedError; asked first, the target is left out with its reason."""
+    try:
+        from optimum.onnxruntime.utils import ORTConfigManager
+    except ImportError:
+        return True  # the build says what is missing
+    supported = getattr(ORTConfigManager, "_conf", None)
+    return supported is None or model_type.replace("_", "-") in supported or model_type in supported

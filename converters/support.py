@@ -18,7 +18,11 @@ MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json"
 # Encoder families whose export, quantization and lean runtimes are tested (tiny models of each in
 # tests/conversion/test_architectures.py): BERT, MPNet (relative position bias), RoBERTa and XLM-R
 # (position ids offset past the padding index, no token types), DistilBERT (no token types).
-SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert")
+# Families whose activations overflow float16 (Gemma 3: transformers #37226; TEI serves EmbeddingGemma in fp32
+# only; fastembed returned NaN vectors). all-cpu / all-cuda leave out the targets that compute in fp16; asked for
+# by name, one is built and the gate decides (a NaN or an Inf fails it).
+FP16_OVERFLOW_FAMILIES = ("gemma3_text", "gemma3")
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert", "modernbert", "gemma3_text", "t5")
 # Multimodal families: which targets export them so far (their two towers, each with its projection)
 MULTIMODAL_TARGETS = {"clip": ("onnx-fp32", "onnx-int8-arm64", "onnx-int8-avx2", "onnx-int8-avx512",
                                "onnx-int8-avx512_vnni", "onnx-int8-static", "openvino-fp32", "openvino-bf16",

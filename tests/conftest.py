@@ -184,6 +184,104 @@ def build_remote_code_model(out: Path, *, seed: int = 4) -> Path:
     return out
 
 
+MODERN_FAMILIES = ("modernbert", "gemma3_text", "t5")
+
+
+def _family_tokenizer(family: str):
+    """A tokenizer trained on CORPUS in the family's published style, as a transformers fast tokenizer:
+    ModernBERT: byte-level BPE framed [CLS] ... [SEP]; Gemma 3: BPE with <bos> before and <eos> after
+    (EmbeddingGemma's post-processor adds both); T5: a SentencePiece-style Unigram with </s> after, pad id 0."""
+    import transformers as tf
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    if family == "t5":
+        special = ["<pad>", "</s>", "<unk>"]
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        tok.train_from_iterator(CORPUS * 3, trainers.UnigramTrainer(vocab_size=300, special_tokens=special,
+                                                                    unk_token="<unk>"))
+        tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                           special_tokens=[("</s>", tok.token_to_id("</s>"))])
+        return tf.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>",
+                                          unk_token="<unk>", model_max_length=128,
+                                          model_input_names=["input_ids", "attention_mask"])
+    if family == "modernbert":
+        special, first, last = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "[CLS]", "[SEP]"
+    else:
+        special, first, last = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"], "<bos>", "<eos>"
+    tok = Tokenizer(models.BPE(unk_token=special[1] if family == "modernbert" else "<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS * 3, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{first} $A {last}", pair=f"{first} $A {last} $B {last}",
+        special_tokens=[(first, tok.token_to_id(first)), (last, tok.token_to_id(last))])
+    if family == "modernbert":
+        return tf.PreTrainedTokenizerFast(tokenizer_object=tok, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+                                          unk_token="[UNK]", mask_token="[MASK]", model_max_length=128,
+                                          model_input_names=["input_ids", "attention_mask"])
+    return tf.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                      unk_token="<unk>", mask_token="<mask>", model_max_length=128,
+                                      model_input_names=["input_ids", "attention_mask"])
+
+
+def build_family_model(out: Path, family: str, *, seed: int = 7) -> Path:
+    """A tiny random model of a modern encoder family, with that family's published module stack:
+    ModernBERT: Transformer, mean Pooling, Normalize (gte-modernbert / modernbert-embed; with its
+    search_query/search_document prompts); Gemma 3 text, bidirectional: Transformer, mean Pooling, Dense
+    (no bias, Identity) up and Dense back down, Normalize, with EmbeddingGemma's prompts; T5 encoder: Transformer,
+    mean Pooling, Dense (no bias, Identity), Normalize (sentence-t5 / GTR)."""
+    import torch
+    import transformers as tf
+    from sentence_transformers import SentenceTransformer
+    try:
+        from sentence_transformers.sentence_transformer import modules as st_models
+    except ImportError:
+        from sentence_transformers import models as st_models
+
+    torch.manual_seed(seed)
+    fast = _family_tokenizer(family)
+    vocab = len(fast)
+    work = out.parent / (out.name + "-hf")
+    if family == "modernbert":
+        config = tf.ModernBertConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                     num_attention_heads=2, max_position_embeddings=128, local_attention=16,
+                                     global_attn_every_n_layers=2, pad_token_id=fast.pad_token_id,
+                                     cls_token_id=fast.cls_token_id, sep_token_id=fast.sep_token_id,
+                                     bos_token_id=fast.cls_token_id, eos_token_id=fast.sep_token_id)
+        model, prompts, dense = tf.ModernBertModel(config), {"query": "search_query: ", "document": "search_document: "}, []
+    elif family == "gemma3_text":
+        config = tf.Gemma3TextConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                     num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                     max_position_embeddings=128, sliding_window=16, use_bidirectional_attention=True,
+                                     pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id,
+                                     eos_token_id=fast.eos_token_id)
+        model = tf.Gemma3TextModel(config)
+        prompts = {"query": "task: search result | query: ", "document": "title: none | text: "}
+        dense = [dict(in_features=32, out_features=96, bias=False, activation_function=None),
+                 dict(in_features=96, out_features=32, bias=False, activation_function=None)]
+    elif family == "t5":
+        config = tf.T5Config(vocab_size=vocab, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                             relative_attention_num_buckets=8, relative_attention_max_distance=32,
+                             pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id, decoder_start_token_id=0)
+        model, prompts = tf.T5EncoderModel(config), {}
+        dense = [dict(in_features=32, out_features=24, bias=False, activation_function=None)]
+    else:
+        raise ValueError(family)
+    model.eval().save_pretrained(work)
+    fast.save_pretrained(work)
+    modules = [st_models.Transformer(str(work), max_seq_length=64), st_models.Pooling(32, pooling_mode="mean")]
+    modules += [st_models.Dense(**d) for d in dense]
+    modules.append(st_models.Normalize())
+    SentenceTransformer(modules=modules, device="cpu", prompts=prompts).save(str(out))
+    shutil.rmtree(work)
+    (out / "README.md").write_text("---\nlicense: apache-2.0\nlibrary_name: sentence-transformers\n---\n# tiny\n")
+    return out
+
+
 def build_tiny_clip(out: Path, *, sentence_transformers: bool = False, seed: int = 0) -> Path:
     """A tiny random CLIP (text and vision towers of width 32, 16-dim projection, 32x32 images) with
     its processor: a byte-level BPE with CLIP's end-of-word suffix, trained on CORPUS. Saved as a

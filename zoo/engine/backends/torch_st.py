@@ -105,6 +105,18 @@ class TorchBackend(BatchedBackend):
         return normalize_rows(out) if normalize and not self._has_normalize else out
 
 
+ENCODER_ONLY = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
+
+
+def encoder_class(transformers, checkpoint: Path):
+    """The transformers class an embedding model's transformer is: AutoModel's, but the encoder alone for an
+    encoder-decoder family (T5: sentence-t5, GTR), as sentence-transformers loads it."""
+    import json
+
+    model_type = json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type")
+    return getattr(transformers, ENCODER_ONLY[model_type]) if model_type in ENCODER_ONLY else transformers.AutoModel
+
+
 # weights a sentence-transformers pipeline never reads: BERT's pooler head (ST pools token states itself),
 # so checkpoints saved without it (e5, bge and others) are complete for embedding
 UNUSED_BY_EMBEDDING = ("pooler.",)
@@ -136,8 +148,8 @@ def missing_weights(path: Path) -> list[str]:
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # the report is ours to give, in one line
         try:
-            _, info = transformers.AutoModel.from_pretrained(str(folder), config=config, local_files_only=True,
-                                                             output_loading_info=True)
+            _, info = encoder_class(transformers, folder).from_pretrained(
+                str(folder), config=config, local_files_only=True, output_loading_info=True)
         finally:
             quiet.setLevel(level)
         missing += [k for k in info.get("missing_keys", []) if not k.startswith(UNUSED_BY_EMBEDDING)]
