@@ -61,7 +61,7 @@ def _tiny_tokenizer(arch: str):
     DistilBERT), WordPiece with <s>/</s> (MPNet), byte-level BPE with <s>/</s> (RoBERTa)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    if arch == "roberta":
+    if arch in ("roberta", "xlm-roberta"):
         special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -83,8 +83,9 @@ def _tiny_tokenizer(arch: str):
     return tok
 
 
-def _tiny_transformer(arch: str, tok):
-    """A random 2-layer, width-32 transformer of the family and its fast tokenizer."""
+def _tiny_transformer(arch: str, tok, max_length: int = 128):
+    """A random 2-layer, width-32 transformer of the family and its fast tokenizer (RoBERTa/XLM-R: ``max_length``
+    tokens, for a long-context model such as bge-m3's 8,192)."""
     import transformers as tf
 
     vocab = tok.get_vocab_size()
@@ -104,7 +105,7 @@ def _tiny_transformer(arch: str, tok):
                                      max_position_embeddings=128, pad_token_id=0)
         return tf.DistilBertModel(config).eval(), fast
     names = dict(bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", pad_token="<pad>",
-                 mask_token="<mask>", model_max_length=128)
+                 mask_token="<mask>", model_max_length=max_length)
     if arch == "mpnet":
         fast = tf.MPNetTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", **names)
         config = tf.MPNetConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -113,15 +114,16 @@ def _tiny_transformer(arch: str, tok):
         return tf.MPNetModel(config).eval(), fast
     fast = tf.RobertaTokenizerFast(tokenizer_object=tok, unk_token="<unk>", **names)
     # position ids start after the padding index (1), so 128 tokens need 130 positions
-    config = tf.RobertaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                              intermediate_size=64, max_position_embeddings=130, pad_token_id=1, bos_token_id=0,
-                              eos_token_id=2, type_vocab_size=1)
-    return tf.RobertaModel(config).eval(), fast
+    kind = "XLMRoberta" if arch == "xlm-roberta" else "Roberta"
+    config = getattr(tf, f"{kind}Config")(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                          intermediate_size=64, max_position_embeddings=max_length + 2, pad_token_id=1,
+                                          bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    return getattr(tf, f"{kind}Model")(config).eval(), fast
 
 
 def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: str = "mean",
                      normalize: bool = True, seed: int = 0, arch: str = "bert",
-                     tokenizer_from: Path | None = None) -> Path:
+                     tokenizer_from: Path | None = None, max_length: int | None = None) -> Path:
     """Write a tiny random model folder of the family ``arch`` to ``out`` (deterministic for a seed).
 
     ``tokenizer_from``: a folder whose ``tokenizer.json`` to use instead of one trained on CORPUS
@@ -132,7 +134,7 @@ def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: 
     work = out.parent / (out.name + "-hf")
     torch.manual_seed(seed)
     tok = Tokenizer.from_file(str(tokenizer_from / "tokenizer.json")) if tokenizer_from else _tiny_tokenizer(arch)
-    model, fast = _tiny_transformer(arch, tok)
+    model, fast = _tiny_transformer(arch, tok, max_length or 128)
     target = work if sentence_transformers else out
     model.save_pretrained(target)
     fast.save_pretrained(target)
@@ -143,7 +145,7 @@ def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: 
         except ImportError:
             from sentence_transformers import models as st_models
 
-        modules = [st_models.Transformer(str(work), max_seq_length=64),
+        modules = [st_models.Transformer(str(work), max_seq_length=max_length or 64),
                    st_models.Pooling(32, pooling_mode=pooling)]
         if normalize:
             modules.append(st_models.Normalize())

@@ -233,7 +233,12 @@ def test_fp16_overflow_is_rejected(registry, tiny_model_dir, tmp_path):
     registry.register("hot", str(d))
     (o,) = convert(registry, "hot", ["torch-fp16"], hardware=X86)
     assert o.status == "rejected", o
-    assert o.fidelity.get("non_finite") or o.fidelity["mean_cosine"] < 0.99
+    if o.fidelity.get("non_finite"):  # the recorded reason says so, and the registry row too
+        assert o.error == "below the fidelity floor: its vectors hold NaN or Inf values (non-finite), whatever the cosines"
+        row = registry.describe("hot")["revisions"][0]["artifacts"][-1]
+        assert (row["target"], row["status"], row["fidelity"]["non_finite"]) == ("torch-fp16", "rejected", True)
+    else:
+        assert o.fidelity["mean_cosine"] < 0.99
 
 
 def test_custom_calibration_is_recorded(registry, tiny_model_dir, tmp_path):

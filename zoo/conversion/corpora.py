@@ -28,6 +28,7 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Optional
 
 __all__ = ["probe_set", "validation_set", "calibration_texts", "ProbeSet", "corpus_digest", "benchmark_texts",
            "image_probe_set", "VALIDATION_IMAGE_SEED", "CALIBRATION_IMAGE_SEED"]
@@ -74,6 +75,7 @@ class ProbeSet:
     queries: list[str]  # retrieval queries
     passages: list[str]  # retrieval corpus (exactly one relevant passage per query)
     relevant: list[int]  # relevant[i] = index in passages of query i's passage
+    lengths: Optional[list[int]] = None  # each text's token count at the model's max length (per-band figures)
 
 
 @lru_cache(maxsize=4)
@@ -88,6 +90,46 @@ def validation_set(seed: int = 3) -> ProbeSet:
     """The quantization search's texts: ``validation.txt``, disjoint from the probe and calibration."""
     return _probe_like(list(_sentences("validation.txt")), random.Random(seed), pairs=50, paragraphs=50, long=20,
                        short=30, part="validation")
+
+
+# The gate reports its minimum cosine per band of token lengths: int8 that holds on short texts can collapse on
+# long ones (a static-int8 softmax scale of 1/255 zeroes every attention weight below ~0.002, and spread over
+# more than ~500 tokens most weights are that small: cosine 0.996 at 514 tokens, 0.558 at 8,192 on an XLM-R).
+LENGTH_BANDS = ((1, 128), (129, 512), (513, 2048), (2049, 8192), (8193, None))
+
+
+def band_of(tokens: int) -> str:
+    for lo, hi in LENGTH_BANDS:
+        if hi is None or tokens <= hi:
+            return f"{lo}-{hi}" if hi is not None else f">{lo - 1}"
+    raise AssertionError("unreachable")
+
+
+def length_targets(max_length: int) -> list[int]:
+    """Token lengths the sets add for a model that reads past 512 tokens: inside each longer band it reaches
+    (at 90 % of the band's top) and past the max length itself (cut there, as served)."""
+    targets = [int(0.9 * hi) for lo, hi in LENGTH_BANDS if lo > 512 and hi is not None and hi < max_length]
+    return targets + [max_length + 64] if max_length > 512 else []
+
+
+def with_long_texts(probe: ProbeSet, count_tokens, max_length: int, per_target: int = 2, seed: int = 5) -> ProbeSet:
+    """``probe`` plus texts that cover the model's whole length range, built from the set's own passages
+    joined until ``count_tokens`` (the model's tokenizer, untruncated) reaches each target; and every text's
+    token count at ``max_length``, for the per-band figures. A model of 512 tokens or fewer gets no new text."""
+    rng = random.Random(seed)
+    texts = list(probe.texts)
+    counts = {p: count_tokens(p) for p in probe.passages}
+    for target in length_targets(max_length):
+        for _ in range(per_target):
+            parts, total = [], 0
+            while total < target:
+                p = rng.choice(probe.passages)
+                parts.append(p)
+                total += counts[p]
+            texts.append(" ".join(parts))
+    lengths = [min(count_tokens(t), max_length) for t in texts]
+    return ProbeSet(texts=texts, queries=probe.queries, passages=probe.passages, relevant=probe.relevant,
+                    lengths=lengths)
 
 
 def _probe_like(pool: list[str], rng: random.Random, **sizes) -> ProbeSet:

@@ -83,7 +83,9 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
 
 
-def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int]) -> dict[str, Any]:
+def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int], lengths=None) -> dict[str, Any]:
+    """The gate's figures. ``lengths``: each text's token count; the minimum cosine is then also reported per
+    band of lengths (``min_cosine_by_length``), so a collapse on long texts shows where it happens."""
     if not (np.isfinite(art.texts).all() and np.isfinite(art.queries).all() and np.isfinite(art.passages).all()):
         nan = float("nan")
         return {"mean_cosine": nan, "min_cosine": nan, "spearman": nan, "recall_at_10": nan,
@@ -97,6 +99,14 @@ def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int]) -> 
         "min_cosine": float(cos.min()),
         "spearman": spearman((r @ r.T)[iu], (a @ a.T)[iu]),
     }
+    if lengths is not None:
+        from .corpora import band_of
+
+        bands: dict[str, float] = {}
+        for c, n in zip(cos.tolist(), lengths):
+            band = band_of(n)
+            bands[band] = min(bands.get(band, 1.0), c)
+        fig["min_cosine_by_length"] = dict(sorted(bands.items(), key=lambda kv: int(kv[0].strip(">").split("-")[0])))
     if art.prompted:  # the prompted queries and passages are inputs too: the worst of them bounds min_cosine
         prompted = np.concatenate([(unit_rows(ref.queries) * unit_rows(art.queries)).sum(axis=1),
                                    (unit_rows(ref.passages) * unit_rows(art.passages)).sum(axis=1)])

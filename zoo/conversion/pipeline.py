@@ -140,11 +140,16 @@ def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progres
         from ..engine.backends import load_backend
         from .corpora import probe_set, validation_set
 
-        progress(f"embedding the {which} set with the reference (torch-fp32)", None)
-        texts = probe_set() if which == "probe" else validation_set()
+        from .corpora import with_long_texts
+
         if "backend" not in cache:
             cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
         backend = cache["backend"]
+        # the model's whole length range: texts up to its max length join the set, and every text's token count
+        # gives the per-band figures
+        texts = with_long_texts(probe_set() if which == "probe" else validation_set(), backend.encoder.full_length,
+                                spec.max_seq_length)
+        progress(f"embedding the {which} set ({len(texts.texts)} texts) with the reference (torch-fp32)", None)
         cache[which] = (texts, embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec)))
     return cache[which]
 
@@ -156,15 +161,12 @@ def prompts_of(spec) -> tuple[str, str]:
 def prompted_embedder(backend, spec):
     """``embed(texts, prompt="")`` with a runtime as the engine serves it: the prompt before each text, and
     left out of the pooling where the model's Pooling module says so (``include_prompt: false``)."""
-    from ..engine.backends.lean import Prepared, prompt_length
+    from ..engine.backends.lean import Prepared
 
     def embed(texts, prompt: str = ""):
         if not prompt:
             return backend.embed(list(texts), 32)
-        prepared = Prepared.of(backend.encoder, [prompt + t for t in texts])
-        if not spec.include_prompt:
-            prepared.prompt_tokens = prompt_length(backend.encoder, prompt)
-        return backend.embed_prepared(prepared, 32)
+        return backend.embed_prepared(Prepared.prompted(backend.encoder, list(texts), prompt, spec), 32)
 
     return embed
 
@@ -198,7 +200,7 @@ def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, imag
     backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
                            settings=result.settings)
     embedded = embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec))
-    figures = measure(reference, embedded, texts.relevant)
+    figures = measure(reference, embedded, texts.relevant, texts.lengths)
     if images is not None:
         if not hasattr(backend, "embed_images"):
             raise ZooError(f"{target.name} embeds text only; a multimodal model's artifact must embed its images too")

@@ -50,7 +50,10 @@ class Floor:
         return checks
 
     def check(self, fig: dict[str, Any]) -> Optional[str]:
-        """None when the figures pass, else the first reason they do not."""
+        """None when the figures pass, else the first reason they do not. A NaN or an Inf in any vector fails
+        whatever the other figures say (fastembed once served all-NaN EmbeddingGemma vectors without a word)."""
+        if fig.get("non_finite"):
+            return "its vectors hold NaN or Inf values (non-finite), whatever the cosines"
         for name, value, floor in self._checks(fig):
             if not value >= floor:  # also catches NaN
                 return f"{name} {value:.5f} < {floor:.5f}"

@@ -198,13 +198,8 @@ class EmbeddingModel:
             if known and all(t in known for t in missing):
                 prepared = tokenized.subset([known[t] for t in missing])
             else:
-                prepared = Prepared.of(self.backend.encoder, [prefix + t for t in missing] if prefix else missing)
-            if prefix and not self.spec.include_prompt:  # the Pooling module leaves the prompt's tokens out
-                from .backends.lean import prompt_length
-
-                prepared.prompt_tokens = prompt_length(self.backend.encoder, prefix)
-            elif given_prompt:
-                prepared.prompt_tokens = given_prompt
+                prepared = Prepared.prompted(self.backend.encoder, missing, prefix, self.spec)
+                prepared.prompt_tokens = prepared.prompt_tokens or given_prompt
             cut.update(t for t, flag in zip(missing, prepared.truncated) if flag)
             if not truncate and cut:  # refuse before spending any compute
                 self._refuse_long(items, cut, prefix)
@@ -402,16 +397,11 @@ class EmbeddingModel:
         """The texts tokenized as the engine does (a ``Prepared``); pass it to ``embed(tokenized=)``.
         ``truncation_direction`` "left" keeps the end of a text longer than the max length (TEI's option).
         ``prompt``: put before each text; for a model whose pooling leaves the prompt out, it is recorded so."""
-        from .backends.lean import Prepared, prompt_length
+        from .backends.lean import Prepared
 
         if truncation_direction not in (None, "left", "right"):
             raise InvalidInput(f"truncation_direction must be left or right, not {truncation_direction!r}")
-        texts = validate_texts(texts)
-        prepared = Prepared.of(self.backend.encoder, [prompt + t for t in texts] if prompt else texts,
-                               truncation_direction)
-        if prompt and not self.spec.include_prompt:
-            prepared.prompt_tokens = prompt_length(self.backend.encoder, prompt)
-        return prepared
+        return Prepared.prompted(self.backend.encoder, validate_texts(texts), prompt, self.spec, truncation_direction)
 
     # asyncio is imported only by the async twins: it costs a cold `zoo embed` ~30 ms otherwise
     async def aembed(self, texts, **options) -> np.ndarray:

@@ -361,6 +361,16 @@ class Prepared:
         return prepared
 
     @classmethod
+    def prompted(cls, encoder: TextEncoder, texts: list[str], prompt: str, spec: ModelSpec,
+                 direction: Optional[str] = None) -> "Prepared":
+        """``texts`` with ``prompt`` before each, tokenized; for a model whose Pooling leaves the prompt out
+        (``include_prompt: false``), the prompt's leading tokens are recorded so every runtime pools without them."""
+        prepared = cls.of(encoder, [prompt + t for t in texts] if prompt else list(texts), direction)
+        if prompt and not spec.include_prompt:
+            prepared.prompt_tokens = prompt_length(encoder, prompt)
+        return prepared
+
+    @classmethod
     def join(cls, parts: list[tuple["Prepared", int]]) -> "Prepared":
         """Rows picked from several tokenized lists: (prepared, row) pairs, in order."""
         prompts = {p.prompt_tokens for p, _ in parts}
