@@ -31,6 +31,12 @@ class Target:
     extras: tuple[str, ...] = ()  # pip extras the build needs, for error messages
     description: str = ""
 
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether a text's vector depends on the texts batched with it: dynamic int8 scales activations per padded
+        batch (onnxruntime's DynamicQuantizeLinear), so the gate also reads each text alone and judges the worse."""
+        return self.format == "onnx" and self.precision == "int8" and self.variant != "static"
+
 
 @dataclass
 class BuildResult:

@@ -340,3 +340,26 @@ def test_openvino_throughput_mode_and_onnx_threads_give_the_same_vectors(built):
         other = zoo.load("tiny", artifact=target, registry=reg, runtime_options=option)
         assert other.info["runtime_options"] == option
         np.testing.assert_allclose(other.embed(texts, batch_size=8), base, atol=1e-5)
+
+
+def test_dynamic_int8_is_judged_alone_and_in_batches(registry, tiny_model_dir):
+    """Dynamic int8 scales activations per padded batch, so a text's vector depends on its neighbours: the gate
+    reads each probe text alone too and judges the worse reading; static int8 and float targets need not."""
+    import numpy as np
+
+    from conftest import DYNAMIC_INT8
+
+    registry.register("tiny", str(tiny_model_dir))
+    outcomes = {o.target: o for o in convert(registry, "tiny", [DYNAMIC_INT8, "onnx-int8-static"])}
+    dynamic, static = outcomes[DYNAMIC_INT8].fidelity, outcomes["onnx-int8-static"].fidelity
+    assert 0.9 < dynamic["alone_min_cosine"] <= 1.0 and dynamic["min_cosine"] <= dynamic["alone_min_cosine"]
+    assert "alone_min_cosine" not in static
+    # the premise: the same text, alone and beside a long neighbour, gives different vectors here
+    from zoo.engine.backends.lean import Prepared
+
+    backend = zoo.load("tiny", artifact=DYNAMIC_INT8, registry=registry, cache=False).backend
+    text, neighbour = "a cat sat on the mat", "numbers like 42 and 3.14 appear in text too " * 6
+    one, two = Prepared.of(backend.encoder, [text]), Prepared.of(backend.encoder, [text, neighbour])
+    alone = backend.embed_batch(one.texts, one.encodings, True)[0]
+    batched = backend.embed_batch(two.texts, two.encodings, True)[0]  # one padded batch of both
+    assert not np.array_equal(alone, batched)

@@ -178,6 +178,9 @@ def test_optimize_measures_selects_and_resumes(registry, tiny_model_dir):
     checkpoint = registry.artifact_path(registry.resolve("tiny").revision.artifacts[0])
     # what the model can be built as here (llama.cpp refuses the tiny model's toy tokenizer)
     assert set(built) == {t for t in candidates(hw) if unavailable_reason(t, hw, checkpoint) is None}
+    # and every candidate left out is named with its reason
+    for target in set(candidates(hw)) - set(built):
+        assert f"left out {target}: {unavailable_reason(target, hw, checkpoint)}" in lines, lines
     assert all(s == "ready" for s in built.values()), report.built
     ready = [a for a in registry.resolve("tiny").revision.artifacts if a.status.value == "ready"]
     assert set(report.measured) == {a.id for a in ready}  # torch-fp32 is measured too

@@ -18,7 +18,7 @@ gate uses cosine and rank preservation; retrieval figures are recorded for peopl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -83,15 +83,28 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
 
 
-def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int], lengths=None) -> dict[str, Any]:
+def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int], lengths=None,
+            alone: Optional[np.ndarray] = None) -> dict[str, Any]:
     """The gate's figures. ``lengths``: each text's token count; the minimum cosine is then also reported per
-    band of lengths (``min_cosine_by_length``), so a collapse on long texts shows where it happens."""
+    band of lengths (``min_cosine_by_length``), so a collapse on long texts shows where it happens. ``alone``:
+    the artifact's vector of each text embedded in a batch of its own, for a runtime whose vectors depend on the
+    batch (dynamic int8); each text is then judged by the worse of its two readings (``alone_min_cosine``)."""
     if not (np.isfinite(art.texts).all() and np.isfinite(art.queries).all() and np.isfinite(art.passages).all()):
         nan = float("nan")
         return {"mean_cosine": nan, "min_cosine": nan, "spearman": nan, "recall_at_10": nan,
                 "reference_recall_at_10": 1.0, "non_finite": True}
     r, a = unit_rows(ref.texts), unit_rows(art.texts)
     cos = (r * a).sum(axis=1)
+    alone_cos = None
+    if alone is not None:
+        if not np.isfinite(alone).all():
+            nan = float("nan")
+            return {"mean_cosine": nan, "min_cosine": nan, "spearman": nan, "recall_at_10": nan,
+                    "reference_recall_at_10": 1.0, "non_finite": True}
+        alone_cos = (r * unit_rows(alone)).sum(axis=1)
+        worse = alone_cos < cos
+        cos = np.minimum(cos, alone_cos)
+        a = np.where(worse[:, None], unit_rows(alone), a)  # the pairwise figures read the worse vectors too
     iu = np.triu_indices(len(r), k=1)
     fig: dict[str, Any] = {
         "probe_texts": len(r),
@@ -99,6 +112,8 @@ def measure(ref: ProbeEmbeddings, art: ProbeEmbeddings, relevant: list[int], len
         "min_cosine": float(cos.min()),
         "spearman": spearman((r @ r.T)[iu], (a @ a.T)[iu]),
     }
+    if alone_cos is not None:
+        fig["alone_min_cosine"] = float(alone_cos.min())
     if lengths is not None:
         from .corpora import band_of
 

@@ -189,10 +189,13 @@ def _reference_images(checkpoint: Path, spec, cache: dict, progress: Progress, w
     return cache[key]
 
 
-def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, images=None, keep: bool = False):
+def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, images=None, keep: bool = False,
+           alone: bool = True):
     """Load what was built with its real runtime, embed ``texts`` (and ``images``: the probe images
     and their reference vectors, for a multimodal model), and compare with ``reference``. ``keep``:
-    also return the loaded runtime and its vectors of ``texts`` (the gate calibrates with them)."""
+    also return the loaded runtime and its vectors of ``texts`` (the gate calibrates with them). ``alone``: for a
+    runtime whose vectors depend on the batch, also read each text alone (the gate does; the search's attempts,
+    judged on the validation set with a safety margin, do not: one pass per attempt would cost ~3 s on MiniLM)."""
     from ..engine.backends import load_backend
 
     # judged where it will serve: a CUDA target on the GPU when there is one (torch-fp16 also runs on a CPU)
@@ -200,7 +203,12 @@ def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, imag
     backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
                            settings=result.settings)
     embedded = embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec))
-    figures = measure(reference, embedded, texts.relevant, texts.lengths)
+    singles = None
+    if alone and target.batch_dependent:  # each text also in a batch of its own: the worse reading is judged
+        import numpy as np
+
+        singles = np.concatenate([backend.embed([t], 1) for t in texts.texts])
+    figures = measure(reference, embedded, texts.relevant, texts.lengths, alone=singles)
     if images is not None:
         if not hasattr(backend, "embed_images"):
             raise ZooError(f"{target.name} embeds text only; a multimodal model's artifact must embed its images too")
@@ -234,7 +242,7 @@ def _build_searched(conv, target, checkpoint, staging: Path, settings: dict, spe
         out_dir = staging / f"candidate-{next(counter)}"
         out_dir.mkdir()
         result = conv.build(target, checkpoint, out_dir, {**settings, "search": config}, progress)
-        return _judge(target, out_dir, result, spec, texts, reference, hardware, images), (out_dir, result)
+        return _judge(target, out_dir, result, spec, texts, reference, hardware, images, alone=False), (out_dir, result)
 
     outcome = run_search(space, try_config, gate, budget, discard=lambda r: shutil.rmtree(r[0], ignore_errors=True),
                          progress=progress)

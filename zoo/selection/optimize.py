@@ -169,11 +169,15 @@ def optimize(registry, name: str, *, objective: str = "throughput", rebuild: boo
     started = time.monotonic()
     revision = registry.resolve(name).revision
     checkpoint = registry.artifact_path(next(a for a in revision.artifacts if a.target == "torch-fp32"))
-    targets = [t for t in candidates(hw) if unavailable_reason(t, hw, checkpoint) is None]
+    reasons = {t: unavailable_reason(t, hw, checkpoint) for t in candidates(hw)}
+    targets = [t for t, why in reasons.items() if why is None]
     have = {a.target for a in revision.artifacts if a.status.value == "ready"}
     to_build = targets if rebuild else [t for t in targets if t not in have]
     eta = Estimate({"convert": len(to_build), "screen": len(set(targets) | have), "bench": len(targets) // 2})
     progress(f"candidates here: {', '.join(targets)} ({len(to_build)} to build; {eta.line()})", None)
+    for target, why in reasons.items():  # every candidate left out, with its reason
+        if why is not None:
+            progress(f"left out {target}: {why}", None)
     eta.start("convert")
 
     def target_done(outcome) -> None:
