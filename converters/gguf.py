@@ -212,4 +212,8 @@ def _conversion_error(stderr: str) -> str:
     if "pre-tokenizer was not recognized" in stderr:
         return ("llama.cpp's converter does not know this model's tokenizer (its pre-tokenizer is not in "
                 "llama.cpp's list), so a GGUF could not tokenize as the checkpoint does; use the ONNX/OpenVINO targets")
+    if "precompiled_charsmap" in stderr:  # an XLM-R tokenizer.json saved without SentencePiece's normalizer map
+        return ("llama.cpp's converter reads an XLM-R vocabulary's SentencePiece character map "
+                "(precompiled_charsmap), which this model's tokenizer.json lacks; a GGUF could not normalise text as "
+                "the checkpoint does; use the ONNX/OpenVINO targets")
     return f"llama.cpp's convert_hf_to_gguf.py failed: {last[:300]}"

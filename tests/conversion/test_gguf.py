@@ -269,3 +269,16 @@ def test_yaml_targets_and_artifact(tmp_path, gguf_models):
     bad.write_text(f"models:\n  - name: tiny\n    source: {gguf_models['mean']}\n    artifact: gguf-q2\n")
     with pytest.raises(InvalidInput, match=r"bad.yaml:4: unknown target 'gguf-q2'"):
         load_deployment(bad)
+
+
+def test_a_vocabulary_without_sentencepieces_character_map_is_named():
+    """llama.cpp's converter dies with a bare KeyError on an XLM-R tokenizer.json saved without SentencePiece's
+    normaliser map; the refusal names what is missing and what still serves the model."""
+    from converters.gguf import _conversion_error
+
+    stderr = ('Traceback (most recent call last):\n  File "convert_hf_to_gguf.py", line 4021, in set_vocab\n'
+              "    precompiled_charsmap = b64decode(tokenizer_json['normalizer']['precompiled_charsmap'])\n"
+              "KeyError: 'precompiled_charsmap'\n")
+    why = _conversion_error(stderr)
+    assert "lacks" in why and "(precompiled_charsmap)" in why and why.endswith("use the ONNX/OpenVINO targets")
+    assert _conversion_error("boom\nValueError: other\n") == "llama.cpp's convert_hf_to_gguf.py failed: ValueError: other"
