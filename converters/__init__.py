@@ -63,14 +63,6 @@ def unavailable_reason(name: str, hardware, checkpoint=None) -> Optional[str]:
 
 def fp16_overflows(checkpoint) -> bool:
     """Whether the checkpoint's family is known to overflow in float16 arithmetic (``FP16_OVERFLOW_FAMILIES``)."""
-    if checkpoint is None:
-        return False
-    import json
-    from pathlib import Path
+    from .support import FP16_OVERFLOW_FAMILIES, checkpoint_model_type
 
-    from .support import FP16_OVERFLOW_FAMILIES
-
-    try:
-        return json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type") in FP16_OVERFLOW_FAMILIES
-    except (OSError, ValueError, AttributeError):
-        return False
+    return checkpoint is not None and checkpoint_model_type(checkpoint) in FP16_OVERFLOW_FAMILIES

@@ -35,7 +35,7 @@ from zoo.errors import ZooError
 from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Target
-from .support import copy_model_configs, exportable_reason
+from .support import checkpoint_model_type, copy_model_configs, exportable_reason
 
 __all__ = ["GgufConverter", "GGUF_MODEL_TYPES", "pooling_reason", "save_tokenizer", "target_of_file", "FILE_TYPES"]
 
@@ -93,10 +93,7 @@ class GgufConverter(Converter):
             return "llama-cpp-python is not installed; install it with: pip install 'zoo[gguf]' -c constraints.txt"
         if checkpoint is None:
             return None
-        try:
-            model_type = json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type")
-        except (OSError, ValueError, AttributeError):
-            model_type = None
+        model_type = checkpoint_model_type(checkpoint)
         if model_type == "mpnet":
             return "llama.cpp has no MPNet architecture, so no GGUF can run this model (use the ONNX/OpenVINO targets)"
         if model_type not in GGUF_MODEL_TYPES:

@@ -26,7 +26,7 @@ from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Recipe, SearchSpace, Target
 from .quantization import copy_export, fp32_export, image_feeds, keep_float, search_space, text_feeds
-from .support import exportable_reason
+from .support import checkpoint_model_type, exportable_reason
 
 __all__ = ["OnnxConverter"]
 
@@ -252,13 +252,6 @@ def _float_for_other_consumers(path: Path) -> None:
 
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
-
-
-def checkpoint_model_type(checkpoint: Path) -> Optional[str]:
-    try:
-        return json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def optimizer_supports(model_type: str) -> bool:

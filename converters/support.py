@@ -56,6 +56,14 @@ def _bin_to_safetensors(source: Path, target: Path) -> None:
     save_file({k: v.contiguous() for k, v in state.items()}, str(target))
 
 
+def checkpoint_model_type(checkpoint: Path) -> Optional[str]:
+    """The ``model_type`` a checkpoint's config.json declares, or None when it declares none or cannot be read."""
+    try:
+        return json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optional[str]:
     """Why the ONNX/OpenVINO exporters cannot represent this model faithfully as ``target``, or None."""
     from zoo.engine.model_code import find_model_code
@@ -65,10 +73,7 @@ def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optiona
         files = ", ".join(p for p, _ in code.files) or "code outside the folder"
         return (f"the model runs its own code ({files}), which the exporters do not trace faithfully; "
                 "the torch targets serve it (torch-fp32, torch-bf16, torch-fp16)")
-    try:
-        model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        model_type = None
+    model_type = checkpoint_model_type(checkpoint)
     if model_type in MULTIMODAL_TARGETS:
         allowed = MULTIMODAL_TARGETS[model_type]
         return None if target in allowed else (
