@@ -49,7 +49,8 @@ def expand_targets(names: Iterable[str], hardware, checkpoint=None) -> list[str]
                 fits = target.device in (want, "any") and not (want == "cpu" and target.name == "torch-fp16")
                 if fits and target.precision == "fp16" and target.device == "cuda" and fp16_overflows(checkpoint):
                     fits = False  # computes in fp16, where the family's activations overflow (openvino-fp16 only stores fp16)
-                if fits and conv.unavailable_reason(target, hardware, checkpoint) is None:
+                if fits and conv.left_out_reason(target, checkpoint) is None \
+                        and conv.unavailable_reason(target, hardware, checkpoint) is None:
                     out.append(target.name)
         else:
             out.append(name)

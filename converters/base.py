@@ -95,6 +95,11 @@ class Converter(abc.ABC):
         """Why ``target`` cannot be built or run on ``hardware`` (for ``checkpoint``); None when it can."""
         return None
 
+    def left_out_reason(self, target: Target, checkpoint: Optional[Path] = None) -> Optional[str]:
+        """Why all-cpu / all-cuda and `zoo optimize` leave out a target this machine could build for ``checkpoint``
+        (asked for by name, it is built and gated); None when they offer it."""
+        return None
+
     def search_space(self, target: Target, checkpoint: Path, settings: dict[str, Any],
                      progress: Progress) -> Optional[SearchSpace]:
         """The configurations worth searching for ``target``; None when it has one way to build."""

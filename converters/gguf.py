@@ -39,8 +39,9 @@ from .support import checkpoint_model_type, copy_model_configs, exportable_reaso
 
 __all__ = ["GgufConverter", "GGUF_MODEL_TYPES", "pooling_reason", "save_tokenizer", "target_of_file", "FILE_TYPES"]
 
-# encoder families llama.cpp runs as its BERT architecture (conversion/bert.py)
-GGUF_MODEL_TYPES = ("bert", "distilbert", "roberta", "xlm-roberta")
+# encoder families llama.cpp runs as its BERT architecture (conversion/bert.py), and the decoders it runs as
+# embedding models with last-token pooling (conversion/qwen.py; Qwen3-Embedding, gte-Qwen2), tested here
+GGUF_MODEL_TYPES = ("bert", "distilbert", "roberta", "xlm-roberta", "qwen3", "qwen2")
 LLAMA_POOLING = ("mean", "cls", "lasttoken")  # what convert_hf_to_gguf can declare
 # target variant -> (llama.cpp's file type constant, what the runtime computes in)
 FILE_TYPES = {"f16": ("LLAMA_FTYPE_MOSTLY_F16", "f16"), "q8_0": ("LLAMA_FTYPE_MOSTLY_Q8_0", "q8_0")}
@@ -97,7 +98,7 @@ class GgufConverter(Converter):
         if model_type == "mpnet":
             return "llama.cpp has no MPNet architecture, so no GGUF can run this model (use the ONNX/OpenVINO targets)"
         if model_type not in GGUF_MODEL_TYPES:
-            return (f"llama.cpp runs the encoder families {', '.join(GGUF_MODEL_TYPES)}; this model is "
+            return (f"zoo builds GGUFs of the families {', '.join(GGUF_MODEL_TYPES)}; this model is "
                     f"{model_type or 'of no declared model_type'}")
         return (exportable_reason(checkpoint) or dense_reason(checkpoint) or pooling_reason(checkpoint)
                 or tokenizer_reason(checkpoint))

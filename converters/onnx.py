@@ -9,6 +9,10 @@ far more fidelity (mean cos 0.956) than optimum's avx512_vnni preset (0.991).
 weights, activation ranges calibrated once on single unpadded texts. Every int8 target is searched
 (``zoo.conversion.search``): the matrix products most sensitive to int8 are kept in float
 (``nodes_to_exclude``) until the model's floor holds.
+
+``onnx-int8w`` is weight-only int8: onnxruntime's ``MatMulNBitsQuantizer`` (8 bits, asymmetric, blocks of 128
+along the input dimension) turns each weight product into a ``MatMulNBits``; the activations stay fp32
+(``accuracy_level`` unset). Data-free, for models whose weights set the speed (decoders of 0.5B-8B).
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Recipe, SearchSpace, Target
 from .quantization import copy_export, fp32_export, image_feeds, keep_float, search_space, text_feeds
-from .support import checkpoint_model_type, exportable_reason
+from .support import checkpoint_model_type, exportable_reason, weight_only_left_out
 
 __all__ = ["OnnxConverter"]
 
 ISAS = ("arm64", "avx2", "avx512", "avx512_vnni")
+WEIGHT_BLOCK = 128  # onnxruntime's default block size for MatMulNBits
 
 
 class OnnxConverter(Converter):
@@ -46,7 +51,12 @@ class OnnxConverter(Converter):
                  f"dynamic int8 quantization tuned for {isa}") for isa in ISAS),
         Target("onnx-int8-static", "onnx", "int8", "static", "cpu", ("onnx", "torch"),
                "static int8 (QDQ, per-channel weights, calibrated activations)"),
+        Target("onnx-int8w", "onnx", "int8w", None, "cpu", ("onnx", "torch"),
+               "weight-only int8 (onnxruntime MatMulNBits, blocks of 128), activations in fp32"),
     )
+
+    def left_out_reason(self, target: Target, checkpoint: Optional[Path] = None) -> Optional[str]:
+        return weight_only_left_out(target.precision, checkpoint)
 
     def search_space(self, target: Target, checkpoint: Path, settings: dict[str, Any],
                      progress: Progress) -> Optional[SearchSpace]:
@@ -85,6 +95,13 @@ class OnnxConverter(Converter):
         progress(f"{target.name}: exporting to ONNX", None)
         with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
             exported = fp32_export(checkpoint, settings, Path(tmp))
+            if target.precision == "int8w":
+                info = copy_export(exported, out_dir, with_model=False)
+                if info.get("graphs"):
+                    raise ZooError(f"{target.name} compresses single-graph text models; use onnx-int8-static")
+                progress(f"{target.name}: compressing the weights", None)
+                info["compression"] = _compress_weights(exported / "model.onnx", out_dir / "model.onnx")
+                return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision="int8w")
             if target.variant is None:
                 info = copy_export(exported, out_dir)
                 return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision="fp32")
@@ -103,6 +120,32 @@ class OnnxConverter(Converter):
                 info.update(_optimize(exported, out_dir, target.variant))
                 runtime = "fp16" if target.variant == "o4" else "fp32"
         return BuildResult(files=list_local_files(out_dir), settings=info, runtime_precision=runtime)
+
+
+def _compress_weights(source: Path, target: Path) -> dict[str, Any]:
+    """Every weight product (``MatMul`` with a constant right side) as a ``MatMulNBits`` of 8-bit blocks."""
+    require("onnx_ir", "onnx")  # matmul_nbits_quantizer imports it at module level
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    import logging
+
+    model = onnx.load(str(source))  # external data (a model past 2 GB) is read from beside the graph
+    chatty = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")  # a line per node at INFO
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
+    try:
+        quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=WEIGHT_BLOCK, is_symmetric=False)
+        quantizer.process()
+    finally:
+        chatty.setLevel(level)
+    compressed = quantizer.model.model
+    products = sum(1 for n in compressed.graph.node if n.op_type == "MatMulNBits")
+    if not products:
+        raise ZooError("onnx-int8w found no weight product to compress in this graph")
+    quantizer.model.save_model_to_file(str(target), use_external_data_format=compressed.ByteSize() > 2_000_000_000)
+    return {"tool": "onnxruntime MatMulNBitsQuantizer", "bits": 8, "block_size": WEIGHT_BLOCK, "symmetric": False,
+            "accuracy_level": None, "activations": "fp32", "products": products, "data_free": True}
 
 
 def _optimize(exported: Path, out_dir: Path, level: str) -> dict[str, Any]:

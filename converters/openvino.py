@@ -11,7 +11,12 @@ CPUs with avx512_bf16 an fp32 IR silently runs in bf16 unless told otherwise:
   calibrated on the bundled corpus or ``--calibration FILE``, never on the
   texts the fidelity gate measures. It is searched (``zoo.conversion.search``): SmoothQuant
   on and off, then the matrix products most sensitive to int8 kept in float
-  (NNCF's ``ignored_scope``) until the model's floor holds.
+  (NNCF's ``ignored_scope``) until the model's floor holds;
+- ``openvino-int8w``: weight-only int8 (NNCF ``compress_weights``, INT8_ASYM per channel), data-free, hint f32; the
+  CPU plugin quantizes the compressed products' activations per group of 32 at run time (``DYNAMIC_GROUP``,
+  pinned). For models whose weights, not arithmetic, set the speed: decoders of 0.5B-8B;
+- ``openvino-int4w``: group-wise int4 weights (INT4_ASYM, groups of 128), the rest int8. Searched on the share of
+  layers in int4 (NNCF's ``ratio``): 1.0 first, then less, until the floor holds.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from zoo.store.sources import list_local_files
 
 from .base import BuildResult, Converter, Progress, Recipe, SearchSpace, Target
 from .quantization import copy_export, fp32_export, image_feeds, keep_float, search_space, text_feeds
-from .support import exportable_reason
+from .support import exportable_reason, weight_only_left_out
 
 __all__ = ["OpenVinoConverter"]
 
@@ -36,6 +41,13 @@ XML = "openvino_model.xml"
 # (a pending NNCF change proposes turning it off, as it hurt some transformers).
 RECIPES = [Recipe("SmoothQuant 0.95", {"smooth_quant": 0.95}, smoothing=0.95),
            Recipe("SmoothQuant off", {"smooth_quant": None})]
+# openvino-int4w: the share of the ratio-defining layers in int4 (the rest int8), most compressed first
+INT4_RATIOS = (1.0, 0.8, 0.6, 0.4, 0.2)
+# OpenVINO's CPU plugin quantizes the activations of compressed products to int8 per group of 32 values at run
+# time (its default since 2024.3, what optimum-intel users get); zoo pins it in the artifact so every machine
+# computes as the gate measured. Per token, so a text's vector never depends on its batch.
+DYNAMIC_GROUP = 32
+INT4_GROUP = 128  # NNCF's and optimum-intel's default group size; narrower layers get the largest group that fits
 
 
 class OpenVinoConverter(Converter):
@@ -50,7 +62,14 @@ class OpenVinoConverter(Converter):
                "OpenVINO IR with fp16-compressed weights"),
         Target("openvino-int8", "openvino", "int8", "qint8", "cpu", ("openvino", "onnx", "torch"),
                "static int8 (NNCF post-training quantization, offline calibration)"),
+        Target("openvino-int8w", "openvino", "int8w", None, "cpu", ("openvino", "onnx", "torch"),
+               "weight-only int8 (NNCF compress_weights), data-free"),
+        Target("openvino-int4w", "openvino", "int4w", None, "cpu", ("openvino", "onnx", "torch"),
+               "group-wise int4 weights, the rest int8 (NNCF compress_weights, searched ratio)"),
     )
+
+    def left_out_reason(self, target: Target, checkpoint: Optional[Path] = None) -> Optional[str]:
+        return weight_only_left_out(target.precision, checkpoint)
 
     def unavailable_reason(self, target: Target, hardware, checkpoint: Optional[Path] = None) -> Optional[str]:
         if checkpoint is not None and (why := exportable_reason(checkpoint, target.name)):
@@ -63,6 +82,8 @@ class OpenVinoConverter(Converter):
 
     def search_space(self, target: Target, checkpoint: Path, settings: dict[str, Any],
                      progress: Progress) -> Optional[SearchSpace]:
+        if target.precision == "int4w":
+            return SearchSpace([Recipe(f"int4 ratio {r}", {"ratio": r}) for r in INT4_RATIOS], [])
         if target.precision != "int8":
             return None
         # Every product, the attention ones (QK, AV) included: NNCF quantizes their inputs too, and
@@ -81,7 +102,8 @@ class OpenVinoConverter(Converter):
         progress(f"{target.name}: converting to OpenVINO IR", None)
         (out_dir / "model.onnx").unlink(missing_ok=True)
         (out_dir / ".export.json").unlink(missing_ok=True)
-        hint: Optional[str] = {"fp32": "f32", "bf16": "bf16"}.get(target.precision)
+        # weight-only targets compute in f32: their error is the weights' alone, the same on every CPU
+        hint: Optional[str] = {"fp32": "f32", "bf16": "bf16", "int8w": "f32", "int4w": "f32"}.get(target.precision)
         if info.get("graphs"):  # a CLIP-family model: its two towers, each its own IR
             for graph in info["graphs"]:
                 model = ov.convert_model(str(export / graph))
@@ -101,6 +123,10 @@ class OpenVinoConverter(Converter):
             progress(f"{target.name}: calibrating on {len(settings['calibration'])} texts", None)
             model, info["quantization"] = _quantize(
                 model, text_feeds(out_dir, info["inputs"], settings, settings["calibration"]), settings)
+        elif target.precision in ("int8w", "int4w"):
+            progress(f"{target.name}: compressing the weights", None)
+            model, info["compression"] = compress_weights(model, target.precision, settings)
+            info["dynamic_quantization_group_size"] = DYNAMIC_GROUP
         ov.save_model(model, str(out_dir / XML), compress_to_fp16=target.precision == "fp16")
         info["inference_precision"] = hint
         runtime = _runtime_precision(out_dir, hint)
@@ -118,6 +144,35 @@ def _runtime_precision(out_dir: Path, hint: Optional[str], graph: str = XML) -> 
     compiled = core.compile_model(core.read_model(str(out_dir / graph)), "CPU",
                                   compile_config({"inference_precision": hint}))
     return precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+
+def compress_weights(model, precision: str, settings: dict[str, Any]):
+    """NNCF's data-free weight compression: int8 per output channel, or int4 in groups with the rest int8. NNCF
+    keeps the embedding table and the last product in int8 (its defaults, measured to matter most for fidelity).
+    A layer narrower than the group, or not divisible by it, gets the largest group that divides it (NNCF's
+    ADJUST fallback) rather than an error: tiny test models and odd widths compress too."""
+    nncf = require("nncf", "openvino")
+    from nncf.common.logging import nncf_logger
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+
+    if precision == "int8w":
+        kwargs: dict[str, Any] = {"mode": nncf.CompressWeightsMode.INT8_ASYM}
+        record: dict[str, Any] = {"mode": "int8_asym", "group_size": "per-channel"}
+    else:
+        ratio = float(((settings.get("search") or {}).get("recipe") or {}).get("ratio", INT4_RATIOS[0]))
+        kwargs = {"mode": nncf.CompressWeightsMode.INT4_ASYM, "ratio": ratio, "group_size": INT4_GROUP,
+                  "advanced_parameters": AdvancedCompressionParameters(
+                      group_size_fallback_mode=GroupSizeFallbackMode.ADJUST)}
+        record = {"mode": "int4_asym", "backup_mode": "int8_asym", "ratio": ratio, "group_size": INT4_GROUP}
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)  # its statistics table, once per attempt
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            compressed = nncf.compress_weights(model, **kwargs)
+    finally:
+        nncf_logger.setLevel(level)
+    return compressed, {"tool": "nncf.compress_weights", "data_free": True,
+                        "activations": f"f32, int8 per group of {DYNAMIC_GROUP} inside compressed products", **record}
 
 
 def _quantize(model, items: list[dict], settings: dict[str, Any], graph: str = "model.onnx"):

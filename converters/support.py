@@ -10,7 +10,8 @@ from typing import Optional
 from zoo.engine.module_stack import stack_reason
 from zoo.errors import require
 
-__all__ = ["copy_model_configs", "exportable_reason", "MODEL_CONFIG_FILES"]
+__all__ = ["copy_model_configs", "exportable_reason", "MODEL_CONFIG_FILES", "parameter_count", "weight_only_left_out",
+           "DECODER_MODEL_TYPES"]
 
 # Everything but weights: what a runtime needs to tokenize, pool and normalise like the checkpoint.
 MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
@@ -22,7 +23,15 @@ MODEL_CONFIG_FILES = ("config.json", "modules.json", "sentence_bert_config.json"
 # only; fastembed returned NaN vectors). all-cpu / all-cuda leave out the targets that compute in fp16; asked for
 # by name, one is built and the gate decides (a NaN or an Inf fails it).
 FP16_OVERFLOW_FAMILIES = ("gemma3_text", "gemma3")
-SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert", "modernbert", "gemma3_text", "t5")
+# Decoder embedding families (Qwen3-Embedding and its kin): causal attention, last-token pooling. The export takes
+# the bare ``{Family}Model`` without a KV cache; tiny models of each in tests/conversion/test_decoders.py.
+DECODER_MODEL_TYPES = ("qwen3", "qwen2", "llama", "mistral")
+SUPPORTED_MODEL_TYPES = ("bert", "mpnet", "roberta", "xlm-roberta", "distilbert", "modernbert", "gemma3_text",
+                         "t5") + DECODER_MODEL_TYPES
+# Weight-only targets (int8 / int4 weights, float activations) pay where moving the weights costs more than the
+# arithmetic: large models. all-cpu and `zoo optimize` offer them from these sizes (parameters); by name they are
+# built for any size and the gate decides.
+WEIGHT_ONLY_MIN_PARAMS = {"int8w": 100_000_000, "int4w": 1_000_000_000}
 # Multimodal families: which targets export them so far (their two towers, each with its projection)
 MULTIMODAL_TARGETS = {"clip": ("onnx-fp32", "onnx-int8-arm64", "onnx-int8-avx2", "onnx-int8-avx512",
                                "onnx-int8-avx512_vnni", "onnx-int8-static", "openvino-fp32", "openvino-bf16",
@@ -64,6 +73,45 @@ def checkpoint_model_type(checkpoint: Path) -> Optional[str]:
         return None
 
 
+def parameter_count(checkpoint: Path) -> Optional[int]:
+    """How many weights the checkpoint's transformer holds, read from its safetensors headers (no tensor is
+    loaded: a multi-GB checkpoint costs a few KB of reads); None when its weights are not safetensors."""
+    import struct
+
+    files = sorted(Path(checkpoint).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    try:
+        for path in files:
+            with open(path, "rb") as f:
+                size = struct.unpack("<Q", f.read(8))[0]
+                if size > 100_000_000:  # a header is a JSON table of tensors, never this large
+                    return None
+                header = json.loads(f.read(size))
+            for name, entry in header.items():
+                if name != "__metadata__":
+                    count = 1
+                    for dim in entry.get("shape", []):
+                        count *= int(dim)
+                    total += count
+    except (OSError, ValueError, struct.error, AttributeError, TypeError):
+        return None
+    return total
+
+
+def weight_only_left_out(precision: str, checkpoint: Optional[Path]) -> Optional[str]:
+    """Why all-cpu and `zoo optimize` leave a weight-only target (``int8w`` / ``int4w``) out for this checkpoint:
+    below ``WEIGHT_ONLY_MIN_PARAMS`` the activations' arithmetic, not the weights' traffic, sets the speed, and the
+    static int8 search serves such a model better. None when the model is large enough (or its size unknown)."""
+    need = WEIGHT_ONLY_MIN_PARAMS.get(precision)
+    count = parameter_count(checkpoint) if checkpoint is not None and need else None
+    if count is None or count >= need:
+        return None
+    return (f"the model has {count / 1e6:.0f}M parameters; weight-only {precision[:-1]} pays from "
+            f"{need / 1e6:,.0f}M, where moving the weights outweighs the arithmetic (ask for it by name to build it)")
+
+
 def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optional[str]:
     """Why the ONNX/OpenVINO exporters cannot represent this model faithfully as ``target``, or None."""
     from zoo.engine.model_code import find_model_code
@@ -80,6 +128,6 @@ def exportable_reason(checkpoint: Path, target: Optional[str] = None) -> Optiona
             f"a {model_type} model (text and image towers) exports to {', '.join(allowed)} so far; this model is "
             f"{model_type} (use that, or torch-bf16 / torch-fp32)")
     if model_type not in SUPPORTED_MODEL_TYPES:
-        return (f"the exporters support the encoder families {', '.join(SUPPORTED_MODEL_TYPES)}; this model is "
+        return (f"the exporters support the families {', '.join(SUPPORTED_MODEL_TYPES)}; this model is "
                 f"{model_type or 'of no declared model_type'} (use torch-fp16/torch-bf16 or torch-fp32)")
     return stack_reason(checkpoint)

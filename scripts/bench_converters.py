@@ -12,6 +12,11 @@ Models (each converted in one fresh zoo home, in one ``convert`` call):
 - ``base``: a BERT-base-size model (12 layers, width 768) with random weights and MiniLM's
   tokenizer, at a floor of mean cosine 0.99999 that no int8 candidate reaches: what the search
   costs at base size when it runs to its budget. Its fidelity figures mean nothing.
+- ``qwen3-0.6b``: a size-faithful stand-in for Qwen3-Embedding-0.6B (28 layers, width 1024, 16/8 heads of 128,
+  MLP 3072, the real vocabulary size 151,669, tied embeddings: 596M parameters), random weights with planted
+  outlier channels, laid out as the published model (``tests/conftest.py:build_decoder_model``: left padding, EOS
+  appended, last-token pooling, the query instruction), max length 512. Try ``--targets
+  onnx-fp32,openvino-int8w,onnx-int8w,openvino-int4w --texts 64``.
 
 Speed: every ready artifact, and sentence-transformers' own ``encode`` of the checkpoint (the
 reference), embed the same shuffled mixed-length texts at batch 32, each in a fresh process
@@ -55,6 +60,42 @@ def random_base_model(out: Path) -> Path:
     AutoTokenizer.from_pretrained(str(minilm)).save_pretrained(work)
     SentenceTransformer(modules=[models.Transformer(str(work), max_seq_length=256), models.Pooling(768),
                                  models.Normalize()], device="cpu").save(str(out))
+    return out
+
+
+def qwen3_standin(out: Path, layers: int = 28) -> Path:
+    """The Qwen3-Embedding-0.6B shape with random weights (timing, memory and the gate's behaviour, not quality).
+    Outliers are planted as trained decoders show them: a few channels of every RMSNorm weight scaled 20x, so the
+    products after each norm see activation outliers that per-tensor int8 would clip."""
+    import shutil
+
+    import torch
+    import transformers as tf
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from conftest import build_decoder_model
+
+    tiny = build_decoder_model(out.parent / "qwen3-layout", "qwen3", max_length=512)
+    tok = tf.AutoTokenizer.from_pretrained(str(tiny))
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    config = tf.Qwen3Config(vocab_size=151669, hidden_size=1024, intermediate_size=3072, num_hidden_layers=layers,
+                            num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=32768,
+                            rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, use_cache=False,
+                            bos_token_id=eos, eos_token_id=eos, initializer_range=0.1)
+    torch.manual_seed(0)
+    model = tf.Qwen3Model(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("layernorm.weight") or name == "norm.weight":
+                p[torch.randperm(p.shape[0], generator=gen)[:4]] *= 20.0
+    shutil.copytree(tiny, out)
+    for f in out.glob("*.safetensors"):
+        f.unlink()
+    model.save_pretrained(str(out))  # config.json and weights replaced; tokenizer and modules kept
+    pooling = out / "1_Pooling" / "config.json"
+    pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "word_embedding_dimension": 1024}, indent=2))
+    shutil.rmtree(tiny)
     return out
 
 
@@ -105,7 +146,10 @@ def bench_model(label: str, targets: list[str], n_texts: int, tmp: Path, budget:
     sys.path.insert(0, str(HERE.parent / "tests"))
     from hostile import make_hostile
 
-    if label == "base":
+    if label == "qwen3-0.6b":
+        name = "qwen3-0.6b-standin"
+        reg.register(name, str(qwen3_standin(tmp / label / "model")))
+    elif label == "base":
         name, floor = "random-bert-base", UNREACHABLE_FLOOR
         reg.register(name, str(random_base_model(tmp / label / "model")))
     elif label == "hostile-base":

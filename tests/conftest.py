@@ -284,6 +284,124 @@ def build_family_model(out: Path, family: str, *, seed: int = 7) -> Path:
     return out
 
 
+DECODER_FAMILIES = ("qwen3", "qwen2", "llama", "mistral")
+QWEN3_QUERY_PROMPT = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+
+
+def qwen2_vocabulary(work: Path):
+    """Qwen2/Qwen3's real byte-level BPE vocabulary (151,936 ids), rebuilt as a ``tokenizers.Tokenizer`` from
+    llama.cpp's own test vocabulary (``models/ggml-vocab-qwen2.gguf`` in llama-cpp-python's source release, which
+    pip's cache holds where llama-cpp-python was built from source). llama.cpp's converter refuses any BPE
+    vocabulary whose pre-tokenizer it does not recognise (it hashes the ids of a probe text), so a GGUF of a Qwen3
+    needs this one; the rebuild passes llama.cpp's 47 tokenizer tests for it (``ggml-vocab-qwen2.gguf.inp/.out``).
+    Skips the test, saying why, when the source release or its ``gguf-py`` cannot be had."""
+    import tarfile
+
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    try:
+        from converters.gguf_source import conversion_script, llama_cpp_version
+
+        script, _ = conversion_script()
+        version = llama_cpp_version()
+    except Exception as exc:  # noqa: BLE001 - any reason: the test cannot have llama.cpp's tools
+        pytest.skip(f"llama.cpp's conversion code is not available: {exc}")
+    vocab = work / "ggml-vocab-qwen2.gguf"
+    if not vocab.exists():
+        download = work / "sdist"
+        run = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                              "--dest", str(download), f"llama-cpp-python=={version}"], capture_output=True, text=True)
+        archives = sorted(download.glob("*.tar.gz"))
+        if run.returncode != 0 or not archives:
+            pytest.skip(f"llama-cpp-python {version}'s source release is not in pip's cache: {run.stderr[-300:]}")
+        with tarfile.open(archives[0]) as tar:
+            member = tar.getmember(archives[0].name[:-len(".tar.gz")] + "/vendor/llama.cpp/models/ggml-vocab-qwen2.gguf")
+            with tar.extractfile(member) as src:
+                vocab.write_bytes(src.read())
+        shutil.rmtree(download)
+    sys.path.insert(0, str(script.parent / "gguf-py"))
+    try:
+        from gguf import GGUFReader
+    finally:
+        sys.path.pop(0)
+    reader = GGUFReader(str(vocab))
+
+    def field(name):
+        f = reader.fields[name]
+        return [bytes(f.parts[i]) for i in f.data]
+
+    tokens = [t.decode("utf-8") for t in field("tokenizer.ggml.tokens")]
+    kinds = [int(k[0]) for k in field("tokenizer.ggml.token_type")]
+    merges = [tuple(m.decode("utf-8").split(" ", 1)) for m in field("tokenizer.ggml.merges")]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, (t, k) in enumerate(zip(tokens, kinds)) if k == 1}, merges=merges))
+    tok.normalizer = normalizers.NFC()
+    split = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+             r"\s+(?!\S)|\s+")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(split), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t, k in zip(tokens, kinds) if k in (3, 4)])  # control and user-defined, in id order
+    return tok
+
+
+def build_decoder_model(out: Path, family: str = "qwen3", *, seed: int = 7, max_length: int = 128,
+                        vocabulary=None) -> Path:
+    """A tiny random decoder embedding model laid out like Qwen3-Embedding-0.6B: a causal ``{Family}Model``, a
+    byte-level BPE whose post-processor appends ``<|endoftext|>`` to every text, ``padding_side`` left, last-token
+    Pooling, Normalize, and the query-only ``Instruct: ...\nQuery:`` prompt (documents get none). As in the
+    published config, no ``pad_token_id`` is set: the model has no zeroed padding row, so the appended token
+    carries a real vector. Qwen2, Llama and Mistral (sliding window) get the same layout on their own classes.
+    The weights' scale: at transformers' default (0.02) every text's last token gets nearly the same vector; at
+    0.2-0.3 they differ (cosines between texts down to about -0.1), and Qwen3's q/k norms keep 0.3 well-conditioned,
+    while the kin without them amplify rounding chaotically past 0.2, which no trained model does."""
+    import torch
+    import transformers as tf
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    try:
+        from sentence_transformers.sentence_transformer import modules as st_models
+    except ImportError:
+        from sentence_transformers import models as st_models
+
+    if vocabulary is not None:  # a real vocabulary (``qwen2_vocabulary``): what llama.cpp's converter accepts
+        tok = vocabulary
+    else:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(CORPUS * 3, trainers.BpeTrainer(
+            vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    eos = tok.token_to_id("<|endoftext|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A <|endoftext|>", pair="$A <|endoftext|> $B:1 <|endoftext|>:1", special_tokens=[("<|endoftext|>", eos)])
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                      model_max_length=max_length, padding_side="left",
+                                      model_input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    shape = dict(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4 * max_length,
+                 bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True, use_cache=False,
+                 initializer_range=0.3 if family == "qwen3" else 0.2)
+    config, model_class = {
+        "qwen3": (lambda: tf.Qwen3Config(head_dim=16, **shape), tf.Qwen3Model),
+        "qwen2": (lambda: tf.Qwen2Config(**shape), tf.Qwen2Model),
+        "llama": (lambda: tf.LlamaConfig(head_dim=16, **shape), tf.LlamaModel),
+        "mistral": (lambda: tf.MistralConfig(head_dim=16, sliding_window=16, **shape), tf.MistralModel),
+    }[family]
+    work = out.parent / (out.name + "-hf")
+    model_class(config()).eval().save_pretrained(work)
+    fast.save_pretrained(work)
+    modules = [st_models.Transformer(str(work), max_seq_length=max_length),
+               st_models.Pooling(64, pooling_mode="lasttoken"), st_models.Normalize()]
+    SentenceTransformer(modules=modules, device="cpu",
+                        prompts={"query": QWEN3_QUERY_PROMPT, "document": ""}).save(str(out))
+    shutil.rmtree(work)
+    (out / "README.md").write_text("---\nlicense: apache-2.0\nlibrary_name: sentence-transformers\n---\n# tiny\n")
+    return out
+
+
 def build_tiny_clip(out: Path, *, sentence_transformers: bool = False, seed: int = 0) -> Path:
     """A tiny random CLIP (text and vision towers of width 32, 16-dim projection, 32x32 images) with
     its processor: a byte-level BPE with CLIP's end-of-word suffix, trained on CORPUS. Saved as a

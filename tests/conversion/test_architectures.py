@@ -48,7 +48,7 @@ def test_an_untested_family_is_refused_before_any_work(registry, tmp_path):
     d = build_tiny_model(tmp_path / "electra", arch="electra")
     registry.register("other", str(d))
     before = table_counts(registry)
-    with pytest.raises(InvalidInput, match="support the encoder families bert, mpnet, roberta.*this model is electra"):
+    with pytest.raises(InvalidInput, match="support the families bert, mpnet, roberta.*this model is electra"):
         convert(registry, "other", ["openvino-int8"], hardware=X86)
     assert table_counts(registry) == before
     assert expand_targets(["all-cpu"], X86, registry.artifact_path(

@@ -282,3 +282,47 @@ def test_a_vocabulary_without_sentencepieces_character_map_is_named():
     why = _conversion_error(stderr)
     assert "lacks" in why and "(precompiled_charsmap)" in why and why.endswith("use the ONNX/OpenVINO targets")
     assert _conversion_error("boom\nValueError: other\n") == "llama.cpp's convert_hf_to_gguf.py failed: ValueError: other"
+
+
+@pytest.fixture(scope="module")
+def qwen3_gguf(tmp_path_factory):
+    """A tiny Qwen3 laid out like Qwen3-Embedding (conftest's ``build_decoder_model``) on Qwen2's real vocabulary,
+    converted to both GGUF targets."""
+    from conftest import build_decoder_model, qwen2_vocabulary
+    from zoo.conversion.pipeline import convert
+
+    base = tmp_path_factory.mktemp("qwen3-gguf")
+    folder = build_decoder_model(base / "tiny-qwen3", "qwen3", vocabulary=qwen2_vocabulary(base))
+    reg = _registry(base / "zoo")
+    reg.register("qwen3", str(folder))
+    return reg, folder, {o.target: o for o in convert(reg, "qwen3", ["gguf-f16", "gguf-q8_0"])}
+
+
+def test_a_qwen3_gguf_embeds_like_sentence_transformers(qwen3_gguf):
+    """llama.cpp's converter carries the EOS its post-processor appends (``add_eos_token``) and last-token pooling;
+    llama.cpp's tokenizer and causal kernels then give sentence-transformers' vectors, prompted or not."""
+    from sentence_transformers import SentenceTransformer
+
+    reg, folder, outcomes = qwen3_gguf
+    assert {t: o.status for t, o in outcomes.items()} == {"gguf-f16": "ready", "gguf-q8_0": "ready"}, outcomes
+    st = SentenceTransformer(str(folder), device="cpu")
+    texts = ["a", "", *TEXTS[:4], LONG * 3]  # a one-token text, the empty string, one past the max length
+    for target, floor in (("gguf-f16", 0.9999), ("gguf-q8_0", 0.99)):
+        assert outcomes[target].fidelity["prompted_min_cosine"] >= floor, outcomes[target].fidelity
+        m = zoo.load("qwen3", artifact=target, registry=reg, cache=False)
+        for prompt_name in (None, "query"):
+            got = m.embed(texts, prompt_name=prompt_name)
+            assert row_cosines(got, st.encode(texts, prompt_name=prompt_name)).min() >= floor, (target, prompt_name)
+    eos = st.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    m = zoo.load("qwen3", artifact="gguf-f16", registry=reg, cache=False)
+    assert m.backend._llama.tokenize("a cat", True)[-1] == eos
+
+
+def test_the_gate_rejects_a_qwen3_gguf_without_its_eos(qwen3_gguf, tmp_path):
+    """The GGUFs of Qwen3-Embedding that lost the appended EOS gave bad vectors in llama.cpp (#14234, #14252):
+    such a file, brought in through ``zoo import``, is refused by the gate."""
+    reg, folder, _ = qwen3_gguf
+    # the metadata tool reads a bool as numpy.bool_(text): only the empty string is False
+    broken = _broken_copy(reg, "qwen3", folder, tmp_path / "broken", "tokenizer.ggml.add_eos_token", "")
+    fidelity = _import_rejected(broken, tmp_path / "zoo")
+    assert fidelity["min_cosine"] < 0.9

@@ -247,7 +247,7 @@ def test_clip_gets_only_the_targets_that_export_it(clip):
     import importlib.util
 
     if importlib.util.find_spec("llama_cpp"):  # the gguf extra (part of test)
-        with pytest.raises(InvalidInput, match=r"cannot build gguf-q8_0 for clip: llama.cpp runs the encoder families"):
+        with pytest.raises(InvalidInput, match=r"cannot build gguf-q8_0 for clip: zoo builds GGUFs of the families"):
             convert(clip, "clip", ["gguf-q8_0"])
 
 

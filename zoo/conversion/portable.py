@@ -38,7 +38,9 @@ __all__ = ["export_artifact", "exported_name", "import_folder", "found_artifacts
 # (2, dim) float32, [min; max] per dimension at the model's own normalisation and full width: pass it to
 # sentence-transformers' quantize_embeddings(..., ranges=np.load(...)) to quantize as zoo serves
 RANGES_FILE = "quantization_ranges.npy"
-ONNX_FILE = re.compile(r"model(?:_(O[1-4])|_qu?int8_(\w+))?\.onnx")
+ONNX_FILE = re.compile(r"model(?:_(O[1-4])|_qu?int8_(\w+)|_(int8w))?\.onnx")
+# weight-only graphs have no sentence-transformers name; zoo's own, beside the ones it has
+WEIGHT_ONLY_XML = {"openvino_model_int8w.xml": "openvino-int8w", "openvino_model_int4w.xml": "openvino-int4w"}
 
 
 
@@ -51,12 +53,16 @@ def exported_name(artifact) -> str | None:
         return None
     variant = artifact.variant or ""
     if artifact.format == "onnx":
+        if artifact.precision == "int8w":
+            return "onnx/model_int8w.onnx"
         if artifact.precision == "int8":
             return f"onnx/model_qint8_{variant or 'static'}.onnx"
         if variant.lower().startswith("o"):
             return f"onnx/model_{variant.upper()}.onnx"
         return "onnx/model.onnx"
     if artifact.format == "openvino":
+        if artifact.precision in ("int8w", "int4w"):
+            return f"openvino/openvino_model_{artifact.precision}.xml"
         return "openvino/openvino_model_qint8_quantized.xml" if artifact.precision == "int8" \
             else "openvino/openvino_model.xml"
     if artifact.format == "gguf":  # at the root, as llama.cpp users (LocalAI, llama-server) look for it
@@ -204,12 +210,15 @@ def found_artifacts(directory: Path) -> tuple[dict[str, Path], list[str]]:
                 skipped.append(f"{rel} (a GGUF of a file type no zoo target is: f16 and q8_0 are)")
                 continue
         elif path.suffix == ".onnx" and (m := ONNX_FILE.fullmatch(path.name)):
-            level, isa = m.groups()
-            target = f"onnx-{level.lower()}" if level else f"onnx-int8-{isa}" if isa else "onnx-fp32"
+            level, isa, weights = m.groups()
+            target = f"onnx-{level.lower()}" if level else f"onnx-int8-{isa}" if isa else \
+                "onnx-int8w" if weights else "onnx-fp32"
         elif path.name == "openvino_model.xml":
             target = "openvino-fp32"
         elif path.name == "openvino_model_qint8_quantized.xml":
             target = "openvino-int8"
+        elif path.name in WEIGHT_ONLY_XML:
+            target = WEIGHT_ONLY_XML[path.name]
         if target is None or target in targets:
             skipped.append(f"{rel} (unrecognised name)" if target is None else f"{rel} (a second {target})")
         else:

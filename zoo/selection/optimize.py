@@ -14,7 +14,7 @@ from typing import Callable, Optional
 __all__ = ["candidates", "optimize", "OptimizeReport", "Estimate", "busy_reason", "contenders"]
 
 
-def candidates(hardware) -> list[str]:
+def candidates(hardware, checkpoint=None) -> list[str]:
     """Targets worth building here: what can run, minus what is dominated on this hardware.
 
     - CUDA: onnx-o4 (with onnxruntime-gpu) and torch-fp16 run on the GPU; no CPU int8.
@@ -25,20 +25,28 @@ def candidates(hardware) -> list[str]:
     - ARM: onnx-int8-arm64, ONNX static int8, ONNX fp32/O2, OpenVINO fp32/int8.
     - Any CPU with llama-cpp-python (the gguf extra): gguf-q8_0, as fast as gguf-f16 here in half the
       memory. The converter refuses what llama.cpp cannot run (``unavailable_reason``).
+    - Any CPU, for a ``checkpoint`` large enough that its weights set the speed (``converters.support.
+      WEIGHT_ONLY_MIN_PARAMS``: 100M for int8, 1B for int4): openvino-int8w, onnx-int8w, openvino-int4w.
     """
     if hardware.cuda:
         out = ["onnx-fp32", "torch-fp16", "torch-bf16"]
         return (["onnx-o4"] if hardware.ort_cuda else []) + out
-    gguf = ["gguf-q8_0"] if "gguf" in hardware.runtimes else []
+    extra = ["gguf-q8_0"] if "gguf" in hardware.runtimes else []
+    if checkpoint is not None:
+        from converters.support import WEIGHT_ONLY_MIN_PARAMS, parameter_count
+
+        size = parameter_count(checkpoint) or 0
+        extra += [t for t, precision in (("openvino-int8w", "int8w"), ("onnx-int8w", "int8w"),
+                                         ("openvino-int4w", "int4w")) if size >= WEIGHT_ONLY_MIN_PARAMS[precision]]
     if hardware.is_arm:
-        return ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "onnx-int8-static", "openvino-fp32", "openvino-int8"] + gguf
+        return ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "onnx-int8-static", "openvino-fp32", "openvino-int8"] + extra
     isa = next((i for i, need in (("avx512_vnni", ("avx512f", "avx512_vnni")), ("avx512", ("avx512f",)),
                                   ("avx2", ("avx2",))) if hardware.has(*need)), None)
     out = ["onnx-fp32", "onnx-o2"] + ([f"onnx-int8-{isa}", "onnx-int8-static"] if isa else []) \
         + ["openvino-fp32", "openvino-int8"]
     if hardware.bf16:
         out += ["openvino-bf16", "torch-bf16"]
-    return out + gguf
+    return out + extra
 
 
 @dataclass
@@ -169,7 +177,7 @@ def optimize(registry, name: str, *, objective: str = "throughput", rebuild: boo
     started = time.monotonic()
     revision = registry.resolve(name).revision
     checkpoint = registry.artifact_path(next(a for a in revision.artifacts if a.target == "torch-fp32"))
-    reasons = {t: unavailable_reason(t, hw, checkpoint) for t in candidates(hw)}
+    reasons = {t: unavailable_reason(t, hw, checkpoint) for t in candidates(hw, checkpoint)}
     targets = [t for t, why in reasons.items() if why is None]
     have = {a.target for a in revision.artifacts if a.status.value == "ready"}
     to_build = targets if rebuild else [t for t in targets if t not in have]

@@ -81,6 +81,10 @@ class EmbeddingsRequest(_Strict):
                                "artifact's stored calibration ranges (`zoo show` reports them and what each precision "
                                "costs), so every request quantizes alike; binary/ubinary: one bit per dimension, 8 per number, "
                                "packed as sentence-transformers packs them. Text inputs only.")
+    prompt_name: Optional[Literal["query", "document"]] = Field(
+        None, description="zoo's addition (sentence-transformers' and TEI's name): put the model's own query or "
+                          "document prompt before every text, as `encode(prompt_name=...)` does (a decoder such as "
+                          "Qwen3-Embedding reads queries with its instruction). Text inputs only.")
     user: Optional[str] = None
 
     # other servers' names for `precision`: refused with a message naming it (zoo.service.protocol.validate)
@@ -91,7 +95,7 @@ class EmbeddingsRequest(_Strict):
     # modality "image": each input is an image as a data URI (declared here, so clients and fuzzers send one)
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "if": {"properties": {"modality": {"const": "image"}}, "required": ["modality"]},
-        "then": {"properties": {"precision": {"const": "float32"}, "input": {"anyOf": [
+        "then": {"properties": {"precision": {"const": "float32"}, "prompt_name": {"type": "null"}, "input": {"anyOf": [
             {"type": "string", "pattern": IMAGE_DATA_URI},
             {"type": "array", "items": {"type": "string", "pattern": IMAGE_DATA_URI}, "minItems": 1,
              "maxItems": MAX_INPUTS}]}}}})

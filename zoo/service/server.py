@@ -324,6 +324,9 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
         if req.precision != "float32":
             raise ApiError(400, "precision applies to text inputs; images are served as float32",
                            param="precision", code="invalid_value")
+        if req.prompt_name is not None:
+            raise ApiError(400, "prompt_name applies to text inputs; images are embedded as they are",
+                           param="prompt_name", code="invalid_value")
         return {"images": images, "model": req.model, "format": req.encoding_format, "dimensions": req.dimensions,
                 "precision": "float32"}
     token_ids = _token_input(texts)
@@ -348,7 +351,14 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
                                 f"{settings.max_input_chars} per input", param=f"input[{i}]", code="input_too_long")
     req = validate(EmbeddingsRequest, body if token_ids is None else {**body, "input": token_ids})
     return {"texts": texts, "token_ids": token_ids is not None, "model": req.model, "format": req.encoding_format,
-            "dimensions": req.dimensions, "precision": req.precision}
+            "dimensions": req.dimensions, "precision": req.precision, "prompt_name": req.prompt_name}
+
+
+def _ids_as_text(model, id_lists) -> list[str]:
+    """Token ids of the model's vocabulary as the text they spell (after the same checks as ids embedded as such)."""
+    model.tokenize_ids(id_lists)
+    tokenizer = model.backend.encoder.tokenizer
+    return [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in id_lists]
 
 
 def _declare_what_is_served(request: dict, settings: ServeSettings, service) -> None:
@@ -515,7 +525,13 @@ def create_app(settings: ServeSettings):
         try:
             if req["token_ids"] and encoding != MODEL_IDS:  # OpenAI's reading: a tiktoken encoding's ids
                 req["texts"], req["token_ids"] = await asyncio.to_thread(decode_token_ids, encoding, req["texts"]), False
-            tokenized = await asyncio.to_thread(model.tokenize_ids if req["token_ids"] else model.tokenize, req["texts"])
+            prompt = model.resolve_prompt(prompt_name=req["prompt_name"])
+            if req["token_ids"] and prompt:  # as TEI's /embed: the ids' text (special tokens skipped), the prompt before
+                req["texts"], req["token_ids"] = await asyncio.to_thread(_ids_as_text, model, req["texts"]), False
+            if req["token_ids"]:
+                tokenized = await asyncio.to_thread(model.tokenize_ids, req["texts"])
+            else:
+                tokenized = await asyncio.to_thread(model.tokenize, req["texts"], prompt=prompt)
         except InvalidInput as exc:
             raise ApiError(400, str(exc), param=exc.param or "input", code=exc.code) from None
         tokens = tokenized.lengths

@@ -49,6 +49,11 @@ def compile_config(settings: Optional[dict[str, Any]], mode: str = "latency") ->
         hint = "f32"
     if hint:
         config["INFERENCE_PRECISION_HINT"] = hint
+    # a weight-compressed IR: the CPU plugin quantizes the activations of its compressed products per group of
+    # this many values at run time (0: off); pinned as gated, since the plugin's default may differ elsewhere
+    group = (settings or {}).get("dynamic_quantization_group_size")
+    if group is not None:
+        config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(int(group))
     return config
 
 
