@@ -12,11 +12,14 @@ CPUs with avx512_bf16 an fp32 IR silently runs in bf16 unless told otherwise:
   texts the fidelity gate measures. It is searched (``zoo.conversion.search``): SmoothQuant
   on and off, then the matrix products most sensitive to int8 kept in float
   (NNCF's ``ignored_scope``) until the model's floor holds;
-- ``openvino-int8w``: weight-only int8 (NNCF ``compress_weights``, INT8_ASYM per channel), data-free, hint f32; the
-  CPU plugin quantizes the compressed products' activations per group of 32 at run time (``DYNAMIC_GROUP``,
-  pinned). For models whose weights, not arithmetic, set the speed: decoders of 0.5B-8B;
+- ``openvino-int8w``: weight-only int8 (NNCF ``compress_weights``, INT8_ASYM per channel), data-free, hint f32.
+  OpenVINO's CPU plugin by default quantizes the compressed products' activations to int8 per group of 32 at run
+  time (``DYNAMIC_GROUP``), which is fast but not always faithful: searched, that default first, then with
+  activations kept in f32 (group size 0). The group size the gate judged is pinned in the artifact.
+  For models whose weights, not arithmetic, set the speed: decoders of 0.5B-8B;
 - ``openvino-int4w``: group-wise int4 weights (INT4_ASYM, groups of 128), the rest int8. Searched on the share of
-  layers in int4 (NNCF's ``ratio``): 1.0 first, then less, until the floor holds.
+  layers in int4 (NNCF's ``ratio``): 1.0 first, then less, until the floor holds; each with the plugin's dynamic
+  activation quantization, then without.
 """
 
 from __future__ import annotations
@@ -82,8 +85,11 @@ class OpenVinoConverter(Converter):
 
     def search_space(self, target: Target, checkpoint: Path, settings: dict[str, Any],
                      progress: Progress) -> Optional[SearchSpace]:
-        if target.precision == "int4w":
-            return SearchSpace([Recipe(f"int4 ratio {r}", {"ratio": r}) for r in INT4_RATIOS], [])
+        if target.precision in ("int8w", "int4w"):
+            ratios = INT4_RATIOS if target.precision == "int4w" else (None,)
+            return SearchSpace([Recipe(("" if r is None else f"int4 ratio {r}, ") + (
+                f"activations int8 per {g}" if g else "activations f32"), {"ratio": r, "dynamic_group": g})
+                for g in (DYNAMIC_GROUP, 0) for r in ratios], [])
         if target.precision != "int8":
             return None
         # Every product, the attention ones (QK, AV) included: NNCF quantizes their inputs too, and
@@ -126,7 +132,7 @@ class OpenVinoConverter(Converter):
         elif target.precision in ("int8w", "int4w"):
             progress(f"{target.name}: compressing the weights", None)
             model, info["compression"] = compress_weights(model, target.precision, settings)
-            info["dynamic_quantization_group_size"] = DYNAMIC_GROUP
+            info["dynamic_quantization_group_size"] = info["compression"]["dynamic_group"]
         ov.save_model(model, str(out_dir / XML), compress_to_fp16=target.precision == "fp16")
         info["inference_precision"] = hint
         runtime = _runtime_precision(out_dir, hint)
@@ -171,8 +177,10 @@ def compress_weights(model, precision: str, settings: dict[str, Any]):
             compressed = nncf.compress_weights(model, **kwargs)
     finally:
         nncf_logger.setLevel(level)
-    return compressed, {"tool": "nncf.compress_weights", "data_free": True,
-                        "activations": f"f32, int8 per group of {DYNAMIC_GROUP} inside compressed products", **record}
+    group = int(((settings.get("search") or {}).get("recipe") or {}).get("dynamic_group", DYNAMIC_GROUP))
+    return compressed, {"tool": "nncf.compress_weights", "data_free": True, "dynamic_group": group,
+                        "activations": (f"f32, int8 per group of {group} inside compressed products (OpenVINO's "
+                                        "dynamic quantization)") if group else "f32", **record}
 
 
 def _quantize(model, items: list[dict], settings: dict[str, Any], graph: str = "model.onnx"):

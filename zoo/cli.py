@@ -133,8 +133,16 @@ PRECISION_HELP = ("float32, float16, int8, uint8, binary or ubinary; int8/uint8 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def show(ctx, name, as_json):
-    """Show a model: source, revisions, artifacts with status, size and fidelity."""
-    d = _registry(ctx).describe(name)
+    """Show a model: source, revisions, artifacts with status, size and fidelity, and what each measured here."""
+    from .core.hardware import detect
+    from .selection.figures import latest_figures
+
+    reg = _registry(ctx)
+    d = reg.describe(name)
+    here = latest_figures(reg, [a["id"] for r in d["revisions"] for a in r["artifacts"]], detect().fingerprint)
+    for r in d["revisions"]:  # this machine's figures (`zoo bench`): speed and the peak RSS selection weighs
+        for a in r["artifacts"]:
+            a["measured_here"] = here.get(a["id"])
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
@@ -168,6 +176,10 @@ def show(ctx, name, as_json):
                        f"{_fidelity_line(a['fidelity'])}" + (f"  ({a['error']})" if a["error"] else ""))
             if a["status"] == "ready":
                 click.echo("         " + _precision_line(a.get("precision_ranges")))
+            if f := a.get("measured_here"):
+                click.echo(f"         measured here: {_num(f.get('throughput'), '.0f')} texts/s at batch "
+                           f"{f.get('batch_size', '-')}, p50 {_num(f.get('latency_p50_ms'), '.1f')} ms, "
+                           f"peak RSS {_num(f.get('peak_rss_mb'), '.0f')} MB")
             if search := (a["provenance"] or {}).get("search"):
                 _search_lines(search)
 
@@ -489,6 +501,8 @@ def _selection_options(f):
                      show_default=True, help="What the measured pick optimises.")(f)
     f = click.option("--min-fidelity", type=float, help="Minimum mean cosine to the reference.")(f)
     f = click.option("--exact", is_flag=True, help="Only fp32-exact formats.")(f)
+    f = click.option("--max-memory", "max_memory", type=float, metavar="MB",
+                     help="Pass over artifacts whose peak RSS measured here (zoo bench) exceeds this many MB.")(f)
     return f
 
 
@@ -499,12 +513,12 @@ def _selection_options(f):
 @click.option("--explain", is_flag=True, help="Show the ranking with figures and reasons.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def select_(ctx, name, objective, min_fidelity, exact, device, explain, as_json):
+def select_(ctx, name, objective, min_fidelity, exact, max_memory, device, explain, as_json):
     """Which artifact of NAME serves on this machine, and why."""
     from .api import choose
 
     _, hw, _, sel = choose(_registry(ctx), name, objective=objective, min_fidelity=min_fidelity, exact=exact,
-                           device=device)
+                           device=device, max_memory_mb=max_memory)
     if as_json:
         click.echo(json.dumps({**sel.as_dict(), "hardware_fingerprint": hw.fingerprint}, indent=2, default=str))
     elif explain:
@@ -610,7 +624,8 @@ def prompt(ctx, name, query, document, clear):
 @_selection_options
 @click.pass_context
 def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, device, batch_size, prompt_name,
-          prompt_text, dimensions, normalize, truncate, no_cache, precision, objective, min_fidelity, exact):
+          prompt_text, dimensions, normalize, truncate, no_cache, precision, objective, min_fidelity, exact,
+          max_memory):
     """Embed TEXT arguments (or --input) with a model, by name."""
     import warnings
 
@@ -626,7 +641,7 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
     # lazy: texts all in the vector cache open no runtime; and an unchanged registry is not opened
     # at all (a load plan, see zoo.selection.plans)
     m = load(model_name or DEFAULT_MODEL, artifact=artifact, device=device, objective=objective,
-             min_fidelity=min_fidelity, exact=exact, home=obj.get("home"), registry_url=obj.get("registry_url"),
+             min_fidelity=min_fidelity, exact=exact, max_memory_mb=max_memory, home=obj.get("home"), registry_url=obj.get("registry_url"),
              cache=not no_cache, lazy_runtime=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncationWarning)

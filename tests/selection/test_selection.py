@@ -47,7 +47,8 @@ def fig(throughput, p50, batch=32):
 def test_static_rankings_follow_the_hardware():
     assert static_ranking(H100)[:3] == ("onnx-o4", "torch-fp16", "torch-bf16")
     assert static_ranking(ARM)[0] == "onnx-int8-arm64"
-    assert static_ranking(BF16_X86)[:2] == ("openvino-int8", "openvino-fp16")
+    assert static_ranking(BF16_X86)[:5] == ("openvino-int8", "openvino-int4w", "openvino-int8w", "onnx-int8w",
+                                            "openvino-fp16")  # weight-only: after static int8, before float
     assert static_ranking(PLAIN_X86)[:2] == ("openvino-int8", "onnx-int8-avx512_vnni")
     assert "torch-bf16" not in static_ranking(PLAIN_X86)[:8]  # bf16 is slow without hardware bf16
 
@@ -89,6 +90,21 @@ def test_fidelity_exactness_and_device_filters():
     assert {c.target: c.reason for c in gpu.candidates}["openvino-int8"] == "OpenVINO serves on the CPU; device=cuda"
     cpu_only = {c.target: c.reason for c in select(ARTS, BF16_X86, {}).candidates}
     assert cpu_only["onnx-o4"] == "needs a CUDA GPU"
+
+
+def test_max_memory_passes_over_what_was_measured_too_large():
+    """A large model's fp32 artifacts may not fit beside the server's other models: with ``max_memory_mb`` the
+    pick keeps to artifacts whose peak RSS measured here fits, and says why the others were passed over."""
+    figures = {2: {**fig(213, 1.9), "peak_rss_mb": 2900}, 3: {**fig(420, 1.3), "peak_rss_mb": 900},
+               4: {**fig(726, 1.6), "peak_rss_mb": 1400}, 5: {**fig(243, 2.1), "peak_rss_mb": 2800}}
+    assert select(ARTS, BF16_X86, figures).chosen.target == "openvino-int8"
+    s = select(ARTS, BF16_X86, figures, max_memory_mb=1000)
+    assert s.chosen.target == "onnx-int8-avx512_vnni"
+    reasons = {c.target: c.reason for c in s.candidates}
+    assert reasons["openvino-int8"] == "measured peak RSS 1400 MB > max_memory 1000 MB"
+    assert reasons["torch-fp32"] == "eligible"  # not measured here: no figure to refuse it on
+    with pytest.raises(InvalidInput, match="max_memory must be a positive number of MB"):
+        select(ARTS, BF16_X86, figures, max_memory_mb=0)
 
 
 def test_a_runtime_that_is_not_installed_is_passed_over():
@@ -229,6 +245,12 @@ def test_cli_select_bench_doctor(tmp_path, tiny_model_dir):
     assert body["hardware_fingerprint"] == detect().fingerprint
     r = run("select", "tiny", "--min-fidelity", "1.5")
     assert r.returncode == 1 and r.stderr.startswith("error: min_fidelity must be a mean cosine in (0, 1]")
+    # the peak RSS measured here is shown, and --max-memory passes over what does not fit
+    rss = body["candidates"][[c["target"] for c in body["candidates"]].index("onnx-fp32")]["figures"]["peak_rss_mb"]
+    assert f"peak RSS {rss:.0f} MB" in run("show", "tiny").stdout
+    r = run("select", "tiny", "--max-memory", str(rss / 2), "--explain")
+    assert r.returncode == 0 and "picked torch-fp32" in r.stdout
+    assert f"measured peak RSS {rss:.0f} MB > max_memory {rss / 2:.0f} MB" in r.stdout
     doc = json.loads(run("doctor", "--json").stdout)
     assert doc["hardware"]["fingerprint"] == detect().fingerprint and "onnxruntime" in doc["runtimes"]
     assert run("doctor").stdout.startswith("machine ")

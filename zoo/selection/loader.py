@@ -46,7 +46,7 @@ def choose(reg: Registry, name: str, **options):
 
 def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, device: Optional[str] = None,
          objective: str = "throughput", min_fidelity: Optional[float] = None, exact: bool = False,
-         home: Optional[str] = None, registry_url: Optional[str] = None,
+         max_memory_mb: Optional[float] = None, home: Optional[str] = None, registry_url: Optional[str] = None,
          registry: Optional[Registry] = None, runtime_options: Optional[dict] = None,
          runtime_objective: Optional[str] = None,
          cache: Union[bool, str, "VectorCache"] = True, cache_max_bytes: Union[int, str, None] = None,
@@ -55,7 +55,9 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
     """Load a registered model (or alias) by name, served by the best artifact for this machine.
 
     ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
-    cosine to the reference; ``exact`` keeps to fp32-exact formats; ``artifact`` forces one
+    cosine to the reference; ``max_memory_mb`` passes over artifacts whose peak RSS measured here (``zoo bench``)
+    exceeds it, so a large model's fp32 artifact is not picked where its int8 one fits; ``exact`` keeps to
+    fp32-exact formats; ``artifact`` forces one
     artifact (a target name such as ``openvino-int8``, or an id); ``device`` overrides where it
     runs. See ``zoo.selection.select`` for the decision. ``runtime_options`` overrides how the runtime
     runs (OpenVINO ``mode``, onnxruntime ``threads`` / ``parallel``); by default the fastest
@@ -94,7 +96,7 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
 
         planned_home = resolve_home(home, registry_url)
         request = {"name": name, "artifact": artifact, "device": device, "objective": objective,
-                   "min_fidelity": min_fidelity, "exact": exact}
+                   "min_fidelity": min_fidelity, "exact": exact, "max_memory_mb": max_memory_mb}
         plan = read_plan(planned_home, request, detect().fingerprint)
         if plan is not None:
             return _from_plan(planned_home, plan, cache, cache_max_bytes, max_batch_tokens)
@@ -102,7 +104,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
         registry = Registry(planned_home)
     reg = registry or open_registry(home, registry_url)
     resolved, hw, figures, selection = choose(reg, name, objective=objective, min_fidelity=min_fidelity,
-                                              exact=exact, artifact=artifact, device=device)
+                                              exact=exact, artifact=artifact, device=device,
+                                              max_memory_mb=max_memory_mb)
     model, revision = resolved.model, resolved.revision
     chosen = selection.chosen
     if device is None and hw.cuda and (chosen.target in CUDA_ONLY or (chosen.target in GPU_CAPABLE and hw.ort_cuda)):

@@ -5,7 +5,8 @@ The decision, in order:
 1. An explicit ``artifact`` (a target name such as ``openvino-int8``, or an artifact id)
    wins; it must be ready (a rejected, failed or building one is refused, saying why).
 2. Otherwise every artifact is checked for eligibility: ready (so it passed its
-   fidelity gate); mean cosine >= ``min_fidelity`` when given; an fp32-exact format
+   fidelity gate); mean cosine >= ``min_fidelity`` when given; a measured peak RSS (``zoo bench``'s
+   fresh-process load and embed) within ``max_memory_mb`` when given; an fp32-exact format
    when ``exact`` (torch-fp32, onnx-fp32/o1/o2, openvino-fp32); runnable here (a CUDA
    target needs a GPU, and onnxruntime-gpu for ONNX; ``device`` narrows to cpu or cuda);
    its runtime installed (``hardware.runtimes``).
@@ -35,15 +36,18 @@ CUDA_ONLY = {"onnx-o4", "torch-fp16"}
 # graphs, O1-O3 and int8, stay on the CPU: their fused/quantized ops fall back with copies).
 GPU_CAPABLE = {"onnx-fp32", "torch-fp32", "torch-bf16"}
 
-# Fastest first, from the measured CPU table (README) and the usual GPU order.
+# Fastest first, from the measured CPU table (README) and the usual GPU order. The weight-only targets follow
+# static int8: built only where asked for or for large models, whose weights set the speed (docs: benchmarks).
+WEIGHT_ONLY = ("openvino-int4w", "openvino-int8w", "onnx-int8w")
 RANK_CUDA = ("onnx-o4", "torch-fp16", "torch-bf16", "onnx-fp32", "torch-fp32")
-RANK_CPU_BF16 = ("openvino-int8", "openvino-fp16", "openvino-bf16", "torch-bf16", "onnx-int8-avx512_vnni",
-                 "onnx-int8-avx512", "openvino-fp32", "onnx-fp32", "onnx-o1", "onnx-o2", "onnx-o3",
-                 "onnx-int8-avx2", "torch-fp32")
-RANK_CPU_X86 = ("openvino-int8", "onnx-int8-avx512_vnni", "onnx-int8-avx512", "onnx-int8-avx2", "openvino-fp32",
-                "openvino-fp16", "onnx-o2", "onnx-o1", "onnx-fp32", "onnx-o3", "torch-bf16", "torch-fp32")
-RANK_CPU_ARM = ("onnx-int8-arm64", "openvino-int8", "onnx-o2", "onnx-fp32", "openvino-fp32", "torch-bf16",
+RANK_CPU_BF16 = ("openvino-int8", *WEIGHT_ONLY, "openvino-fp16", "openvino-bf16", "torch-bf16",
+                 "onnx-int8-avx512_vnni", "onnx-int8-avx512", "openvino-fp32", "onnx-fp32", "onnx-o1", "onnx-o2",
+                 "onnx-o3", "onnx-int8-avx2", "torch-fp32")
+RANK_CPU_X86 = ("openvino-int8", "onnx-int8-avx512_vnni", "onnx-int8-avx512", "onnx-int8-avx2", *WEIGHT_ONLY,
+                "openvino-fp32", "openvino-fp16", "onnx-o2", "onnx-o1", "onnx-fp32", "onnx-o3", "torch-bf16",
                 "torch-fp32")
+RANK_CPU_ARM = ("onnx-int8-arm64", "openvino-int8", *WEIGHT_ONLY, "onnx-o2", "onnx-fp32", "openvino-fp32",
+                "torch-bf16", "torch-fp32")
 
 
 def _cpu_side(hardware):
@@ -128,11 +132,13 @@ def _ineligible(a, hardware, *, min_fidelity, exact, device) -> Optional[str]:
 
 def select(artifacts: Sequence, hardware, figures: dict[int, dict], *, objective: str = "throughput",
            min_fidelity: Optional[float] = None, exact: bool = False, artifact: Optional[str | int] = None,
-           device: Optional[str] = None) -> Selection:
+           device: Optional[str] = None, max_memory_mb: Optional[float] = None) -> Selection:
     if objective not in OBJECTIVES:
         raise InvalidInput(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
     if min_fidelity is not None and not 0 < min_fidelity <= 1:
         raise InvalidInput(f"min_fidelity must be a mean cosine in (0, 1], got {min_fidelity}")
+    if max_memory_mb is not None and not max_memory_mb > 0:
+        raise InvalidInput(f"max_memory must be a positive number of MB, got {max_memory_mb}")
     if artifact is not None:
         return Selection(pick_artifact(artifacts, artifact), objective, "explicit", "asked for by name")
     ranking = static_ranking(_cpu_side(hardware) if device == "cpu" else hardware)
@@ -140,6 +146,9 @@ def select(artifacts: Sequence, hardware, figures: dict[int, dict], *, objective
     candidates = []
     for a in sorted(artifacts, key=lambda a: (order.get(a.target, len(order)), a.id)):
         why = _ineligible(a, hardware, min_fidelity=min_fidelity, exact=exact, device=device)
+        rss = (figures.get(a.id) or {}).get("peak_rss_mb")
+        if why is None and max_memory_mb is not None and rss is not None and rss > max_memory_mb:
+            why = f"measured peak RSS {rss:.0f} MB > max_memory {max_memory_mb:.0f} MB"
         fid = a.fidelity or {}
         cos = 1.0 if fid.get("reference") else fid.get("mean_cosine")
         candidates.append(Candidate(a.target, a.id, a.status.value, why is None, why or "eligible", cos,
