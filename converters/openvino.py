@@ -108,7 +108,7 @@ class OpenVinoConverter(Converter):
         progress(f"{target.name}: converting to OpenVINO IR", None)
         (out_dir / "model.onnx").unlink(missing_ok=True)
         (out_dir / ".export.json").unlink(missing_ok=True)
-        # weight-only targets compute in f32: their error is the weights' alone, the same on every CPU
+        # weight-only targets run with the f32 hint; whether the plugin quantizes their activations is searched
         hint: Optional[str] = {"fp32": "f32", "bf16": "bf16", "int8w": "f32", "int4w": "f32"}.get(target.precision)
         if info.get("graphs"):  # a CLIP-family model: its two towers, each its own IR
             for graph in info["graphs"]:
@@ -161,11 +161,12 @@ def compress_weights(model, precision: str, settings: dict[str, Any]):
     from nncf.common.logging import nncf_logger
     from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
 
+    recipe = (settings.get("search") or {}).get("recipe") or {}
     if precision == "int8w":
         kwargs: dict[str, Any] = {"mode": nncf.CompressWeightsMode.INT8_ASYM}
         record: dict[str, Any] = {"mode": "int8_asym", "group_size": "per-channel"}
     else:
-        ratio = float(((settings.get("search") or {}).get("recipe") or {}).get("ratio", INT4_RATIOS[0]))
+        ratio = float(recipe.get("ratio", INT4_RATIOS[0]))
         kwargs = {"mode": nncf.CompressWeightsMode.INT4_ASYM, "ratio": ratio, "group_size": INT4_GROUP,
                   "advanced_parameters": AdvancedCompressionParameters(
                       group_size_fallback_mode=GroupSizeFallbackMode.ADJUST)}
@@ -177,7 +178,7 @@ def compress_weights(model, precision: str, settings: dict[str, Any]):
             compressed = nncf.compress_weights(model, **kwargs)
     finally:
         nncf_logger.setLevel(level)
-    group = int(((settings.get("search") or {}).get("recipe") or {}).get("dynamic_group", DYNAMIC_GROUP))
+    group = int(recipe.get("dynamic_group", DYNAMIC_GROUP))
     return compressed, {"tool": "nncf.compress_weights", "data_free": True, "dynamic_group": group,
                         "activations": (f"f32, int8 per group of {group} inside compressed products (OpenVINO's "
                                         "dynamic quantization)") if group else "f32", **record}

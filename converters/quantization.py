@@ -36,9 +36,16 @@ def fp32_export(checkpoint: Path, settings: dict[str, Any], scratch: Path) -> Pa
     done = folder / ".export.json"
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        info = export_onnx(checkpoint, folder)
-        done.write_text(json.dumps(info))
+        record_export(folder, export_onnx(checkpoint, folder))
     return folder
+
+
+def record_export(folder: Path, info: dict[str, Any]) -> None:
+    """Write the export's record (``.export.json``), with the files that hold its graphs' weights outside them:
+    read from the graphs once here, so the targets built from the export (and every search attempt) skip them
+    without parsing a graph again."""
+    external = sorted(str(f.relative_to(folder)) for f in external_data_files(folder))
+    (Path(folder) / ".export.json").write_text(json.dumps({**info, "external_data": external}))
 
 
 def copy_export(export: Path, out_dir: Path, *, with_model: bool = True) -> dict[str, Any]:
@@ -46,7 +53,8 @@ def copy_export(export: Path, out_dir: Path, *, with_model: bool = True) -> dict
 
     The export's own records (``.export.json``, ``.sensitivity.json``) stay behind: an artifact
     holds only what its runtime reads, so its digest depends on nothing else."""
-    graph_files = set() if with_model else external_data_files(export)
+    info = json.loads((export / ".export.json").read_text())
+    graph_files = set() if with_model else {export / name for name in info.get("external_data", [])}
     for f in export.rglob("*"):
         if f.is_file() and not f.name.startswith(".") and (with_model or (f.suffix != ".onnx"
                                                                              and f not in graph_files)):
@@ -54,7 +62,8 @@ def copy_export(export: Path, out_dir: Path, *, with_model: bool = True) -> dict
             if target != f:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, target)
-    return json.loads((export / ".export.json").read_text())
+    info.pop("external_data", None)  # the export's bookkeeping, not the artifact's provenance
+    return info
 
 
 def external_data_files(folder: Path) -> set[Path]:

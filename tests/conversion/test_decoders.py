@@ -274,20 +274,20 @@ def test_a_graph_with_external_weights_leaves_them_behind(tiny_model_dir, tmp_pa
     import onnxruntime as ort
 
     from converters.export import export_onnx
-    from converters.quantization import copy_export, external_data_files
+    from converters.quantization import copy_export, external_data_files, record_export
 
     export = tmp_path / "export"
     export.mkdir()
     info = export_onnx(tiny_model_dir, export)
-    (export / ".export.json").write_text(json.dumps(info))
     graph = onnx.load(str(export / "model.onnx"))
     onnx.save_model(graph, str(export / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=False,
                     size_threshold=0)
+    record_export(export, info)  # as fp32_export records every export
     weights = external_data_files(export)
     assert len(weights) > 10 and not any(f.suffix == ".onnx" for f in weights)  # one file per tensor
     rewritten, whole = tmp_path / "rewritten", tmp_path / "whole"
     rewritten.mkdir(), whole.mkdir()
-    copy_export(export, rewritten, with_model=False)
+    assert copy_export(export, rewritten, with_model=False) == info  # the provenance is the exporter's record
     assert (rewritten / "tokenizer.json").is_file() and not {f.name for f in weights} & {
         f.name for f in rewritten.iterdir()}
     copy_export(export, whole)
