@@ -385,6 +385,13 @@ class EmbeddingModel:
 
         return Prepared.of_ids(self.backend.encoder, token_ids)
 
+    def ids_as_text(self, token_ids: Sequence[Sequence[int]]) -> list[str]:
+        """Token ids of this model's vocabulary as the text they spell, special tokens skipped, after the checks
+        ids embedded as such get: how a prompt goes before token input (TEI's reading)."""
+        self.tokenize_ids(token_ids)
+        tokenizer = self.backend.encoder.tokenizer
+        return [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in token_ids]
+
     def embed_tokens(self, token_ids: Sequence[Sequence[int]], **options) -> Embeddings:
         """Embed inputs given as token ids: one list of ids per input, in the model's own vocabulary and
         without special tokens (``tokenizer.encode(text, add_special_tokens=False)``). The model's special

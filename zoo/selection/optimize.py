@@ -33,11 +33,12 @@ def candidates(hardware, checkpoint=None) -> list[str]:
         return (["onnx-o4"] if hardware.ort_cuda else []) + out
     extra = ["gguf-q8_0"] if "gguf" in hardware.runtimes else []
     if checkpoint is not None:
+        from converters import all_targets
         from converters.support import WEIGHT_ONLY_MIN_PARAMS, parameter_count
 
         size = parameter_count(checkpoint) or 0
-        extra += [t for t, precision in (("openvino-int8w", "int8w"), ("onnx-int8w", "int8w"),
-                                         ("openvino-int4w", "int4w")) if size >= WEIGHT_ONLY_MIN_PARAMS[precision]]
+        extra += [t.name for t, _ in all_targets()
+                  if t.precision in WEIGHT_ONLY_MIN_PARAMS and size >= WEIGHT_ONLY_MIN_PARAMS[t.precision]]
     if hardware.is_arm:
         return ["onnx-fp32", "onnx-o2", "onnx-int8-arm64", "onnx-int8-static", "openvino-fp32", "openvino-int8"] + extra
     isa = next((i for i, need in (("avx512_vnni", ("avx512f", "avx512_vnni")), ("avx512", ("avx512f",)),

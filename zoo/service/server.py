@@ -354,13 +354,6 @@ def _parse_embeddings_request(body: Any, settings: ServeSettings) -> dict:
             "dimensions": req.dimensions, "precision": req.precision, "prompt_name": req.prompt_name}
 
 
-def _ids_as_text(model, id_lists) -> list[str]:
-    """Token ids of the model's vocabulary as the text they spell (after the same checks as ids embedded as such)."""
-    model.tokenize_ids(id_lists)
-    tokenizer = model.backend.encoder.tokenizer
-    return [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in id_lists]
-
-
 def _declare_what_is_served(request: dict, settings: ServeSettings, service) -> None:
     """Make the embeddings request's schema say what this server accepts, so a client (or a fuzzer) that
     follows it is not refused: the per-input character cap, and where the served models are fixed
@@ -527,7 +520,7 @@ def create_app(settings: ServeSettings):
                 req["texts"], req["token_ids"] = await asyncio.to_thread(decode_token_ids, encoding, req["texts"]), False
             prompt = model.resolve_prompt(prompt_name=req["prompt_name"])
             if req["token_ids"] and prompt:  # as TEI's /embed: the ids' text (special tokens skipped), the prompt before
-                req["texts"], req["token_ids"] = await asyncio.to_thread(_ids_as_text, model, req["texts"]), False
+                req["texts"], req["token_ids"] = await asyncio.to_thread(model.ids_as_text, req["texts"]), False
             if req["token_ids"]:
                 tokenized = await asyncio.to_thread(model.tokenize_ids, req["texts"])
             else:

@@ -131,10 +131,9 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
 
             parts: dict[int, Any] = {}
             if ids and prompt:  # as TEI: the ids' text (special tokens skipped), the prompt before it
-                tokenizer = encoder_of(model).tokenizer
-                for i in ids:
-                    model.tokenize_ids([items[i]])  # the same checks as without a prompt
-                    items[i] = tokenizer.decode(items[i], skip_special_tokens=True)
+                encoder_of(model)  # a runtime without a tokenizer is refused as TEI's validation error
+                for i in ids:  # one at a time: an error names "token input 0", as it always has here
+                    items[i] = model.ids_as_text([items[i]])[0]
                 texts.extend(ids), texts.sort(), ids.clear()
             if texts:
                 prepared = model.tokenize([items[i] for i in texts], truncation_direction=direction, prompt=prompt)
