@@ -1,6 +1,7 @@
 """The fp32 ONNX export every ONNX and OpenVINO target starts from.
 
-``torch.onnx.export`` of the bare transformer (token embeddings out); pooling and normalisation
+``torch.onnx.export`` of the bare transformer (token embeddings out; a reranker's: its classification head's
+logits out, ``zoo.engine.kinds``); pooling and normalisation
 stay in zoo's runtime, driven by the model's sentence-transformers config, as
 sentence-transformers' own ONNX backend does. The graph takes exactly the inputs the family's
 tokenizer gives (no ``token_type_ids`` for RoBERTa, MPNet, DistilBERT).
@@ -38,9 +39,15 @@ def export_onnx(checkpoint: Path, out_dir: Path) -> dict[str, Any]:
     if json.loads((Path(checkpoint) / "config.json").read_text()).get("model_type") == "clip":
         return export_clip_onnx(checkpoint, out_dir)
 
+    from zoo.engine.kinds import RERANKER, detect_kind
+
+    reranker = detect_kind(Path(checkpoint)) == RERANKER
     # A freshly loaded model in eval mode: dropout left on would silently corrupt the export. The class is the one
-    # sentence-transformers' Transformer module loads: a T5-family checkpoint as its encoder alone.
-    model = encoder_class(transformers, checkpoint).from_pretrained(str(checkpoint), local_files_only=True).eval()
+    # sentence-transformers loads: a T5-family checkpoint as its encoder alone; a cross-encoder with its
+    # classification head, whose logits are the graph's output (the runtime applies the activation)
+    cls = transformers.AutoModelForSequenceClassification if reranker else encoder_class(transformers, checkpoint)
+    model = cls.from_pretrained(str(checkpoint), local_files_only=True).eval()
+    output = "logits" if reranker else "token_embeddings"
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True, use_fast=True)
     if not tokenizer.is_fast:
         raise ZooError(f"{checkpoint} has no fast tokenizer; the ONNX runtime needs tokenizer.json")
@@ -52,19 +59,21 @@ def export_onnx(checkpoint: Path, out_dir: Path) -> dict[str, Any]:
             self.inner = inner
 
         def forward(self, *args):
-            return self.inner(**dict(zip(names, args))).last_hidden_state
+            out = self.inner(**dict(zip(names, args)))
+            return out.logits if reranker else out.last_hidden_state
 
-    dummy = tokenizer(["zoo exports this model", "a second, somewhat longer example sentence for tracing"],
-                      padding=True, return_tensors="pt")
+    texts = ["zoo exports this model", "a second, somewhat longer example sentence for tracing"]
+    dummy = tokenizer(texts, texts[::-1], padding=True, return_tensors="pt") if reranker else \
+        tokenizer(texts, padding=True, return_tensors="pt")
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["token_embeddings"] = {0: "batch", 1: "sequence"}
+    axes[output] = {0: "batch"} if reranker else {0: "batch", 1: "sequence"}
     # The TorchScript exporter (dynamo=False) is the path measured to work with these pins; its
     # deprecation and tracer warnings are expected, not news for the user.
     with torch.no_grad(), warnings.catch_warnings(), traceable_masks(torch):
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(TokenEmbeddings(model), tuple(dummy[n] for n in names), str(out_dir / "model.onnx"),
-                          input_names=names, output_names=["token_embeddings"], dynamic_axes=axes,
+                          input_names=names, output_names=[output], dynamic_axes=axes,
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
     tokenizer.save_pretrained(str(out_dir))  # guarantees tokenizer.json for the lean runtime
     copy_model_configs(checkpoint, out_dir)

@@ -94,6 +94,12 @@ class GgufConverter(Converter):
             return "llama-cpp-python is not installed; install it with: pip install 'zoo[gguf]' -c constraints.txt"
         if checkpoint is None:
             return None
+        from zoo.engine.kinds import EMBEDDING, detect_kind
+
+        kind = detect_kind(checkpoint)
+        if kind != EMBEDDING:
+            return (f"zoo builds GGUFs of embedding models; this is a {kind} model (its torch, ONNX and OpenVINO "
+                    "targets serve it)")
         model_type = checkpoint_model_type(checkpoint)
         if model_type == "mpnet":
             return "llama.cpp has no MPNet architecture, so no GGUF can run this model (use the ONNX/OpenVINO targets)"

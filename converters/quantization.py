@@ -89,7 +89,13 @@ def text_feeds(folder: Path, input_names: list[str], settings: dict[str, Any], t
     calibrates, so a short text's ranges are its own)."""
     from zoo.engine.backends.lean import TextEncoder
 
+    from zoo.engine.kinds import RERANKER, detect_kind
+
     encoder = TextEncoder.from_folder(folder, int(settings["max_seq_length"]), input_names)
+    texts = list(texts)
+    if detect_kind(Path(folder)) == RERANKER:  # a cross-encoder reads pairs: each text with the next as its document
+        pairs = [(texts[i], texts[(i + 1) % len(texts)]) for i in range(len(texts))]
+        return [encoder.pad(encoder.encode_pairs([p])) for p in pairs]
     return [encoder.pad(encoder.encode([t])) for t in texts]
 
 

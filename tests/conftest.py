@@ -156,6 +156,53 @@ def build_tiny_model(out: Path, *, sentence_transformers: bool = True, pooling: 
     return out
 
 
+RERANKER_FAMILIES = ("bert", "xlm-roberta")
+
+
+def build_cross_encoder(out: Path, family: str = "bert", *, seed: int = 3, labels: int = 1, layout: str | None = None,
+                        max_length: int = 128) -> Path:
+    """A tiny random cross-encoder laid out like the published model of its family:
+
+    - ``bert``: cross-encoder/ms-marco-MiniLM-L6-v2, a ``BertForSequenceClassification`` with one label whose
+      ``config.json`` names the activation (``"sentence_transformers": {"activation_fn": ...Sigmoid}``, the
+      sentence-transformers 4 save);
+    - ``xlm-roberta``: BAAI/bge-reranker-v2-m3, an ``XLMRobertaForSequenceClassification`` with no
+      sentence-transformers file at all (CrossEncoder's default: Sigmoid for one label).
+    ``layout="st5"``: saved by sentence-transformers 5's ``CrossEncoder.save_pretrained`` instead
+    (``config_sentence_transformers.json`` with ``model_type: CrossEncoder``). ``labels`` > 1: an NLI-style head
+    (Identity). The weights are initialised wide (std 0.25) so that pairs get distinct scores: at transformers'
+    default (0.02) every pair scored 0.3509-0.3510, and a ranking would prove nothing."""
+    import json as _json
+
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    tok = _tiny_tokenizer(family)
+    base, fast = _tiny_transformer(family, tok, max_length)
+    config = base.config
+    config.num_labels = labels
+    config.architectures = None
+    config.initializer_range = 0.25
+    cls = tf.XLMRobertaForSequenceClassification if family == "xlm-roberta" else tf.BertForSequenceClassification
+    model = cls(config).eval()
+    model.save_pretrained(out)
+    fast.save_pretrained(out)
+    if layout == "st5":
+        from sentence_transformers import CrossEncoder
+
+        saved = CrossEncoder(str(out), device="cpu")
+        saved.save_pretrained(str(out))
+    elif family == "bert":
+        data = _json.loads((out / "config.json").read_text())
+        data["sentence_transformers"] = {"activation_fn": "torch.nn.modules.activation.Sigmoid" if labels == 1
+                                         else "torch.nn.modules.linear.Identity", "version": "4.0.1"}
+        (out / "config.json").write_text(_json.dumps(data, indent=2))
+    (out / "README.md").write_text("---\nlicense: apache-2.0\nlibrary_name: sentence-transformers\n"
+                                   "pipeline_tag: text-ranking\n---\n# tiny cross-encoder\n")
+    return out
+
+
 CUSTOM_MODELING = """\"\"\"A model's own code over a BERT base, as nomic-embed and jina ship theirs: a class the config's
 auto_map names, computing something the base class does not.\"\"\"
 import torch

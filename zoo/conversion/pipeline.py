@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import InvalidInput, ZooError, disk_full
-from ..core.floor import Floor
+from ..core.floor import Floor, floor_for
 from .fidelity import embed_probe, measure
 from .ranges import calibrate
 
@@ -113,7 +113,7 @@ def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = Fals
         steps = [(t, ImportedConverter(imports[t.name]) if t.name in imports else c) for t, c in steps]
     progress = progress or (lambda step, frac: None)
     model = resolved.model
-    gate = Floor.from_dict({**(model.fidelity_floor or {}), **(floor or {})})
+    gate = floor_for(model.kind, {**(model.fidelity_floor or {}), **(floor or {})})
     calib_texts, calib_source = read_calibration(calibration) if any(
         t.precision == "int8" for t, _ in steps) else ([], None)
     reference: dict[str, Any] = {}  # the reference's embeddings of each text set, computed once, on first need
@@ -135,7 +135,17 @@ def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = Fals
 
 
 def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progress, which: str = "probe"):
-    """The reference's embeddings of the probe set (the gate) or the validation set (the search)."""
+    """The reference's embeddings of the probe set (the gate) or the validation set (the search); a reranker's:
+    its scores of the generated query/document sets (``rerank_fidelity``)."""
+    if which not in cache and spec.kind == "reranker":
+        from ..engine.backends import load_backend
+        from .rerank_fidelity import pair_set, score_pairs
+
+        if "backend" not in cache:
+            cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
+        pairs = pair_set(which, long_document_words=spec.max_seq_length + 64)
+        progress(f"scoring the {which} pairs ({len(pairs)}) with the reference (torch-fp32)", None)
+        cache[which] = (pairs, score_pairs(cache["backend"], pairs))
     if which not in cache:
         from ..engine.backends import load_backend
         from .corpora import probe_set, validation_set
@@ -202,6 +212,13 @@ def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, imag
     device = "cuda" if target.device == "cuda" and hardware.cuda else "cpu"
     backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
                            settings=result.settings)
+    if spec.kind == "reranker":  # scores of query/document pairs, judged query by query
+        from .rerank_fidelity import measure_scores, score_pairs
+
+        scores = score_pairs(backend, texts)
+        figures = measure_scores(texts, reference, scores)
+        figures["runtime_precision"] = result.runtime_precision
+        return (figures, backend, None) if keep else figures
     embedded = embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec))
     singles = None
     if alone and target.batch_dependent:  # each text also in a batch of its own: the worse reading is judged
@@ -295,13 +312,14 @@ def _build_one(registry, resolved, checkpoint, target, conv, gate: Floor, rebuil
                                                       reference_cache, progress, hardware, search_budget)
             probe, ref = _reference_embeddings(checkpoint, spec, reference_cache, progress)
             images = _reference_images(checkpoint, spec, reference_cache, progress)
-            progress(f"{target.name}: checking fidelity on {len(probe.texts)} probe texts"
+            progress(f"{target.name}: checking fidelity on {len(probe)} probe pairs" if spec.kind == "reranker" else
+                     f"{target.name}: checking fidelity on {len(probe.texts)} probe texts"
                      + (f" and {len(images[0])} probe images" if images else ""), None)
             figures, runtime, embedded = _judge(target, out_dir, result, spec, probe, ref, hardware, images, keep=True)
             figures["floor"] = gate.as_dict()
             reason = gate.check(figures)
             ranges = None
-            if reason is None:  # the int8/uint8 ranges and each compact precision's cost, on the artifact's own vectors
+            if reason is None and spec.kind == "embedding":  # the int8/uint8 ranges and each compact precision's cost, on the artifact's own vectors
                 progress(f"{target.name}: calibrating compact precisions", None)
                 ranges = calibrate(lambda xs: runtime.embed(list(xs), 32, normalize=False), spec,
                                    texts=calib_texts or None, source=calib_source,

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..core.floor import Floor
+from ..core.floor import Floor, ScoreFloor
 
 __all__ = ["Attempt", "SearchOutcome", "run_search", "DEFAULT_BUDGET"]
 
@@ -43,7 +43,8 @@ class Attempt:
     result: Any = None  # what ``try_config`` built, kept for the winner only
 
     def record(self) -> dict[str, Any]:
-        keys = ("mean_cosine", "min_cosine", "spearman", "recall_at_10")
+        keys = ("mean_cosine", "min_cosine", "spearman", "recall_at_10",  # an embedding model's
+                "mean_query_spearman", "min_query_spearman", "top_k_agreement", "max_score_diff")  # a reranker's
         return {"recipe": self.recipe, "kept_in_float": len(self.keep_float),
                 "figures": {k: round(self.figures[k], 5) for k in keys if k in self.figures},
                 "margin": round(self.margin, 5), "passed": self.margin >= 0, "seconds": round(self.seconds, 2)}
@@ -70,7 +71,7 @@ class SearchOutcome:
         }
 
 
-def run_search(space, try_config: Callable[[dict[str, Any]], tuple[dict[str, Any], Any]], floor: Floor,
+def run_search(space, try_config: Callable[[dict[str, Any]], tuple[dict[str, Any], Any]], floor: "Floor | ScoreFloor",
                budget: Optional[dict[str, float]] = None, discard: Callable[[Any], None] = lambda r: None,
                progress: Callable[[str, Optional[float]], None] = lambda s, f: None) -> SearchOutcome:
     """Search ``space``; ``try_config(config)`` builds one candidate and returns (figures, result).

@@ -58,6 +58,10 @@ class ModelSpec:
     # False: the Pooling module leaves a prompt's tokens out of the pooled vector (include_prompt: false,
     # as INSTRUCTOR-style and some retrieval models declare); the prompt still conditions the other tokens
     include_prompt: bool = True
+    # what the model is for (``zoo.engine.kinds``): "embedding", or "reranker", whose "vector" is its
+    # classification head's scores (``dim`` labels, pooling "logits") through ``activation``
+    kind: str = "embedding"
+    activation: Optional[str] = None
 
     def __post_init__(self):  # a spec read back from JSON (a load plan) has a list here
         object.__setattr__(self, "modalities", tuple(self.modalities))
@@ -123,8 +127,9 @@ def _matryoshka(readme: Path) -> Optional[tuple[int, ...]]:
     return () if tagged or "MatryoshkaLoss" in text else None
 
 
-def read_model_spec(directory: Path) -> ModelSpec:
-    """Read dim, pooling, normalisation, max length, prompts and license; raise NotAModel."""
+def read_model_spec(directory: Path, kind: Optional[str] = None) -> ModelSpec:
+    """Read dim, pooling, normalisation, max length, prompts and license; raise NotAModel. ``kind``: the kind the
+    user expects (``zoo register --kind``), checked against what the folder declares (``zoo.engine.kinds``)."""
     d = Path(directory)
     if not d.is_dir():
         raise NotAModel(f"{d} is not a directory")
@@ -139,6 +144,22 @@ def read_model_spec(directory: Path) -> ModelSpec:
 
     if config.get("model_type") in MULTIMODAL_TYPES:
         return _multimodal_spec(d, config)
+    from .kinds import EMBEDDING, RERANKER, detect_kind
+
+    found = detect_kind(d)
+    if kind is not None and kind != found:
+        # every layer reads the kind from the stored folder (the exporters too), so a kind the folder does not
+        # declare would be served as one thing and converted as another
+        raise NotAModel(f"{d.name} is laid out as a{'n' if found[0] in 'ae' else ''} {found} model, not a {kind} "
+                        "one; save a reranker with sentence-transformers' CrossEncoder (config_sentence_transformers"
+                        ".json model_type) or as a ...ForSequenceClassification folder without modules.json")
+    kind = found
+    if kind == RERANKER:
+        return _reranker_spec(d, config)
+    if kind != EMBEDDING:
+        from .kinds import refuse_kind
+
+        raise refuse_kind(d.name, kind, ("embedding", "reranker"), "registration")
     hidden = config.get("hidden_size") or config.get("d_model") or config.get("dim")
     if not isinstance(hidden, int):
         raise NotAModel(f"{d}/config.json has no hidden_size: cannot tell the embedding dimension")
@@ -176,6 +197,27 @@ def read_model_spec(directory: Path) -> ModelSpec:
                      include_prompt=include_prompt)
 
 
+def _max_length(d: Path, config: dict) -> int:
+    st_conf = _json(d / "sentence_bert_config.json") or {}
+    max_len = st_conf.get("max_seq_length")
+    if isinstance(max_len, int):
+        return max_len
+    tok_conf = _json(d / "tokenizer_config.json") or {}
+    candidates = [v for v in (tok_conf.get("model_max_length"), config.get("max_position_embeddings"))
+                  if isinstance(v, int) and 0 < v < 1_000_000]
+    return min(candidates) if candidates else 512
+
+
+def _reranker_spec(d: Path, config: dict) -> ModelSpec:
+    """A cross-encoder: one (query, document) pair in, ``num_labels`` scores out through its activation."""
+    from .kinds import RERANKER, reranker_head
+
+    labels, activation = reranker_head(d)
+    return ModelSpec(dim=labels, max_seq_length=_max_length(d, config), pooling="logits", normalize=False,
+                     license=_license(d / "README.md"), model_type=config.get("model_type"), task="text-ranking",
+                     kind=RERANKER, activation=activation)
+
+
 MULTIMODAL_TYPES = ("clip",)
 # what of preprocessor_config.json decides the pixels a vision tower sees
 IMAGE_KEYS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
@@ -211,4 +253,5 @@ def spec_of(model) -> ModelSpec:
                      document_prompt=model.document_prompt, license=model.license, task=model.task,
                      modalities=tuple(model.modalities or ("text",)), image_preprocessing=model.image_preprocessing,
                      matryoshka_dims=model.matryoshka_dims, trusted_code=getattr(model, "trusted_code", None),
-                     include_prompt=getattr(model, "include_prompt", None) is not False)
+                     include_prompt=getattr(model, "include_prompt", None) is not False,
+                     kind=getattr(model, "kind", None) or "embedding", activation=getattr(model, "activation", None))

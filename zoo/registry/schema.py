@@ -75,6 +75,10 @@ class Model(Base):
     trusted_code: Mapped[Optional[dict[str, str]]] = mapped_column(JSON)
     # false: the Pooling module leaves prompt tokens out of the vector (include_prompt: false); null: true
     include_prompt: Mapped[Optional[bool]] = mapped_column(Boolean)
+    # what the model is for (zoo.engine.kinds): embedding (every row before 0009) or reranker; and a reranker's
+    # score activation (sigmoid, identity, tanh, relu)
+    kind: Mapped[str] = mapped_column(String(20), default="embedding", server_default="embedding")
+    activation: Mapped[Optional[str]] = mapped_column(String(20))
     # Points at the revision `load(name)` uses; use_alter breaks the models<->revisions cycle.
     current_revision_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("revisions.id", use_alter=True, ondelete="SET NULL"))

@@ -52,7 +52,8 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
          cache: Union[bool, str, "VectorCache"] = True, cache_max_bytes: Union[int, str, None] = None,
          max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS, lazy_runtime: bool = False,
          store_url: Optional[str] = None) -> EmbeddingModel:
-    """Load a registered model (or alias) by name, served by the best artifact for this machine.
+    """Load a registered model (or alias) by name, served by the best artifact for this machine: an
+    ``EmbeddingModel``, or for a reranker (cross-encoder) a ``zoo.engine.reranker.RerankModel``.
 
     ``objective`` is ``throughput`` (default) or ``latency``; ``min_fidelity`` a minimum mean
     cosine to the reference; ``max_memory_mb`` passes over artifacts whose peak RSS measured here (``zoo bench``)
@@ -156,9 +157,18 @@ def load(name: str = DEFAULT_MODEL, *, artifact: Optional[str | int] = None, dev
             "batch_size": batch_size, "info": info}, stamp)
     log.info("loaded %s: %s (%s) on %s, by %s selection", model.name, chosen.target, info["backend"], info["device"],
              selection.how)
-    return EmbeddingModel(model.name, backend, spec_of(model), info, default_batch_size=batch_size,
+    return _model_class(spec_of(model))(model.name, backend, spec_of(model), info, default_batch_size=batch_size,
                           cache=_open_cache(cache, reg.home, cache_max_bytes), max_batch_tokens=max_batch_tokens,
                           ranges=chosen.precision_ranges or stored_ranges(lambda: reg, chosen.id))
+
+
+def _model_class(spec):
+    """What ``load`` returns for a model of this kind: an ``EmbeddingModel``, or a ``RerankModel``."""
+    if spec.kind == "reranker":
+        from ..engine.reranker import RerankModel
+
+        return RerankModel
+    return EmbeddingModel
 
 
 def _from_plan(home, plan: dict, cache, cache_max_bytes, max_batch_tokens) -> EmbeddingModel:
@@ -185,7 +195,7 @@ def _from_plan(home, plan: dict, cache, cache_max_bytes, max_batch_tokens) -> Em
     else:
         backend = LazyBackend(open_backend, name=measured["backend"], device=measured["device"],
                               runtime_precision=measured["runtime_precision"], declared_precision=plan["declared"])
-    return EmbeddingModel(plan["model"], backend, spec, info,
+    return _model_class(spec)(plan["model"], backend, spec, info,
                           default_batch_size=plan["batch_size"], cache=_open_cache(cache, home, cache_max_bytes),
                           max_batch_tokens=max_batch_tokens,
                           ranges=stored_ranges(lambda: Registry(home), info["artifact_id"]))

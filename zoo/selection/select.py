@@ -194,5 +194,5 @@ def pick_artifact(artifacts: Sequence, artifact: str | int):
     if chosen.status.value != "ready":
         why = f": {chosen.error}" if chosen.error else ""
         raise ArtifactNotFound(f"artifact {chosen.target} (id {chosen.id}) is {chosen.status.value}"
-                               f"{why}; it cannot serve embeddings")
+                               f"{why}; it cannot serve")
     return chosen

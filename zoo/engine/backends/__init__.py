@@ -34,6 +34,13 @@ BACKENDS: dict[str, str] = {
     "gguf": "zoo.engine.backends.llama_cpp_rt:GgufBackend",
 }
 
+# a reranker's runtimes: the lean ONNX / OpenVINO ones pool its logits through its activation (``lean.pool``)
+RERANKER_BACKENDS: dict[str, str] = {
+    "torch": "zoo.engine.backends.torch_ce:CrossEncoderBackend",
+    "onnx": "zoo.engine.backends.onnx_rt:OnnxBackend",
+    "openvino": "zoo.engine.backends.openvino_rt:OpenVinoBackend",
+}
+
 
 def load_backend(fmt: str, path: Path, spec: ModelSpec, device: str | None = None,
                  precision: str = "fp32", settings: dict | None = None, options: dict | None = None,
@@ -41,9 +48,12 @@ def load_backend(fmt: str, path: Path, spec: ModelSpec, device: str | None = Non
     """``settings``: how the artifact was built (from provenance); ``options``: how to run it
     here (measured by ``zoo bench``: OpenVINO mode, onnxruntime threads); ``compile_cache``: a
     folder where runtimes that compile (OpenVINO) keep compiled models between processes."""
+    table = RERANKER_BACKENDS if spec.kind == "reranker" else BACKENDS  # a cross-encoder: scores, not states
     try:
-        module_name, factory = BACKENDS[fmt].split(":")
+        module_name, factory = table[fmt].split(":")
     except KeyError:
+        if spec.kind == "reranker":
+            raise ZooError(f"no {fmt} runtime for a reranker; its torch, ONNX and OpenVINO artifacts serve") from None
         raise ZooError(f"no runtime for artifact format {fmt!r}; known: {', '.join(sorted(BACKENDS))}") from None
     import importlib
 

@@ -21,7 +21,8 @@ from ..batching import CPU_BATCH_OVERHEAD, DEFAULT_MAX_BATCH_TOKENS, GPU_BATCH_O
 from ...errors import InvalidInput, ZooError
 from ..model_config import ModelSpec
 
-__all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows", "TokenEncoding", "TOKEN_KEY",
+__all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows", "TokenEncoding", "TOKEN_KEY", "PAIR_KEY",
+           "pair_key", "activate",
            "is_token_key", "id_list_problem"]
 
 # Token-id inputs travel through the engine (dedup, batching, the vector cache) under a key that
@@ -118,6 +119,30 @@ class TextEncoder:
             while not encodings[i].overflowing and self._window(text, window) != text:
                 window *= 2
                 encodings[i] = self.tokenizer.encode(self._window(text, window), add_special_tokens=True)
+        return encodings
+
+    def encode_pairs(self, pairs: list[tuple[str, str]]) -> list:
+        """(query, document) pairs encoded together, as a cross-encoder reads them: the tokenizer's pair template
+        (``[CLS] q [SEP] d [SEP]``, ``<s> q </s></s> d </s>``) and its truncation, longest side first, to the max
+        length. A side longer than its window is tokenized from a prefix that already holds more tokens than the
+        max length (see ``encode``): longest-first truncation then cuts both readings to the same tokens, so a
+        5 MB document costs the tokens the model can read, not five million."""
+        chars = self._window_chars()
+        windows = [(self._window(q, chars), self._window(d, chars)) for q, d in pairs]
+        encodings = self.tokenizer.encode_batch(windows, add_special_tokens=True)
+        untruncated = self.untruncated()
+        for i, ((q, d), (wq, wd)) in enumerate(zip(pairs, windows)):
+            if (wq, wd) == (q, d):
+                continue
+            window = chars
+            while True:  # each cut side must hold at least the max length, or it is widened
+                sides = [(full, self._window(full, window)) for full in (q, d)]
+                short = [full != cut and len(untruncated.encode(cut, add_special_tokens=False).ids) < self.max_length
+                         for full, cut in sides]
+                if not any(short):
+                    break
+                window *= 2
+            encodings[i] = self.tokenizer.encode(sides[0][1], sides[1][1], add_special_tokens=True)
         return encodings
 
     def _window_chars(self) -> int:
@@ -279,6 +304,8 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSp
     modules, ``zoo.engine.module_stack``), then L2-normalise if ``normalize`` (default: if the model has a
     Normalize module)."""
     h = token_embeddings.astype(np.float32, copy=False)
+    if spec.pooling == "logits":  # a reranker's head gave (batch, labels): its scores through its activation
+        return np.ascontiguousarray(activate(h.reshape(h.shape[0], -1), spec.activation), dtype=np.float32)
     mask = attention_mask.astype(np.float32)[:, :, None]
     counts = np.clip(mask.sum(axis=1), 1e-9, None)
     mode = spec.pooling
@@ -304,6 +331,29 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, spec: ModelSp
     if spec.normalize if normalize is None else normalize:
         out = normalize_rows(out)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def activate(logits: np.ndarray, activation: Optional[str]) -> np.ndarray:
+    """A cross-encoder's activation on its logits, as sentence-transformers' ``CrossEncoder.predict`` applies it."""
+    x = logits.astype(np.float32, copy=False)
+    if activation == "sigmoid":
+        return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    if activation == "tanh":
+        return np.tanh(x)
+    if activation == "relu":
+        return np.maximum(x, 0)
+    if activation in (None, "identity"):
+        return x
+    raise ZooError(f"score activation {activation!r} is not one zoo computes; use the torch-fp32 artifact")
+
+
+# Pairs travel through the engine (dedup, batching, the cache) under a key no text can equal: a lone
+# surrogate first, as token inputs (``TOKEN_KEY``), then the pair as JSON.
+PAIR_KEY = "\udc01pair:"
+
+
+def pair_key(query: str, document: str) -> str:
+    return PAIR_KEY + json.dumps([query, document], ensure_ascii=False)
 
 
 def prompt_length(encoder: "TextEncoder", prompt: str) -> int:
@@ -387,6 +437,13 @@ class Prepared:
         encodings = encoder.encode_ids(id_lists)
         return cls([TOKEN_KEY + ",".join(map(str, ids)) for ids in id_lists], encodings,
                    [len(e.ids) for e in encodings], [bool(e.overflowing) for e in encodings])
+
+    @classmethod
+    def of_pairs(cls, encoder: TextEncoder, pairs: list[tuple[str, str]]) -> "Prepared":
+        """(query, document) pairs tokenized together (a cross-encoder's input), keyed by ``pair_key``."""
+        encodings = encoder.encode_pairs(pairs)
+        return cls([pair_key(q, d) for q, d in pairs], encodings, [len(e.ids) for e in encodings],
+                   [bool(e.overflowing) for e in encodings])
 
     def subset(self, rows: list[int]) -> "Prepared":
         return Prepared.join([(self, i) for i in rows])

@@ -122,7 +122,7 @@ def encoder_class(transformers, checkpoint: Path):
 UNUSED_BY_EMBEDDING = ("pooler.",)
 
 
-def missing_weights(path: Path) -> list[str]:
+def missing_weights(path: Path, kind: str = "embedding") -> list[str]:
     """Weights the checkpoint at ``path`` lacks that its transformer would use, as transformers reports them
     (``output_loading_info``): a checkpoint missing them loads with random values in their place and embeds
     garbage without an error. One more load of each Transformer module; registration only."""
@@ -148,9 +148,13 @@ def missing_weights(path: Path) -> list[str]:
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # the report is ours to give, in one line
         try:
-            _, info = encoder_class(transformers, folder).from_pretrained(
+            cls = transformers.AutoModelForSequenceClassification if kind == "reranker" else \
+                encoder_class(transformers, folder)
+            _, info = cls.from_pretrained(
                 str(folder), config=config, local_files_only=True, output_loading_info=True)
         finally:
             quiet.setLevel(level)
-        missing += [k for k in info.get("missing_keys", []) if not k.startswith(UNUSED_BY_EMBEDDING)]
+        # a cross-encoder's head reads BERT's pooler: every weight counts
+        unused = () if kind == "reranker" else UNUSED_BY_EMBEDDING
+        missing += [k for k in info.get("missing_keys", []) if not k.startswith(unused)]
     return missing
