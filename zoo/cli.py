@@ -76,20 +76,28 @@ def init(ctx, directory):
 @click.option("--trust-remote-code", is_flag=True,
               help="Run the model's own code (config.json auto_map, custom modules): read it first. Each code "
                    "file's sha256 is recorded and checked before every load; the torch targets serve it.")
+@click.option("--kind", type=click.Choice(["embedding", "reranker"]), default=None,
+              help="The kind of model you expect (read from the folder: a CrossEncoder or ...ForSequenceClassification "
+                   "folder is a reranker); refused if the folder says otherwise.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout).")
 @click.pass_context
-def register(ctx, name, source, revision, force, trust_remote_code, as_json):
+def register(ctx, name, source, revision, force, trust_remote_code, kind, as_json):
     """Register SOURCE as NAME: hf://ORG/NAME, pkg://PACKAGE/SUBDIR, a local directory, or a hub id
-    already in the Hugging Face cache (offline)."""
+    already in the Hugging Face cache (offline). An embedding model or a reranker (cross-encoder)."""
     reg = _registry(ctx)
-    r = reg.register(name, source, revision=revision, force=force, trust_remote_code=trust_remote_code)
+    r = reg.register(name, source, revision=revision, force=force, trust_remote_code=trust_remote_code, kind=kind)
     art = r.revision.artifacts[0]
     if as_json:
         _emit({"name": r.model.name, "source": r.model.source, "revision": r.revision.resolved_id,
                "files": len(r.revision.manifest), "size_bytes": art.size_bytes, "dim": r.model.dim,
                "pooling": r.model.pooling, "normalize": r.model.normalize,
                "max_seq_length": r.model.max_seq_length, "artifact_id": art.id,
-               "trusted_code": r.model.trusted_code})
+               "trusted_code": r.model.trusted_code, "kind": r.model.kind, "activation": r.model.activation})
+        return
+    if r.model.kind == "reranker":
+        click.echo(f"registered {r.model.name} (reranker): {r.model.source} @ {r.revision.resolved_id} "
+                   f"({len(r.revision.manifest)} files, {_mb(art.size_bytes)}); {r.model.dim} label(s), "
+                   f"{r.model.activation} activation, max_seq_length {r.model.max_seq_length}")
         return
     click.echo(f"registered {r.model.name}: {r.model.source} @ {r.revision.resolved_id} "
                f"({len(r.revision.manifest)} files, {_mb(art.size_bytes)}); dim {r.model.dim}, "
@@ -105,7 +113,7 @@ def list_(ctx, as_json):
     from .registry.catalog import DEFAULT_MODEL
 
     models = _registry(ctx).list_models()
-    rows = [{"name": m.name, "source": m.source, "dim": m.dim,
+    rows = [{"name": m.name, "kind": m.kind or "embedding", "source": m.source, "dim": m.dim,
              "revision": m.current_revision.resolved_id if m.current_revision else None,
              "artifacts": {a.target: a.status.value for a in (m.current_revision.artifacts
                                                                if m.current_revision else [])}}
@@ -117,10 +125,11 @@ def list_(ctx, as_json):
         click.echo(f"no models registered yet; the default model {DEFAULT_MODEL} registers itself "
                    "on first use (`zoo embed \"hello\"`)")
         return
-    click.echo(f"{'NAME':<28} {'DIM':>5}  {'REVISION':<20} {'READY ARTIFACTS':<30} SOURCE")
+    click.echo(f"{'NAME':<28} {'KIND':<9} {'DIM':>5}  {'REVISION':<20} {'READY ARTIFACTS':<30} SOURCE")
     for r in rows:
         ready = ",".join(t for t, s in r["artifacts"].items() if s == "ready") or "-"
-        click.echo(f"{r['name']:<28} {r['dim']:>5}  {(r['revision'] or '-')[:20]:<20} {ready:<30} {r['source']}")
+        click.echo(f"{r['name']:<28} {r['kind']:<9} {r['dim']:>5}  {(r['revision'] or '-')[:20]:<20} {ready:<30} "
+                   f"{r['source']}")
 
 
 # the names are zoo.engine.precision.PRECISIONS, checked there; spelled out so `zoo --help` imports no numpy
@@ -146,16 +155,21 @@ def show(ctx, name, as_json):
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    click.echo(f"{d['name']}  ({d['task']}, license {d['license'] or 'unknown'})")
+    click.echo(f"{d['name']}  ({d['kind']} model, {d['task']}, license {d['license'] or 'unknown'})")
+    if d["kind"] == "reranker":
+        click.echo(f"  scores          {d['dim']} label(s), {d['activation']} activation    "
+                   f"max_seq_length {d['max_seq_length']} (query and document together)")
     click.echo(f"  source          {d['source']}")
-    click.echo(f"  dim             {d['dim']}    max_seq_length {d['max_seq_length']}")
-    click.echo(f"  pooling         {d['pooling']}    normalize {d['normalize']}")
-    click.echo(f"  prompts         query={d['query_prompt']!r} document={d['document_prompt']!r}")
+    if d["kind"] == "embedding":
+        click.echo(f"  dim             {d['dim']}    max_seq_length {d['max_seq_length']}")
+        click.echo(f"  pooling         {d['pooling']}    normalize {d['normalize']}")
+        click.echo(f"  prompts         query={d['query_prompt']!r} document={d['document_prompt']!r}")
     dims = d.get("matryoshka_dims")
-    click.echo("  matryoshka      " + ("not declared: `dimensions` below the width cuts vectors of a model not "
+    if d["kind"] == "embedding":
+        click.echo("  matryoshka      " + ("not declared: `dimensions` below the width cuts vectors of a model not "
                                      "trained for it (served, with X-Zoo-Matryoshka: not-declared)" if dims is None
-                                     else "declared" + (f", widths {', '.join(map(str, dims))}" if dims else
-                                                        " (widths not listed)")))
+                                         else "declared" + (f", widths {', '.join(map(str, dims))}" if dims else
+                                                            " (widths not listed)")))
     if d.get("image_preprocessing"):
         pre = d["image_preprocessing"]
         click.echo(f"  modalities      {', '.join(d['modalities'])}    images: size {pre.get('size')}, crop "
@@ -174,10 +188,10 @@ def show(ctx, name, as_json):
         for a in r["artifacts"]:
             click.echo(f"    [{a['id']}] {a['target']:<24} {a['status']:<9} {_mb(a['size_bytes']):>10}  "
                        f"{_fidelity_line(a['fidelity'])}" + (f"  ({a['error']})" if a["error"] else ""))
-            if a["status"] == "ready":
+            if a["status"] == "ready" and d["kind"] == "embedding":
                 click.echo("         " + _precision_line(a.get("precision_ranges")))
             if f := a.get("measured_here"):
-                click.echo(f"         measured here: {_num(f.get('throughput'), '.0f')} texts/s at batch "
+                click.echo(f"         measured here: {_num(f.get('throughput'), '.0f')} {f.get('unit', 'texts')}/s at batch "
                            f"{f.get('batch_size', '-')}, p50 {_num(f.get('latency_p50_ms'), '.1f')} ms, "
                            f"peak RSS {_num(f.get('peak_rss_mb'), '.0f')} MB")
             if search := (a["provenance"] or {}).get("search"):
@@ -210,9 +224,12 @@ def _search_lines(search: dict) -> None:
                + (f"; {search['stopped']}" if search.get("stopped") else ""))
     for t in search["attempts"]:
         f = t["figures"]
+        judged = (f"query spearman {f.get('mean_query_spearman', float('nan')):.4f}  "
+                  f"top3 {f.get('top_k_agreement', float('nan')):.2f}  max |diff| {f.get('max_score_diff', float('nan')):.4f}"
+                  if "mean_query_spearman" in f else
+                  f"mean cos {f.get('mean_cosine', float('nan')):.5f}  min cos {f.get('min_cosine', float('nan')):.5f}")
         click.echo(f"           {'pass' if t['passed'] else 'fail'}  {t['recipe']:<18} float {t['kept_in_float']:>3}  "
-                   f"mean cos {f.get('mean_cosine', float('nan')):.5f}  min cos {f.get('min_cosine', float('nan')):.5f}"
-                   f"  {t['seconds']:.0f} s")
+                   f"{judged}  {t['seconds']:.0f} s")
     if kept:
         click.echo("           kept in float: " + ", ".join(kept))
 
@@ -299,6 +316,14 @@ FLOOR_OPTIONS = [
     click.option("--min-min-cosine", "min_cosine", type=float, help="Fidelity floor: minimum cosine."),
     click.option("--min-spearman", "spearman", type=float, help="Fidelity floor: pairwise-similarity Spearman."),
     click.option("--max-recall-drop", "recall_at_10_drop", type=float, help="Largest allowed recall@10 drop."),
+    click.option("--min-query-spearman", "mean_query_spearman", type=float,
+                 help="Reranker floor: mean per-query Spearman of the scores."),
+    click.option("--min-worst-query-spearman", "min_query_spearman", type=float,
+                 help="Reranker floor: the worst query's Spearman."),
+    click.option("--min-top-k-agreement", "top_k_agreement", type=float,
+                 help="Reranker floor: share of the reference's top 3 per query kept."),
+    click.option("--max-score-diff", "max_score_diff", type=float,
+                 help="Reranker floor: largest absolute score difference."),
 ]
 
 
@@ -312,8 +337,12 @@ def _floor(**values) -> dict:
     """The floor values given, checked now (finite, in range), before any work starts."""
     from .core.floor import Floor
 
+    from .core.floor import ScoreFloor
+
     given = {k: v for k, v in values.items() if v is not None}
-    Floor(**given)
+    scores = {k: v for k, v in given.items() if k in ScoreFloor.RANGES}
+    Floor(**{k: v for k, v in given.items() if k not in scores})
+    ScoreFloor(**scores)
     return given
 
 
@@ -324,6 +353,9 @@ def _fidelity_line(fid: dict | None) -> str:
         return "reference"
     if fid.get("non_finite"):
         return "non-finite output"
+    if "mean_query_spearman" in fid:  # a reranker's scores, judged query by query
+        return (f"query spearman mean {fid['mean_query_spearman']:.4f} min {fid['min_query_spearman']:.4f}  "
+                f"top{fid.get('top_k', 3)} agree {fid['top_k_agreement']:.2f}  max |diff| {fid['max_score_diff']:.4f}")
     images = (f"  images: mean cos {fid['image_mean_cosine']:.5f}  min cos {fid['image_min_cosine']:.5f}"
               if "image_mean_cosine" in fid else "")
     return (f"mean cos {fid['mean_cosine']:.5f}  min cos {fid['min_cosine']:.5f}  spearman {fid['spearman']:.4f}  "
@@ -390,12 +422,13 @@ def convert(ctx, name, targets, list_targets, rebuild, calibration, search_attem
 @click.option("--reset", is_flag=True, help="Forget the model's own floor (use the defaults).")
 @click.pass_context
 def floor(ctx, name, reset, **values):
-    """Show or set NAME's own fidelity floor (used by every later `zoo convert`)."""
-    from .core.floor import Floor
+    """Show or set NAME's own fidelity floor (used by every later `zoo convert`); a reranker's is on its scores."""
+    from .core.floor import floor_for
 
     reg = _registry(ctx)
     current = reg.set_floor(name, None if reset else _floor(**values), reset=reset)
-    click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in Floor.from_dict(current).as_dict().items()))
+    kind = reg.resolve(name).model.kind
+    click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in floor_for(kind, current).as_dict().items()))
 
 
 def _figures_table(rows) -> None:
@@ -664,6 +697,53 @@ def embed(ctx, texts, model_name, input_path, output_path, as_json, artifact, de
         for t, v in zip(items, vectors):
             head = " ".join(f"{x:+.4f}" if v.dtype.kind == "f" else f"{x:+d}" for x in v[:6])
             click.echo(f"  [{head} ...]  {t[:60]!r}")
+
+
+@cli.command()
+@click.argument("query")
+@click.argument("documents", nargs=-1)
+@click.option("--model", "-m", "model_name", required=True, help="A registered reranker (cross-encoder), by name.")
+@click.option("--input", "-i", "input_path", help="File of documents: one per line, or .jsonl; '-' for stdin.")
+@click.option("--top-n", type=click.IntRange(min=1), help="Keep the N best documents.")
+@click.option("--artifact", help="Use this artifact (target name such as onnx-fp32, or id).")
+@click.option("--device", help="Run on this device (cpu, cuda, cuda:1).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Default: the best batch measured here, else 32.")
+@click.option("--truncate/--no-truncate", default=True, show_default=True,
+              help="Cut pairs longer than the model's max length (with a warning); --no-truncate fails instead.")
+@click.option("--no-cache", is_flag=True, help="Bypass the score cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print model, artifact and results as JSON.")
+@_selection_options
+@click.pass_context
+def rerank(ctx, query, documents, model_name, input_path, top_n, artifact, device, batch_size, truncate, no_cache,
+           as_json, objective, min_fidelity, exact, max_memory):
+    """Order DOCUMENTS (or --input) by relevance to QUERY with a reranker, best first."""
+    import warnings
+
+    from .api import load
+    from .engine.model import TruncationWarning
+    from .core.textfiles import read_texts
+
+    docs = list(documents) + (read_texts(input_path, "--input") if input_path else [])
+    if not docs:
+        raise InvalidInput("nothing to rerank: give DOCUMENT arguments or --input FILE")
+    obj = ctx.ensure_object(dict)
+    m = load(model_name, artifact=artifact, device=device, objective=objective, min_fidelity=min_fidelity,
+             exact=exact, max_memory_mb=max_memory, home=obj.get("home"), registry_url=obj.get("registry_url"),
+             cache=not no_cache, lazy_runtime=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncationWarning)
+        ranking = m.rerank(query, docs, top_n=top_n, batch_size=batch_size, truncate=truncate)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    if as_json:
+        click.echo(json.dumps({"model": m.name, "revision": m.info["revision"], "artifact": m.info["artifact"],
+                               "truncated": list(ranking.truncated), "cache_hits": ranking.cache_hits,
+                               "results": [{"index": r.index, "relevance_score": r.score} for r in ranking]}))
+        return
+    click.echo(f"{m.name} ({m.info['artifact']} on {m.info['device']}, revision {m.info['revision'][:16]}), "
+               f"{len(docs)} documents, {ranking.cache_hits} from cache")
+    for r in ranking:
+        click.echo(f"  {r.score:+.5f}  [{r.index}]  {docs[r.index][:70]!r}")
 
 
 @cli.command("embed-dataset")

@@ -83,6 +83,8 @@ def validate_texts(texts: str | Sequence[str]) -> list[str]:
 
 
 class EmbeddingModel:
+    kind = "embedding"  # what the model is for (``zoo.engine.kinds``); a reranker loads as ``RerankModel``
+
     def __init__(self, name: str, backend, spec, info: Optional[dict[str, Any]] = None, *,
                  default_batch_size: int = 32, cache=None, max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS,
                  ranges=None):
@@ -409,6 +411,14 @@ class EmbeddingModel:
         if truncation_direction not in (None, "left", "right"):
             raise InvalidInput(f"truncation_direction must be left or right, not {truncation_direction!r}")
         return Prepared.prompted(self.backend.encoder, validate_texts(texts), prompt, self.spec, truncation_direction)
+
+    def rerank(self, *args, **kwargs):
+        """Refused: an embedding model does not score pairs (a reranker, ``zoo register`` of a cross-encoder, does)."""
+        from .kinds import refuse_kind
+
+        raise refuse_kind(self.name, "embedding", ("reranker",), "reranking")
+
+    predict = rerank
 
     # asyncio is imported only by the async twins: it costs a cold `zoo embed` ~30 ms otherwise
     async def aembed(self, texts, **options) -> np.ndarray:

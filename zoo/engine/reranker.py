@@ -11,7 +11,7 @@ truncated said. ``rerank`` sorts, as sentence-transformers' ``CrossEncoder.rank`
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -38,7 +38,6 @@ class Ranking:
     truncated: tuple[int, ...] = ()  # document indices whose pair was cut to the max length
     cache_hits: int = 0
     tokens: int = 0  # tokens the pairs cost the model (after truncation)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self):
         return iter(self.results)
@@ -66,6 +65,12 @@ class RerankModel:
         self.default_batch_size = default_batch_size
         self.cache = cache
         self.max_batch_tokens = max_batch_tokens
+
+    def resolve_prompt(self, prompt: Optional[str] = None, prompt_name: Optional[str] = None) -> str:
+        """A reranker reads a query and a document as they are: no prompt names (``prompt`` itself is kept)."""
+        if prompt_name is not None:
+            raise InvalidInput(f"{self.name} is a reranker and has no prompts; send no prompt_name", param="prompt_name")
+        return prompt or ""
 
     @property
     def max_seq_length(self) -> int:
@@ -121,58 +126,70 @@ class RerankModel:
 
         return Prepared.of_pairs(self.backend.encoder, _check_pairs(pairs)).lengths
 
+    def tokenize_pairs(self, query: str, documents: Sequence[str]):
+        """``query`` with each document, tokenized together as the engine scores them (a ``Prepared``); pass it
+        to :meth:`score_tokenized`. The service tokenizes once: the token counts drive its queue and usage."""
+        from .backends.lean import Prepared
+
+        if not isinstance(query, str):
+            raise InvalidInput(f"query must be a string, not {type(query).__name__}", param="query")
+        validate_texts([query])
+        return Prepared.of_pairs(self.backend.encoder, [(query, d) for d in validate_texts(documents)])
+
+    def score_tokenized(self, prepared, *, batch_size: Optional[int] = None, cache: bool = True) -> np.ndarray:
+        """(pairs, labels) scores of tokenized pairs, in order; each distinct pair is looked up in the cache and
+        scored once. The service's batcher calls this with pairs of several requests coalesced."""
+        return self._score_prepared(prepared, self._batch_size(batch_size), cache)[0]
+
     def _scores(self, pairs: list[tuple[str, str]], batch_size: Optional[int], cache: bool, truncate: bool):
-        """(scores (n, labels), indices truncated, cache hits, tokens computed)."""
-        from .backends.lean import Prepared, pair_key
+        """(scores (n, labels), indices truncated, cache hits, tokens)."""
+        from .backends.lean import Prepared
 
         batch_size = self._batch_size(batch_size)
-        out = np.empty((len(pairs), self.num_labels), dtype=np.float32)
         if not pairs:
-            return out, set(), 0, 0
-        keys = [pair_key(q, d) for q, d in pairs]
-        unique = list(dict.fromkeys(keys))
+            return np.empty((0, self.num_labels), dtype=np.float32), set(), 0, 0
+        prepared = Prepared.of_pairs(self.backend.encoder, pairs)
+        truncated = {i for i, flag in enumerate(prepared.truncated) if flag}
+        if truncated and not truncate:  # refused before any compute
+            raise InvalidInput(f"pair at index {min(truncated)} is longer than {self.name}'s max length of "
+                               f"{self.max_seq_length} tokens (query and document together); shorten it, or pass "
+                               "truncate=True to cut it")
+        scores, hits = self._score_prepared(prepared, batch_size, cache)
+        return scores, truncated, hits, sum(prepared.lengths)
+
+    def _score_prepared(self, prepared, batch_size: int, cache: bool) -> tuple[np.ndarray, int]:
+        keys = prepared.texts
+        out = np.empty((len(keys), self.num_labels), dtype=np.float32)
+        if not keys:
+            return out, 0
         first = {k: i for i, k in reversed(list(enumerate(keys)))}
-        found_scores: dict[str, np.ndarray] = {}
-        cut: set[str] = set()
+        unique = list(first)
+        scores: dict[str, np.ndarray] = {}
         store = self.cache if cache else None
         if store is not None:
-            from .cache import TRUNCATED
-
             config = self._cache_config()
             ckeys = dict(zip(unique, config.keys(unique)))
             found = store.get_many(config, list(ckeys.values()))
-            for k, ck in ckeys.items():
-                if ck in found:
-                    found_scores[k] = found[ck].vector
-                    if found[ck].flags & TRUNCATED:
-                        cut.add(k)
-        hits = set(found_scores)
-        if not truncate and cut:
-            self._refuse_long(keys, cut)
+            scores.update({k: found[ck].vector for k, ck in ckeys.items() if ck in found})
+        hits = set(scores)
         missing = [k for k in unique if k not in hits]
-        tokens = 0
         if missing:
-            prepared = Prepared.of_pairs(self.backend.encoder, [pairs[first[k]] for k in missing])
-            cut.update(k for k, flag in zip(missing, prepared.truncated) if flag)
-            if not truncate and cut:  # refused before any compute
-                self._refuse_long(keys, cut)
-            tokens = sum(prepared.lengths)
-            raw = self.backend.embed_prepared(prepared, batch_size, normalize=False, max_tokens=self.max_batch_tokens)
+            raw = self.backend.embed_prepared(prepared.subset([first[k] for k in missing]), batch_size,
+                                              normalize=False, max_tokens=self.max_batch_tokens)
             if raw.shape != (len(missing), self.num_labels):
                 raise RuntimeError(f"backend {self.info.get('backend')} returned shape {raw.shape}, "
                                    f"expected {(len(missing), self.num_labels)}")
             if not np.isfinite(raw).all():  # never a NaN score passed on as a ranking
                 raise RuntimeError(f"{self.name}'s {self.info.get('artifact')} artifact gave non-finite scores")
-            found_scores.update(zip(missing, raw))
-            if store is not None:
+            scores.update(zip(missing, raw))
+            if store is not None:  # only now: a failed call caches nothing
                 from .cache import TRUNCATED
 
-                _keep(store, config, [(ckeys[k], v, TRUNCATED if k in cut else 0) for k, v in zip(missing, raw)],
-                      self.name)
+                _keep(store, config, [(ckeys[k], v, TRUNCATED if prepared.truncated[first[k]] else 0)
+                                      for k, v in zip(missing, raw)], self.name)
         for pos, k in enumerate(keys):
-            out[pos] = found_scores[k]
-        truncated = {i for i, k in enumerate(keys) if k in cut}
-        return out, truncated, sum(1 for k in keys if k in hits), tokens
+            out[pos] = scores[k]
+        return out, sum(1 for k in keys if k in hits)
 
     def _warn(self, indices, total: int, what: str) -> None:
         indices = tuple(sorted(indices))
@@ -180,11 +197,6 @@ class RerankModel:
                       f"({self.max_seq_length} tokens, query and document together) and were truncated (indices "
                       f"{_preview(indices)}); pass truncate=False to get an error instead", TruncationWarning,
                       stacklevel=3)
-
-    def _refuse_long(self, keys: list[str], cut: set[str]):
-        index = next(i for i, k in enumerate(keys) if k in cut)
-        raise InvalidInput(f"pair at index {index} is longer than {self.name}'s max length of {self.max_seq_length} "
-                           "tokens (query and document together); shorten it, or pass truncate=True to cut it")
 
     def _batch_size(self, batch_size) -> int:
         batch_size = self.default_batch_size if batch_size is None else batch_size
@@ -199,6 +211,15 @@ class RerankModel:
         return CacheConfig(model=self.name, artifact_digest=str(self.info.get("store_digest")),
                            runtime_precision=str(self.info.get("runtime_precision")), prompt="\x00rerank",
                            normalize=False, dimensions=self.num_labels)
+
+    # an embedding call on a reranker is refused in one line that names the kind (the CLI, the service and the
+    # dataset jobs all reach these), never answered with a score taken for a vector
+    def embed(self, *args, **kwargs):
+        from .kinds import refuse_kind
+
+        raise refuse_kind(self.name, "reranker", ("embedding",), "embedding")
+
+    embed_query = embed_documents = embed_tokens = embed_images = encode = embed
 
     async def arerank(self, query: str, documents: Sequence[str], **options) -> Ranking:
         import asyncio

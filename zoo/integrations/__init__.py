@@ -1,1 +1,1 @@
-"""Drop-in adapters for frameworks that take an embedding object (extras ``llama-index``, ``langchain``)."""
+"""Drop-in adapters for frameworks that take an embedding or reranking object (extras ``llama-index``, ``langchain``)."""

@@ -17,7 +17,7 @@ require("langchain_core", "langchain")
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
 
-__all__ = ["ZooEmbeddings"]
+__all__ = ["ZooEmbeddings", "ZooReranker"]
 
 
 class ZooEmbeddings(Embeddings):
@@ -48,3 +48,52 @@ class ZooEmbeddings(Embeddings):
 
     async def aembed_query(self, text: str) -> List[float]:
         return (await self.model.aembed_query(text, **self.options)).tolist()
+
+
+from typing import Sequence  # noqa: E402
+
+from langchain_core.callbacks import Callbacks  # noqa: E402
+from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E402
+
+
+class ZooReranker(BaseDocumentCompressor):
+    """LangChain's document compressor on a zoo reranker (cross-encoder), as its ``CrossEncoderReranker``:
+
+        retriever = ContextualCompressionRetriever(base_compressor=ZooReranker(model="ms-marco-minilm", top_n=3),
+                                                   base_retriever=vectorstore.as_retriever(search_kwargs={"k": 20}))
+
+    Each returned document carries the reranker's score as ``metadata["relevance_score"]``."""
+
+    model: str
+    top_n: int = 3
+    home: Optional[str] = None
+    artifact: Optional[str] = None
+    device: Optional[str] = None
+    cache: bool = True
+    reranker: object = None
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self.reranker is None:
+            from ..api import load
+
+            self.reranker = load(self.model, home=self.home, artifact=self.artifact, device=self.device,
+                                 cache=self.cache)
+        if getattr(self.reranker, "kind", None) != "reranker":  # refused now, by name, not at the first query
+            from ..engine.kinds import refuse_kind
+
+            raise refuse_kind(self.model, getattr(self.reranker, "kind", "embedding"), ("reranker",), "ZooReranker")
+
+    def compress_documents(self, documents: Sequence[Document], query: str,
+                           callbacks: Optional[Callbacks] = None) -> Sequence[Document]:
+        if not documents:
+            return []
+        ranking = self.reranker.rerank(query, [d.page_content for d in documents], top_n=self.top_n)
+        out = []
+        for r in ranking:
+            doc = documents[r.index]
+            out.append(Document(page_content=doc.page_content, metadata={**doc.metadata, "relevance_score": r.score},
+                                id=getattr(doc, "id", None)))
+        return out

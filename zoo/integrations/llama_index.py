@@ -24,7 +24,7 @@ from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, Base
 from llama_index.core.embeddings import MultiModalEmbedding  # noqa: E402
 from pydantic import Field, PrivateAttr  # noqa: E402
 
-__all__ = ["ZooEmbedding", "ZooMultiModalEmbedding"]
+__all__ = ["ZooEmbedding", "ZooMultiModalEmbedding", "ZooRerank"]
 
 
 class ZooEmbedding(BaseEmbedding):
@@ -118,3 +118,49 @@ class ZooMultiModalEmbedding(ZooEmbedding, MultiModalEmbedding):
         import asyncio
 
         return await asyncio.to_thread(self._get_image_embeddings, img_file_paths)
+
+
+from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
+
+
+class ZooRerank(BaseNodePostprocessor):
+    """LlamaIndex's node postprocessor on a zoo reranker (cross-encoder), as its ``SentenceTransformerRerank``:
+
+        query_engine = index.as_query_engine(similarity_top_k=20,
+                                             node_postprocessors=[ZooRerank(model="ms-marco-minilm", top_n=3)])
+
+    The retrieved nodes are scored with the query by the reranker's selected artifact (pairs cached by
+    artifact identity) and the ``top_n`` best come back, best first, each with the reranker's score."""
+
+    model: str = Field(description="a registered reranker, by name")
+    top_n: int = Field(default=2, description="nodes to keep")
+    home: Optional[str] = Field(default=None, description="zoo home (default: $ZOO_HOME or the per-user home)")
+    artifact: Optional[str] = Field(default=None, description="force one artifact, e.g. onnx-int8-static")
+    device: Optional[str] = Field(default=None, description="cpu, cuda or cuda:N")
+    cache: bool = Field(default=True, description="use zoo's persistent cache of pair scores")
+    _reranker: Any = PrivateAttr()
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        from ..api import load
+
+        self._reranker = load(self.model, home=self.home, artifact=self.artifact, device=self.device, cache=self.cache)
+        if self._reranker.kind != "reranker":  # refused now, by name, not at the first query
+            from ..engine.kinds import refuse_kind
+
+            raise refuse_kind(self.model, self._reranker.kind, ("reranker",), "ZooRerank")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ZooRerank"
+
+    def _postprocess_nodes(self, nodes: List[NodeWithScore],
+                           query_bundle: Optional[QueryBundle] = None) -> List[NodeWithScore]:
+        if query_bundle is None:
+            raise ValueError("ZooRerank needs the query (query_bundle)")
+        if not nodes:
+            return []
+        texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        ranking = self._reranker.rerank(query_bundle.query_str, texts, top_n=self.top_n)
+        return [NodeWithScore(node=nodes[r.index].node, score=r.score) for r in ranking]

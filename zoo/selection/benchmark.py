@@ -51,6 +51,34 @@ class BenchConfig:
                        latency_runs=min(self.latency_runs, 20), load_runs=0, variants=False)
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What one artifact is timed on, by the model's kind: an embedding model embeds the corpus' texts (texts/s;
+    one short text for latency); a reranker scores (query, document) pairs, a query per 100 documents, as a
+    search reranks its top hits (pairs/s; one query with 20 documents for latency)."""
+    unit: str
+    items: list
+    single_request: str
+
+    @classmethod
+    def of(cls, model, texts: list[str]) -> "Workload":
+        if getattr(model, "kind", "embedding") == "reranker":
+            queries = [t for t in texts if len(t.split()) <= 8] or texts
+            pairs = [(queries[(i // 100) % len(queries)], d) for i, d in enumerate(texts)]
+            return cls("pairs", pairs, "one query x 20 documents")
+        return cls("texts", texts, "one short text")
+
+    def run(self, model, items: list, batch_size: Optional[int]):
+        if self.unit == "pairs":
+            return model.predict(items, batch_size=batch_size)
+        return model.embed(items, batch_size=batch_size)
+
+    def single(self, model):
+        if self.unit == "pairs":
+            return model.rerank("how do I reset my password", [d for _, d in self.items[:20]])
+        return model.embed(["how do I reset my password"])
+
+
 def median_time(fn: Callable[[], object], rounds: int) -> float:
     times = []
     for _ in range(rounds):
@@ -96,12 +124,13 @@ def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig
         progress(f"{artifact.target}: load time in a fresh process", None)
         figures = _fresh_process_load(str(registry.home.root), name, artifact.id, config.load_runs)
     m = load(name, artifact=artifact.id, registry=registry, runtime_options={}, cache=False)
-    m.embed(texts[:64])  # warm-up: allocations, kernels, caches
+    work = Workload.of(m, texts)
+    work.run(m, work.items[:64], None)  # warm-up: allocations, kernels, caches
     by_batch = {}
     batch_sizes = config.gpu_batch_sizes if m.info["device"].startswith("cuda") else config.batch_sizes
     for bs in batch_sizes:
         progress(f"{artifact.target}: throughput at batch {bs}", None)
-        by_batch[bs] = config.texts / median_time(lambda: m.embed(texts, batch_size=bs), config.rounds)
+        by_batch[bs] = config.texts / median_time(lambda: work.run(m, work.items, bs), config.rounds)
     best = max(by_batch, key=by_batch.get)
     # Runtime settings at the best batch: OpenVINO streams (async throughput mode) or onnxruntime
     # threads. The first variant is the default, measured above.
@@ -111,17 +140,16 @@ def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig
     for option in variants[1:]:
         progress(f"{artifact.target}: throughput with {option}", None)
         mv = load(name, artifact=artifact.id, registry=registry, runtime_options=option, cache=False)
-        mv.embed(texts[:64])
+        work.run(mv, work.items[:64], None)
         by_options[json.dumps(option, sort_keys=True)] = config.texts / median_time(
-            lambda: mv.embed(texts, batch_size=best), config.rounds)
+            lambda: work.run(mv, work.items, best), config.rounds)
         del mv
     best_options = max(by_options, key=by_options.get)
-    short = "how do I reset my password"
-    progress(f"{artifact.target}: single-text latency", None)
+    progress(f"{artifact.target}: single-request latency ({work.single_request})", None)
     lat = []
     for _ in range(config.latency_runs):
         t = time.perf_counter()
-        m.embed([short])
+        work.single(m)
         lat.append((time.perf_counter() - t) * 1000)
     lat.sort()
     figures.update({
@@ -129,7 +157,8 @@ def _bench_artifact(registry, name: str, artifact, hardware, config: BenchConfig
         "throughput_by_batch": {str(k): v for k, v in by_batch.items()},
         "runtime_options": json.loads(best_options), "throughput_by_options": by_options,
         "latency_p50_ms": lat[len(lat) // 2], "latency_p95_ms": lat[min(len(lat) - 1, int(len(lat) * 0.95))],
-        "texts": config.texts, "rounds": config.rounds, "device": m.info["device"],
+        "texts": config.texts, "unit": work.unit, "single_request": work.single_request,
+        "rounds": config.rounds, "device": m.info["device"],
         "screened": not (config.load_runs and config.variants),  # a first look, not the full measurement
         "backend": m.info["backend"], "runtime_precision": m.info["runtime_precision"],
     })

@@ -110,12 +110,21 @@ def _runtime_missing(fmt: str, hardware) -> Optional[str]:
     return None
 
 
+def _fidelity_key(fid: dict) -> tuple[str, str]:
+    """The one figure ``min_fidelity`` reads: an embedding artifact's mean cosine, a reranker's mean per-query
+    Spearman (``zoo.conversion.rerank_fidelity``)."""
+    if "mean_query_spearman" in fid:
+        return "mean_query_spearman", "mean per-query Spearman"
+    return "mean_cosine", "mean cos"
+
+
 def _ineligible(a, hardware, *, min_fidelity, exact, device) -> Optional[str]:
     if a.status.value != "ready":
         return a.status.value + (f": {a.error}" if a.error else "")
     fid = a.fidelity or {}
-    if min_fidelity is not None and not fid.get("reference") and not fid.get("mean_cosine", 0) >= min_fidelity:
-        return f"mean cos {fid.get('mean_cosine', float('nan')):.5f} < min_fidelity {min_fidelity}"
+    key, label = _fidelity_key(fid)
+    if min_fidelity is not None and not fid.get("reference") and not fid.get(key, 0) >= min_fidelity:
+        return f"{label} {fid.get(key, float('nan')):.5f} < min_fidelity {min_fidelity}"
     if exact and a.target not in EXACT_TARGETS:
         return "not fp32-exact"
     if a.target in CUDA_ONLY:
@@ -150,7 +159,7 @@ def select(artifacts: Sequence, hardware, figures: dict[int, dict], *, objective
         if why is None and max_memory_mb is not None and rss is not None and rss > max_memory_mb:
             why = f"measured peak RSS {rss:.0f} MB > max_memory {max_memory_mb:.0f} MB"
         fid = a.fidelity or {}
-        cos = 1.0 if fid.get("reference") else fid.get("mean_cosine")
+        cos = 1.0 if fid.get("reference") else fid.get(_fidelity_key(fid)[0])
         candidates.append(Candidate(a.target, a.id, a.status.value, why is None, why or "eligible", cos,
                                     figures.get(a.id)))
     eligible = [c for c in candidates if c.eligible]

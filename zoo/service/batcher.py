@@ -1,4 +1,5 @@
-"""Dynamic batching for the service: concurrent requests for one model share batches.
+"""Dynamic batching for the service: concurrent requests for one model share batches (a reranker's: its
+(query, document) pairs, which are scored, not embedded).
 
 Each request's texts wait in a bounded queue. One worker per model takes texts
 from the waiting requests round-robin (one text per request per turn) until the
@@ -214,6 +215,8 @@ class DynamicBatcher:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)  # the service reports usage, not warnings
             # the engine sorts the coalesced texts by length and runs them at the model's best batch size
+            if getattr(self.model, "kind", "embedding") == "reranker":  # (query, document) pairs: their scores
+                return self.model.score_tokenized(tokenized)
             return self.model.embed(tokenized.texts, dimensions=dims, normalize=normalize, tokenized=tokenized)
 
     def close(self) -> None:

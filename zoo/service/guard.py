@@ -7,7 +7,7 @@
    ``--allowed-host``) are served: a page on another site that rebinds its own DNS name to
    127.0.0.1 sends its own name as Host, and gets a 400 instead of our responses.
 3. The API key (``Authorization: Bearer KEY``) on every route but the probes and docs (``OPEN``):
-   ``/v1/...`` and TEI's ``/embed``, ``/tokenize``, ``/decode``, ``/info`` and ``POST /``.
+   ``/v1/...`` and TEI's ``/embed``, ``/rerank``, ``/tokenize``, ``/decode``, ``/info`` and ``POST /``.
 4. Management (``/v1/zoo/...``) is off when the server listens beyond loopback without a key,
    unless the operator passed ``--allow-unauthenticated-management``.
 5. POST bodies are JSON: any other ``Content-Type`` is a 415. A browser's cross-site "simple

@@ -120,6 +120,46 @@ class EmbeddingsResponse(BaseModel):
     usage: Usage
 
 
+class RerankDocument(_Strict):
+    text: str
+
+
+class RerankRequest(_Strict):
+    """Cohere's and Jina's rerank request (``/v1/rerank``), as LocalAI, vLLM and llama.cpp serve it."""
+    model: str = Field(min_length=1, examples=["ms-marco-minilm"], description="A registered reranker, by name")
+    query: str = Field(examples=["how do I reset my password"], description="The search query")
+    documents: Annotated[list[Union[str, RerankDocument]], Field(min_length=1, max_length=MAX_INPUTS)] = Field(
+        examples=[["Open settings and choose reset.", "Passwords expire after 90 days."]],
+        description=f"1 to {MAX_INPUTS} documents: strings, or objects with a `text` (Cohere's and Jina's forms). "
+                    "A query and document longer than the model's max length together are truncated, and counted "
+                    "in the X-Zoo-Truncated header; the server may cap characters per document.")
+    top_n: Optional[Annotated[int, BeforeValidator(_integral), Field(ge=1, le=MAX_INPUTS), WithJsonSchema(
+        {"type": "integer", "minimum": 1, "maximum": MAX_INPUTS})]] = Field(
+        None, description="Return the N most relevant documents (default: all, best first)")
+    return_documents: bool = Field(False, description="Also return each result's document text")
+    max_chunks_per_doc: Optional[int] = Field(None, description="Cohere's field; accepted, not used (one chunk)")
+    user: Optional[str] = None
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: Optional[RerankDocument] = None
+
+
+class RerankUsage(BaseModel):
+    total_tokens: int
+    prompt_tokens: int
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResult]
+    usage: RerankUsage
+    meta: dict[str, Any]
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"]
@@ -198,6 +238,26 @@ class TeiEmbedRequest(_Strict):
     dimensions: Optional[Annotated[int, BeforeValidator(_integral), Field(ge=1, le=1_000_000), WithJsonSchema(
         {"type": "integer", "minimum": 1, "maximum": 1_000_000})]] = None
     model: Optional[str] = _ModelField
+
+
+class TeiRerankRequest(_Strict):
+    query: str = Field(examples=["What is Deep Learning?"])
+    texts: Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)] = Field(
+        examples=[["Deep Learning is not...", "Deep learning is..."]])
+    truncate: Optional[bool] = Field(None, description="Cut pairs past the max length (default: true, as TEI since "
+                                                        "1.9); false refuses them with 422")
+    truncation_direction: Literal["right", "Right"] = Field(
+        "right", description="Pairs are cut as the tokenizer cuts them (longest side first, at its end)")
+    raw_scores: bool = Field(False, description="The head's logits before the activation; served where the "
+                                                "model's activation is the identity (else 422)")
+    return_text: bool = False
+    model: Optional[str] = _ModelField
+
+
+class TeiRank(BaseModel):
+    index: int
+    score: float
+    text: Optional[str] = None
 
 
 class TeiTokenizeRequest(_Strict):

@@ -486,6 +486,11 @@ def create_app(settings: ServeSettings):
         req = _parse_embeddings_request(await json_body(request), settings)
         batcher = await service.batcher(req["model"])
         model = batcher.model
+        if model.kind != "embedding":  # a reranker's scores are no vectors: refused by name
+            from ..engine.kinds import refuse_kind
+
+            refusal = refuse_kind(model.name, model.kind, ("embedding",), "/v1/embeddings")
+            raise ApiError(400, str(refusal), param="model", code=refusal.code)
         if req["dimensions"] is not None and req["dimensions"] > model.dim:
             raise ApiError(400, f"dimensions must be at most {model.dim} for {model.name}, got {req['dimensions']}",
                            param="dimensions", code="invalid_value")
@@ -662,9 +667,10 @@ def create_app(settings: ServeSettings):
         P.validate(P.RetryRequest, await json_body(request))
         return await asyncio.to_thread(retry_job, service.registry, job_id)
 
-    from . import tei
+    from . import rerank, tei
 
     tei.add_routes(app, service, settings, orjson)
+    rerank.add_routes(app, service, settings, orjson, errors, ApiError)
 
     def openapi() -> dict:
         if app.openapi_schema is None:
@@ -673,7 +679,8 @@ def create_app(settings: ServeSettings):
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in (P.EmbeddingsRequest, P.RegisterRequest, P.ConvertRequest, P.RetryRequest,
-                          P.TeiEmbedRequest, P.TeiTokenizeRequest, P.TeiDecodeRequest):
+                          P.TeiEmbedRequest, P.TeiTokenizeRequest, P.TeiDecodeRequest, P.RerankRequest,
+                          P.TeiRerankRequest):
                 declared = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(declared.pop("$defs", {}))
                 components[model.__name__] = declared

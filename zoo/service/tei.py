@@ -101,6 +101,13 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
                                                f"{'characters' if isinstance(x, str) else 'ids'}; this server "
                                                f"takes at most {settings.max_input_chars} per input")
 
+    def expect(model, kind: str, route: str) -> None:
+        """A model of another kind is refused by name, as TEI refuses a route its model does not serve."""
+        if model.kind != kind:
+            from ..engine.kinds import refuse_kind
+
+            raise TeiProblem("validation", str(refuse_kind(model.name, model.kind, (kind,), route)))
+
     def encoder_of(model):
         encoder = getattr(model.backend, "encoder", None)
         if encoder is None:
@@ -115,6 +122,7 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         check_inputs(items)
         batcher = await chosen(request, req.model)
         model = batcher.model
+        expect(model, "embedding", "/embed")
         if req.dimensions is not None and req.dimensions > model.dim:
             raise TeiProblem("validation", f"dimensions must be at most {model.dim} for {model.name}, "
                                            f"got {req.dimensions}")
@@ -176,6 +184,50 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
     app.post("/", summary="Embed (TEI's root route, where huggingface_hub's InferenceClient posts)",
              **embed_doc)(embed)
 
+    @app.post("/rerank", response_model=list[P.TeiRank], responses=refusals, openapi_extra=_body(P.TeiRerankRequest),
+              tags=["text-embeddings-inference"])
+    async def rerank(request: Request):
+        """``texts`` by relevance to ``query``, best first, as TEI's /rerank (a reranker, cross-encoder, model)."""
+        req = await body_of(request, P.TeiRerankRequest, "texts")
+        check_inputs(req.texts, "texts")
+        check_inputs([req.query], "query")
+        batcher = await chosen(request, req.model)
+        model = batcher.model
+        expect(model, "reranker", "/rerank")
+        if model.num_labels != 1:
+            raise TeiProblem("validation", f"{model.name} scores {model.num_labels} labels; /rerank needs one")
+        if req.raw_scores and model.spec.activation not in (None, "identity"):
+            raise TeiProblem("validation", f"raw_scores: {model.name} serves its scores through its "
+                                           f"{model.spec.activation} activation, as sentence-transformers does; "
+                                           "send raw_scores false")
+        try:
+            tokenized = await asyncio.to_thread(model.tokenize_pairs, req.query, req.texts)
+        except InvalidInput as exc:
+            raise TeiProblem("validation", str(exc)) from None
+        if req.truncate is False and any(tokenized.truncated):
+            i = tokenized.truncated.index(True)
+            raise TeiProblem("validation", f"Input validation error: `inputs` must have less than "
+                                           f"{model.spec.max_seq_length} tokens (query and text {i} together; "
+                                           "truncate true cuts them)")
+        try:
+            scores = await batcher.embed(tokenized)
+        except Overloaded as exc:
+            metrics.rejected.labels(model.name).inc()
+            raise TeiProblem("overloaded", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+        except ValueError as exc:
+            raise TeiProblem("validation", str(exc)) from None
+        finally:
+            metrics.queue_depth.labels(model.name).set(batcher.queue_depth)
+        tokens = sum(tokenized.lengths)
+        metrics.inputs.labels(model.name).inc(len(req.texts))
+        metrics.tokens.labels(model.name).inc(tokens)
+        from .rerank import ranked
+
+        out = [{"index": i, "score": float(scores[i, 0]), **({"text": req.texts[i]} if req.return_text else {})}
+               for i in ranked(scores[:, 0], None)]
+        return Response(orjson.dumps(out), media_type="application/json",
+                        headers={"x-compute-tokens": str(tokens), "x-zoo-model": model.name})
+
     @app.post("/tokenize", response_model=list[list[P.TeiToken]], responses=refusals,
               openapi_extra=_body(P.TeiTokenizeRequest), tags=["text-embeddings-inference"])
     async def tokenize(request: Request):
@@ -214,13 +266,14 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         about = model.info
         return {"model_id": model.name, "model_sha": about.get("revision"),
                 "model_dtype": str(about.get("runtime_precision")), "served_model_name": model.name,
-                "model_type": {"embedding": {"pooling": model.spec.pooling}},
+                "model_type": {"reranker": {"id2label": {str(i): f"LABEL_{i}" for i in range(model.num_labels)}}}
+                if model.kind == "reranker" else {"embedding": {"pooling": model.spec.pooling}},
                 "max_concurrent_requests": settings.max_queue_texts, "max_input_length": model.spec.max_seq_length,
                 "max_batch_tokens": settings.max_batch_tokens, "max_batch_requests": settings.max_batch_rows,
                 "max_client_batch_size": settings.max_inputs, "auto_truncate": True, "tokenization_workers": 1,
                 "version": __import__("zoo").__version__, "sha": None, "docker_label": None,
                 "zoo": {"revision": about.get("revision"), "artifact": about.get("artifact"),
-                        "store_digest": about.get("store_digest"), "dim": model.dim, "kind": "embedding",
+                        "store_digest": about.get("store_digest"), "dim": model.spec.dim, "kind": model.kind,
                         "modalities": list(model.spec.modalities), "normalize": model.spec.normalize}}
 
 
