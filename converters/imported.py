@@ -21,7 +21,7 @@ from .base import BuildResult, Converter, Progress, Target
 
 __all__ = ["ImportedConverter", "ZOO_OUTPUT", "OPTIMUM_OUTPUT", "rename_onnx_output", "rename_openvino_output"]
 
-ZOO_OUTPUT, OPTIMUM_OUTPUT = "token_embeddings", "last_hidden_state"
+ZOO_OUTPUT, OPTIMUM_OUTPUT, RERANKER_OUTPUT = "token_embeddings", "last_hidden_state", "logits"
 WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".xml", ".gguf")
 
 
@@ -30,7 +30,8 @@ def rename_onnx_output(src: Path, dst: Path, old: str, new: str) -> None:
     model = onnx.load(str(src))
     if old not in {o.name for o in model.graph.output}:
         names = ", ".join(o.name for o in model.graph.output)
-        raise InvalidInput(f"{src.name}: no output {old!r} (its outputs: {names}); not a transformer encoder export")
+        raise InvalidInput(f"{src.name}: no output {old!r} (its outputs: {names}); not a transformer encoder export "
+                           "(a reranker's: its head's logits)")
     for output in model.graph.output:
         if output.name == old:
             output.name = new
@@ -76,11 +77,16 @@ class ImportedConverter(Converter):
                 shutil.copyfile(f, dst)
         info: dict[str, Any] = {"imported_from": self.graph.name, "imported_sha256": _sha256(self.graph)}
         runtime = None
+        from zoo.engine.kinds import RERANKER, detect_kind
+
+        # a reranker's graph gives its head's logits, under that name in optimum's exports and zoo's alike
+        old, new = (RERANKER_OUTPUT, RERANKER_OUTPUT) if detect_kind(Path(checkpoint)) == RERANKER else (
+            OPTIMUM_OUTPUT, ZOO_OUTPUT)
         if target.format == "onnx":
-            rename_onnx_output(self.graph, out_dir / "model.onnx", OPTIMUM_OUTPUT, ZOO_OUTPUT)
+            rename_onnx_output(self.graph, out_dir / "model.onnx", old, new)
             runtime = "fp32" if target.precision == "fp32" else target.precision
         elif target.format == "openvino":
-            rename_openvino_output(self.graph, out_dir / "openvino_model.xml", OPTIMUM_OUTPUT, ZOO_OUTPUT)
+            rename_openvino_output(self.graph, out_dir / "openvino_model.xml", old, new)
             from .openvino import _runtime_precision
 
             info["inference_precision"] = {"fp32": "f32", "bf16": "bf16"}.get(target.precision)

@@ -432,7 +432,8 @@ def floor(ctx, name, reset, **values):
 
 
 def _figures_table(rows) -> None:
-    click.echo(f"{'TARGET':<24} {'SENT/S':>8} {'BATCH':>6} {'P50 MS':>7} {'P95 MS':>7} {'LOAD S':>7} {'PEAK MB':>8}  RUNTIME")
+    unit = "PAIRS/S" if any(f.get("unit") == "pairs" for _, f in rows) else "SENT/S"  # a reranker scores pairs
+    click.echo(f"{'TARGET':<24} {unit:>8} {'BATCH':>6} {'P50 MS':>7} {'P95 MS':>7} {'LOAD S':>7} {'PEAK MB':>8}  RUNTIME")
     for target, f in rows:
         images = f"  ({f['image_throughput']:.0f} images/s)" if "image_throughput" in f else ""
         click.echo(f"{target:<24} {f['throughput']:8.0f} {f['batch_size']:6d} {f['latency_p50_ms']:7.2f} "

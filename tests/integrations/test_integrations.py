@@ -135,3 +135,67 @@ def test_llama_index_multimodal_retrieves_an_image_by_text(registry, tiny_clip_d
     assert hit.score == pytest.approx(float(scores.max()), abs=1e-4)
     with pytest.raises(InvalidInput, match="tiny embeds text only"):
         ZooMultiModalEmbedding(model_name="tiny", home=home)
+
+
+@pytest.fixture
+def rerank_home(registry, tiny_model_dir, tmp_path):
+    from tests.conftest import build_cross_encoder
+
+    registry.register("tiny", str(tiny_model_dir))
+    folder = build_cross_encoder(tmp_path / "ms", "bert")
+    registry.register("ms", str(folder))
+    return str(registry.home.root), folder
+
+
+PASSAGES = ["the weather today is sunny with a light breeze", "a cat sat on the mat while it rained outside",
+            "search engines rank documents by similarity", "embedding models map sentences to vectors",
+            "the quick brown fox jumps over the lazy dog", "numbers like 42 and 3.14 appear in text too"]
+QUESTION = "is the weather sunny today"
+
+
+def _expected_top(folder, candidates: list[str]) -> str:
+    """What sentence-transformers' CrossEncoder ranks first among what the retriever found."""
+    from sentence_transformers import CrossEncoder
+
+    ranked = CrossEncoder(str(folder), device="cpu").rank(QUESTION, candidates)
+    return candidates[ranked[0]["corpus_id"]]
+
+
+def test_llama_index_reranks_a_retrieval(rerank_home):
+    """A VectorStoreIndex retrieves with zoo's embeddings; ZooRerank, a node postprocessor of the query engine's
+    retriever, returns the document CrossEncoder puts first among those retrieved, with its score."""
+    from llama_index.core import Document, VectorStoreIndex
+
+    from zoo.errors import InvalidInput
+    from zoo.integrations.llama_index import ZooEmbedding, ZooRerank
+
+    home, folder = rerank_home
+    index = VectorStoreIndex.from_documents([Document(text=p) for p in PASSAGES],
+                                            embed_model=ZooEmbedding(model_name="tiny", home=home, cache=False))
+    retriever = index.as_retriever(similarity_top_k=5)
+    retrieved = [n.node.get_content() for n in retriever.retrieve(QUESTION)]
+    reranked = ZooRerank(model="ms", top_n=2, home=home).postprocess_nodes(retriever.retrieve(QUESTION),
+                                                                           query_str=QUESTION)
+    assert len(reranked) == 2 and reranked[0].node.get_content() == _expected_top(folder, retrieved)
+    assert reranked[0].score >= reranked[1].score
+    with pytest.raises(InvalidInput, match="tiny is an embedding model; ZooRerank needs a reranker model"):
+        ZooRerank(model="tiny", home=home)
+
+
+def test_langchain_reranks_a_retrieval(rerank_home):
+    """An InMemoryVectorStore retriever with zoo's embeddings, then ZooReranker as the chain's next step."""
+    from langchain_core.documents import Document
+    from langchain_core.runnables import RunnableLambda
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from zoo.integrations.langchain import ZooEmbeddings, ZooReranker
+
+    home, folder = rerank_home
+    store = InMemoryVectorStore.from_documents([Document(page_content=p) for p in PASSAGES],
+                                               ZooEmbeddings("tiny", home=home, cache=False))
+    retriever = store.as_retriever(search_kwargs={"k": 5})
+    reranker = ZooReranker(model="ms", top_n=1, home=home)
+    chain = retriever | RunnableLambda(lambda docs: reranker.compress_documents(docs, QUESTION))
+    (best,) = chain.invoke(QUESTION)
+    retrieved = [d.page_content for d in retriever.invoke(QUESTION)]
+    assert best.page_content == _expected_top(folder, retrieved) and best.metadata["relevance_score"] > 0

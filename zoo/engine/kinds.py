@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from ..errors import InvalidInput, NotAModel
 
-__all__ = ["KINDS", "EMBEDDING", "RERANKER", "SPARSE", "detect_kind", "check_kind", "reranker_head",
+__all__ = ["KINDS", "article", "EMBEDDING", "RERANKER", "SPARSE", "detect_kind", "check_kind", "reranker_head",
            "ACTIVATIONS", "refuse_kind"]
 
 EMBEDDING, RERANKER, SPARSE = "embedding", "reranker", "sparse"
@@ -106,6 +106,9 @@ def refuse_kind(name: str, kind: str, wanted: tuple[str, ...], what: str) -> Inv
     """The one-line refusal of a command that cannot serve ``kind``: names the kind and what serves it."""
     serves = {EMBEDDING: "zoo embed / /v1/embeddings", RERANKER: "zoo rerank / /v1/rerank",
               SPARSE: "nothing in zoo yet (sparse encoders are not served)"}
-    return InvalidInput(f"{name} is a {kind} model; {what} needs a{'n' if wanted[0][0] in 'aeiou' else ''} "
-                        f"{' or '.join(wanted)} model (a {kind} model is served by {serves.get(kind, kind)})",
-                        param="model", code="model_kind")
+    return InvalidInput(f"{name} is {article(kind)} model; {what} needs {article(' or '.join(wanted))} model "
+                        f"({article(kind)} model is served by {serves.get(kind, kind)})", param="model", code="model_kind")
+
+
+def article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"

@@ -144,15 +144,15 @@ def read_model_spec(directory: Path, kind: Optional[str] = None) -> ModelSpec:
 
     if config.get("model_type") in MULTIMODAL_TYPES:
         return _multimodal_spec(d, config)
-    from .kinds import EMBEDDING, RERANKER, detect_kind
+    from .kinds import EMBEDDING, RERANKER, article, detect_kind
 
     found = detect_kind(d)
     if kind is not None and kind != found:
         # every layer reads the kind from the stored folder (the exporters too), so a kind the folder does not
         # declare would be served as one thing and converted as another
-        raise NotAModel(f"{d.name} is laid out as a{'n' if found[0] in 'ae' else ''} {found} model, not a {kind} "
-                        "one; save a reranker with sentence-transformers' CrossEncoder (config_sentence_transformers"
-                        ".json model_type) or as a ...ForSequenceClassification folder without modules.json")
+        raise NotAModel(f"{d.name} is laid out as {article(found)} model, not {article(kind)} one; save a reranker "
+                        "with sentence-transformers' CrossEncoder (config_sentence_transformers.json model_type) or "
+                        "as a ...ForSequenceClassification folder without modules.json")
     kind = found
     if kind == RERANKER:
         return _reranker_spec(d, config)

@@ -175,7 +175,8 @@ def select(artifacts: Sequence, hardware, figures: dict[int, dict], *, objective
             reason = f"highest measured image throughput here, {best.figures['image_throughput']:.0f} images/s"
         elif objective == "throughput":
             best = max(measured, key=lambda c: c.figures["throughput"])
-            reason = (f"highest measured throughput here, {best.figures['throughput']:.0f} texts/s at batch "
+            reason = (f"highest measured throughput here, {best.figures['throughput']:.0f} "
+                      f"{best.figures.get('unit', 'texts')}/s at batch "
                       f"{best.figures['batch_size']}")
         else:
             best = min(measured, key=lambda c: c.figures["latency_p50_ms"])

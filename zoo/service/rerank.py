@@ -1,4 +1,4 @@
-"""``POST /v1/rerank``: Cohere's and Jina's rerank shape, as LocalAI, vLLM and llama.cpp serve it.
+"""``POST /v1/rerank`` (and ``/v2/rerank``): Cohere's and Jina's rerank shape, as LocalAI, vLLM and llama.cpp serve it.
 
 ``{model, query, documents, top_n, return_documents}`` -> ``{id, model, results: [{index, relevance_score,
 document?: {text}}], usage, meta}``, results best first (ties in input order), at most ``top_n``. The Cohere SDK's
@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import InvalidInput
 from .settings import ServeSettings
 
-__all__ = ["add_routes", "parse_rerank_request", "ranked"]
+__all__ = ["add_routes", "parse_rerank_request", "ranked", "declare_what_is_served"]
 
 
 def parse_rerank_request(body: Any, settings: ServeSettings, api_error) -> dict:
@@ -43,6 +43,9 @@ def parse_rerank_request(body: Any, settings: ServeSettings, api_error) -> dict:
         raise api_error(400, f"'query' has {len(query)} characters; this server takes at most "
                              f"{settings.max_input_chars}", param="query", code="input_too_long")
     req = P.validate(P.RerankRequest, body)
+    if req.top_n is not None and req.top_n > settings.max_inputs:  # as declared: never more than it takes
+        raise api_error(400, f"top_n must be at most {settings.max_inputs}, this server's documents per request; "
+                             f"got {req.top_n}", param="top_n", code="invalid_value")
     texts = [d if isinstance(d, str) else d.text for d in req.documents]
     for i, t in enumerate([req.query] + texts):
         try:
@@ -73,6 +76,26 @@ def check_kind(model, api_error) -> None:
                              "cross-encoder", param="model", code="model_kind")
 
 
+def declare_what_is_served(components: dict, settings: ServeSettings, rerankers: list) -> None:
+    """Make the rerank request's schema say what this server accepts: the characters per text, the documents
+    per request, and where the served models are fixed (``--models``), the rerankers' names."""
+    props = components["RerankRequest"]["properties"]
+    props["query"]["maxLength"] = settings.max_input_chars
+    documents = props["documents"]
+    documents["maxItems"] = settings.max_inputs
+    for option in documents["items"]["anyOf"]:
+        if option.get("type") == "string":
+            option["maxLength"] = settings.max_input_chars
+    document = components.get("RerankDocument", {}).get("properties", {}).get("text")
+    if document is not None:
+        document["maxLength"] = settings.max_input_chars
+    for option in props["top_n"]["anyOf"]:
+        if option.get("type") == "integer":
+            option["maximum"] = settings.max_inputs
+    if rerankers:
+        props["model"]["enum"] = sorted(m.name for m in rerankers)
+
+
 def add_routes(app, service, settings: ServeSettings, orjson, errors: dict, api_error) -> None:
     from fastapi import Request
     from fastapi.responses import Response
@@ -84,9 +107,6 @@ def add_routes(app, service, settings: ServeSettings, orjson, errors: dict, api_
     not_found = {404: {"model": P.ErrorResponse, "description": "Unknown model"}}
     busy = {429: {"model": P.ErrorResponse, "description": "Queue full; retry after `Retry-After` seconds"}}
 
-    @app.post("/v1/rerank", response_model=P.RerankResponse, responses={**errors, **not_found, **busy},
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": {"$ref": "#/components/schemas/RerankRequest"}}}}})
     async def rerank(request: Request):
         """Documents ordered by relevance to the query, by a reranker (cross-encoder); Cohere's and Jina's shape."""
         req = parse_rerank_request(P.parse_json(await request.body()), settings, api_error)
@@ -119,3 +139,10 @@ def add_routes(app, service, settings: ServeSettings, orjson, errors: dict, api_
         truncated = sum(tokenized.truncated)
         return Response(orjson.dumps(body), media_type="application/json",
                         headers={"X-Zoo-Truncated": str(truncated), "X-Zoo-Artifact": str(model.info.get("artifact"))})
+
+    doc = {"response_model": P.RerankResponse, "responses": {**errors, **not_found, **busy},
+           "openapi_extra": {"requestBody": {"required": True, "content": {"application/json": {
+               "schema": {"$ref": "#/components/schemas/RerankRequest"}}}}}}
+    app.post("/v1/rerank", summary="Rerank (Cohere's and Jina's /v1/rerank)", **doc)(rerank)
+    # the Cohere SDK's ClientV2 (and vLLM) use /v2/rerank: the same request and response
+    app.post("/v2/rerank", summary="Rerank (Cohere's v2 path)", **doc)(rerank)

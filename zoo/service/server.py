@@ -368,7 +368,10 @@ def _declare_what_is_served(request: dict, settings: ServeSettings, service) -> 
     served = [service.batchers[name].model for name in settings.models if name in service.batchers]
     if not settings.models or len(served) != len(settings.models):
         return  # models load on demand: any name may be registered meanwhile
-    props["model"]["enum"] = sorted(settings.models)
+    served = [m for m in served if m.kind == "embedding"]  # a reranker named here is refused (400)
+    if not served:
+        return
+    props["model"]["enum"] = sorted(m.name for m in served)
     if not any("image" in m.spec.modalities for m in served):
         props["modality"]["enum"] = ["text"]
         request.pop("if", None), request.pop("then", None)
@@ -686,8 +689,10 @@ def create_app(settings: ServeSettings):
                 components[model.__name__] = declared
             _declare_what_is_served(components["EmbeddingsRequest"], settings, service)
             served = [service.batchers[name].model for name in settings.models if name in service.batchers]
-            tei.declare_what_is_served(components, settings,
-                                       served if settings.models and len(served) == len(settings.models) else [])
+            fixed = served if settings.models and len(served) == len(settings.models) else []
+            tei.declare_what_is_served(components, settings, [m for m in fixed if m.kind == "embedding"],
+                                       [m for m in fixed if m.kind == "reranker"])
+            rerank.declare_what_is_served(components, settings, [m for m in fixed if m.kind == "reranker"])
             if settings.api_key:
                 schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
                 for path, operations in schema["paths"].items():

@@ -298,11 +298,12 @@ def _tokens(encoder, text: str, add_special_tokens: bool) -> list[dict]:
     return out
 
 
-def declare_what_is_served(components: dict, settings: ServeSettings, served: list) -> None:
+def declare_what_is_served(components: dict, settings: ServeSettings, served: list, rerankers: list = ()) -> None:
     """Make the TEI request schemas say what this server accepts (as ``/v1/embeddings``'s): the caps, the
     prompt names, and with the served models fixed (``--models``), their names, widths and vocabularies.
     One refusal of a schema-valid request stays: token ids that are only the model's framing or padding,
-    or hold its framing inside the content (a 422 that says so; never embedded as content)."""
+    or hold its framing inside the content (a 422 that says so; never embedded as content). ``served``: the
+    embedding models; ``rerankers``: the rerankers (``/rerank``)."""
     from ..engine.model import PROMPT_NAMES
 
     tokenizers = [m.backend.encoder.tokenizer for m in served if hasattr(m.backend, "encoder")]
@@ -329,6 +330,13 @@ def declare_what_is_served(components: dict, settings: ServeSettings, served: li
         if served:
             props["model"] = {"anyOf": [{"type": "string", "enum": sorted(m.name for m in served)},
                                         {"type": "null"}], "default": None}
+    rerank = components["TeiRerankRequest"]["properties"]
+    cap(rerank["query"]), cap(rerank["texts"])
+    if rerankers:
+        rerank["model"] = {"anyOf": [{"type": "string", "enum": sorted(m.name for m in rerankers)},
+                                     {"type": "null"}], "default": None}
+        if any(m.spec.activation not in (None, "identity") for m in rerankers):  # refused: raw logits not served
+            rerank["raw_scores"] = {"type": "boolean", "enum": [False], "default": False}
     if served:
         dims = components["TeiEmbedRequest"]["properties"]["dimensions"]
         for option in dims.get("anyOf", [dims]):

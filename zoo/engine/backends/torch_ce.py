@@ -43,8 +43,9 @@ class CrossEncoderBackend(BatchedBackend):
             raise ZooError(f"{path} has only a slow (Python) tokenizer; zoo needs a fast tokenizer (tokenizer.json)")
         from tokenizers import Tokenizer
 
-        self.encoder = TextEncoder(Tokenizer.from_str(tokenizer.to_str()), int(self.model.max_length or
-                                                                                   spec.max_seq_length), [])
+        # sentence-transformers 5.7 calls it max_seq_length (max_length before, now deprecated)
+        limit = getattr(self.model, "max_seq_length", None) or getattr(self.model, "max_length", None)
+        self.encoder = TextEncoder(Tokenizer.from_str(tokenizer.to_str()), int(limit or spec.max_seq_length), [])
         self.encoder.pad_id = self.model.tokenizer.pad_token_id or 0
         self._names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
                        if n in getattr(self.model.tokenizer, "model_input_names", ("input_ids", "attention_mask"))]
