@@ -886,18 +886,19 @@ def _export_hint(done: dict) -> str:
 
 def _load_hint(done: dict) -> str:
     path, file_name = done["path"], done["file_name"]
+    cls = "CrossEncoder" if done.get("pooling") == "logits" else "SentenceTransformer"  # a reranker's export
     if file_name is None:
-        return f'load it with SentenceTransformer("{path}")'
+        return f'load it with {cls}("{path}")'
     if done["format"] == "gguf":
         return (f'load it with llama-cpp-python: Llama(model_path="{path}/{file_name}", embedding=True)'
                 f'.embed(texts{", normalize=True" if done["normalize"] else ""}); sentence-transformers does '
                 "not read GGUF")
     backend = file_name.split("/")[0]
     also = done["default_file_names"]
-    hint = (f'load it with SentenceTransformer("{path}", backend="{backend}")'
+    hint = (f'load it with {cls}("{path}", backend="{backend}")'
             + (f' (it is also at {", ".join(also)}, where the defaults look)' if also else "")
             + f', or with model_kwargs={{"file_name": "{file_name}"}}')
-    if backend == "openvino":
+    if backend == "openvino" and cls == "SentenceTransformer":
         hint += (f'; LlamaIndex: OpenVINOEmbedding("{path}", pooling="{done["pooling"]}")'
                  if done["pooling"] in ("cls", "mean") else
                  f"; LlamaIndex's OpenVINOEmbedding pools by cls or mean only, not {done['pooling']}")

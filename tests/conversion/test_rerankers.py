@@ -89,6 +89,9 @@ def test_every_target_ranks_like_cross_encoder(rerankers, name):
     spread = np.ptp(reference)
     assert spread > 0.05, "the fixture's scores must differ, or a ranking proves nothing"
     expected_order = [r["corpus_id"] for r in ce.rank(QUERY, DOCUMENTS)]
+    # dynamic int8 scales activations per padded batch: the gate also scored each pair alone and judged the worse
+    dynamic = outcomes[name][DYNAMIC_INT8].fidelity
+    assert dynamic["max_score_diff"] >= dynamic["alone_max_score_diff"] and "alone_mean_query_spearman" in dynamic
     for target in ["torch-fp32"] + TARGETS:
         o = outcomes[name].get(target)
         if o is not None and o.status != "ready":
@@ -229,6 +232,13 @@ def test_kinds_are_refused_where_they_cannot_serve(rerankers, tmp_path, tiny_mod
         zoo.load("tiny", registry=fresh, cache=False).rerank("q", ["d"])
     with pytest.raises(NotAModel, match="laid out as a reranker model, not an embedding one"):
         fresh.register("ms", str(folders["ms"]), kind="embedding")
+    from zoo.datasets.job import embed_dataset
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "a"}\n{"text": "b"}\n')
+    with pytest.raises(InvalidInput, match="ms is a reranker model; embed-dataset needs an embedding model"):
+        embed_dataset(rows, tmp_path / "out", model="ms", home=str(reg.home.root), artifact="onnx-fp32")
+    assert not (tmp_path / "out").exists()
     # a SPLADE folder: a sparse encoder, which zoo does not serve yet, refused by its kind
     sparse = shutil.copytree(tiny_model_dir, tmp_path / "splade")
     (sparse / "modules.json").write_text(json.dumps([
@@ -306,3 +316,22 @@ def test_the_cli_registers_lists_shows_and_reranks(rerankers, tmp_path):
     assert refused.stderr.strip().splitlines()[-1] == (
         "error: bge is a reranker model; embedding needs an embedding model (a reranker model is served by "
         "zoo rerank / /v1/rerank)")
+
+
+def test_an_export_loads_in_cross_encoder(rerankers, tmp_path):
+    """`zoo export` of a reranker's ONNX and OpenVINO artifacts: sentence-transformers' CrossEncoder loads each with
+    its backend and scores as zoo does."""
+    import zoo
+    from sentence_transformers import CrossEncoder
+    from zoo.conversion.portable import export_artifact
+
+    reg, _, _ = rerankers
+    pairs = [(QUERY, d) for d in DOCUMENTS[:6]]
+    for target, backend in (("onnx-fp32", "onnx"), ("openvino-fp32", "openvino")):
+        done = export_artifact(reg, "ms", target, tmp_path / target)
+        kwargs = {"file_name": done["file_name"]}
+        if backend == "openvino":  # as zoo pins it: OpenVINO's CPU plugin picks bf16 by default where the CPU has it
+            kwargs["ov_config"] = {"INFERENCE_PRECISION_HINT": "f32"}
+        ce = CrossEncoder(done["path"], backend=backend, model_kwargs=kwargs, device="cpu")
+        ours = zoo.load("ms", artifact=target, registry=reg, cache=False).predict(pairs)
+        assert np.abs(ce.predict(pairs) - ours).max() < 1e-4, target

@@ -213,10 +213,12 @@ def _judge(target, out_dir: Path, result, spec, texts, reference, hardware, imag
     backend = load_backend(target.format, out_dir, spec, device=device, precision=target.precision,
                            settings=result.settings)
     if spec.kind == "reranker":  # scores of query/document pairs, judged query by query
-        from .rerank_fidelity import measure_scores, score_pairs
+        from .rerank_fidelity import measure_scores, score_pairs, worse_of
 
         scores = score_pairs(backend, texts)
         figures = measure_scores(texts, reference, scores)
+        if alone and target.batch_dependent:  # each pair also scored in a batch of its own: the worse is judged
+            figures = worse_of(figures, measure_scores(texts, reference, score_pairs(backend, texts, batch_size=1)))
         figures["runtime_precision"] = result.runtime_precision
         return (figures, backend, None) if keep else figures
     embedded = embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec))

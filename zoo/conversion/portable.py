@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from converters.imported import OPTIMUM_OUTPUT, ZOO_OUTPUT, rename_onnx_output, rename_openvino_output
+from converters.imported import OPTIMUM_OUTPUT, RERANKER_OUTPUT, ZOO_OUTPUT, rename_onnx_output, rename_openvino_output
 
 from ..errors import ArtifactNotFound, InvalidInput
 from ..registry.catalog import artifact_dict
@@ -122,15 +122,17 @@ def _write_export(base: Path, tree: Path, staging: Path, out: Path, relative, ch
     shutil.copytree(base, staging, symlinks=False)
     for p in staging.rglob("*"):  # the store's files are read-only; the copy is the user's
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    # a reranker's graph gives logits under optimum's name already: exported as it is
+    old, new = (RERANKER_OUTPUT, RERANKER_OUTPUT) if resolved.model.kind == "reranker" else (ZOO_OUTPUT, OPTIMUM_OUTPUT)
     if relative is not None:
         dst = staging / relative
         dst.parent.mkdir(parents=True, exist_ok=True)
         if chosen.format == "onnx":
-            rename_onnx_output(tree / "model.onnx", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
+            rename_onnx_output(tree / "model.onnx", dst, old, new)
         elif chosen.format == "gguf":  # no graph output to rename: llama.cpp pools inside
             shutil.copyfile(tree / relative, dst)
         else:
-            rename_openvino_output(tree / "openvino_model.xml", dst, ZOO_OUTPUT, OPTIMUM_OUTPUT)
+            rename_openvino_output(tree / "openvino_model.xml", dst, old, new)
         for default in default_names(chosen, relative):  # the same bytes where defaults look (hard links)
             for suffix in ((".xml", ".bin") if chosen.format == "openvino" else (".onnx",)):
                 source, link = dst.with_suffix(suffix), (staging / default).with_suffix(suffix)
@@ -141,8 +143,9 @@ def _write_export(base: Path, tree: Path, staging: Path, out: Path, relative, ch
               "source": resolved.model.source, "file_name": relative,
               "default_file_names": default_names(chosen, relative), "artifact": artifact_dict(chosen),
               "checkpoint_digest": checkpoint.store_digest,
-              "note": "the graph's output is renamed token_embeddings -> last_hidden_state for optimum; "
-                      "store_digest names zoo's stored bytes"}
+              "note": ("a reranker's graph gives its head's logits, as optimum's; " if resolved.model.kind == "reranker"
+                       else "the graph's output is renamed token_embeddings -> last_hidden_state for optimum; ")
+              + "store_digest names zoo's stored bytes"}
     (staging / "zoo-artifact.json").write_text(json.dumps(record, indent=1, default=str))
     if chosen.precision_ranges:  # the int8/uint8 ranges zoo serves with, as sentence-transformers takes them
         import numpy as np

@@ -20,7 +20,7 @@ import numpy as np
 
 from .fidelity import spearman
 
-__all__ = ["PairSet", "pair_set", "score_pairs", "measure_scores", "TOP_K"]
+__all__ = ["PairSet", "pair_set", "score_pairs", "measure_scores", "worse_of", "TOP_K"]
 
 TOP_K = 3
 
@@ -109,3 +109,20 @@ def measure_scores(pairs: PairSet, reference: np.ndarray, scores: np.ndarray) ->
             "top_k_agreement": float(np.mean(agreements)), "top_k": TOP_K,
             "max_score_diff": float(diff.max()), "mean_score_diff": float(diff.mean()),
             "reference_score_range": [float(reference.min()), float(reference.max())]}
+
+
+HIGHER_IS_BETTER = ("mean_query_spearman", "min_query_spearman", "top_k_agreement")
+
+
+def worse_of(batched: dict[str, Any], alone: dict[str, Any]) -> dict[str, Any]:
+    """The gate's figures of a runtime whose scores depend on the batch (dynamic int8 scales activations per padded
+    batch): each figure at the worse of the two readings, the pairs batched and each pair alone (``alone_*``
+    records the latter)."""
+    if batched.get("non_finite") or alone.get("non_finite"):
+        return {**batched, "non_finite": True}
+    out = dict(batched)
+    for key in HIGHER_IS_BETTER:
+        out[key] = min(batched[key], alone[key])
+    out["max_score_diff"] = max(batched["max_score_diff"], alone["max_score_diff"])
+    out.update({f"alone_{k}": alone[k] for k in (*HIGHER_IS_BETTER, "max_score_diff")})
+    return out

@@ -105,6 +105,10 @@ def embed_dataset(input: str | Path, output: str | Path, *, model: str = DEFAULT
     # local engine's worker; lazy, so a Ray driver opens no runtime where the artifact was measured
     m = load(model, artifact=artifact, device=device, objective=objective, registry=reg, store_url=store_url,
              cache=cache, lazy_runtime=engine == "ray")
+    if m.kind != "embedding":  # refused before any shard is planned or written
+        from ..engine.kinds import refuse_kind
+
+        raise refuse_kind(m.name, m.kind, ("embedding",), "embed-dataset")
     effective_prompt = m.resolve_prompt(prompt, prompt_name)
     dims = m._dimensions(dimensions)
     precision = check_precision(precision)

@@ -91,7 +91,9 @@ def median_time(fn: Callable[[], object], rounds: int) -> float:
 def _fresh_process_load(home: str, name: str, artifact_id: int, runs: int) -> dict:
     results = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-m", "zoo.loadprobe", home, name, str(artifact_id)],
+        # -P: the working directory is not put on sys.path, so a folder there named zoo (a home) cannot shadow the
+        # package
+        out = subprocess.run([sys.executable, "-P", "-m", "zoo.loadprobe", home, name, str(artifact_id)],
                              capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             raise RuntimeError(f"fresh-process load failed: {out.stderr.strip().splitlines()[-1:]}")

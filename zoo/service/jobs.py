@@ -134,7 +134,7 @@ def _start(reg, job_id: str) -> None:
     log_dir.mkdir(exist_ok=True)
     env = {**os.environ, "ZOO_HOME": str(reg.home.root), "ZOO_REGISTRY_URL": reg.home.registry_url}
     with open(log_dir / f"{job_id}.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "zoo.service.jobs", job_id], env=env, stdout=log, stderr=log,
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "zoo.service.jobs", job_id], env=env, stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _update(reg, job_id, pid=proc.pid, host=socket.gethostname())
 
