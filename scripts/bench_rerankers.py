@@ -3,7 +3,7 @@ sentence-transformers' ``CrossEncoder`` fp32 measured in the same run, the gate'
 latency of one query x 20 documents through a real ``zoo serve``.
 
     .venv/bin/python scripts/bench_rerankers.py [--models minilm-ce,bge-m3-ce] [--targets all-cpu]
-                                                [--pairs 400] [--json results.json]
+                                                [--pairs 400] [--no-outliers] [--json results.json]
 
 Models (random weights drawn wide, ``SPREAD_INIT``, so their scores measure speed and the gate's behaviour, not
 quality), each with planted
@@ -38,9 +38,14 @@ HERE = Path(__file__).resolve().parent
 SPREAD_INIT = 0.1
 
 
+PLANT = {"outliers": True}  # --no-outliers: the control, the same shapes without planted outliers
+
+
 def _plant_outliers(model, factor: float = 20.0, channels: int = 4) -> None:
     import torch
 
+    if not PLANT["outliers"]:
+        return
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -217,7 +222,9 @@ def main() -> None:
     ap.add_argument("--targets", default="all-cpu")
     ap.add_argument("--pairs", type=int, default=400)
     ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--no-outliers", action="store_true", help="a control: the same shapes without planted outliers")
     args = ap.parse_args()
+    PLANT["outliers"] = not args.no_outliers
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     results = []
