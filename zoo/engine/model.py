@@ -318,10 +318,7 @@ class EmbeddingModel:
                            f"{self.max_seq_length}; shorten it, split it, or pass truncate=True to cut it")
 
     def _batch_size(self, batch_size) -> int:
-        batch_size = self.default_batch_size if batch_size is None else batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        return batch_size
+        return check_batch_size(batch_size, self.default_batch_size)
 
     def _cache_config(self, prompt: str, normalize: bool, dims: int):
         """What keys this model's cached vectors besides the input: the exact artifact and settings."""
@@ -465,6 +462,14 @@ class EmbeddingModel:
     def __repr__(self) -> str:
         return (f"EmbeddingModel({self.name!r}, artifact={self.info.get('artifact')!r}, "
                 f"backend={self.info.get('backend')!r}, device={self.info.get('device')!r})")
+
+
+def check_batch_size(batch_size, default: int) -> int:
+    """``batch_size``, or ``default`` for None; anything but an integer >= 1 is refused."""
+    batch_size = default if batch_size is None else batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return batch_size
 
 
 def _at_precision(result: Embeddings, precision: str, ranges) -> Embeddings:

@@ -2,10 +2,10 @@
 
 A cross-encoder reads a query and a document together and gives the pair a relevance score; reranking a
 search's top hits is usually the dearest step of a retrieval pipeline. One call does what the embedding
-engine does for texts: validate (naming the bad index), look every distinct (query, document) pair up in the
-vector cache (keyed by the exact artifact, like vectors), tokenize only the misses once, batch them by token
-length, run the runtime, store the new scores, and return them in input order, with the pairs that were
-truncated said. ``rerank`` sorts, as sentence-transformers' ``CrossEncoder.rank`` does, and keeps ``top_n``.
+engine does for texts: validate (naming the bad index), tokenize the pairs once (their truncation is then known,
+and the service's queue counts their tokens), look every distinct (query, document) pair up in the vector cache
+(keyed by the exact artifact, like vectors), batch the misses by token length, run the runtime, store the new
+scores, and return them in input order, with the pairs that were truncated said. ``rerank`` sorts, as sentence-transformers' ``CrossEncoder.rank`` does, and keeps ``top_n``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,15 @@ import numpy as np
 
 from ..errors import InvalidInput
 from .batching import DEFAULT_MAX_BATCH_TOKENS
-from .model import TruncationWarning, _keep, _preview, validate_texts
+from .model import TruncationWarning, _keep, _preview, check_batch_size, validate_texts
 
-__all__ = ["RerankModel", "Ranking", "Ranked"]
+__all__ = ["RerankModel", "Ranking", "Ranked", "ranked"]
+
+
+def ranked(scores, top_n: Optional[int] = None) -> list[int]:
+    """Indices by descending score, ties in input order (as ``CrossEncoder.rank``), at most ``top_n``."""
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    return order if top_n is None else order[:int(top_n)]
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class RerankModel:
     def __init__(self, name: str, backend, spec, info: Optional[dict[str, Any]] = None, *,
                  default_batch_size: int = 32, cache=None, max_batch_tokens: Optional[int] = DEFAULT_MAX_BATCH_TOKENS,
                  ranges=None):
+        """As ``EmbeddingModel``'s, so the loader builds either kind alike; ``ranges`` is unused (a reranker's
+        scores have no compact precisions)."""
         self.name = name
         self.backend = backend
         self.spec = spec
@@ -95,16 +103,13 @@ class RerankModel:
         if self.num_labels != 1:
             raise InvalidInput(f"{self.name} scores {self.num_labels} labels; rerank needs a one-label model "
                                "(use predict() for the label scores)")
-        if not isinstance(query, str):
-            raise InvalidInput(f"query must be a string, not {type(query).__name__}", param="query")
-        validate_texts([query])
+        _check_query(query)
         docs = validate_texts(documents)
         if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or top_n < 1):
             raise InvalidInput(f"top_n must be an integer >= 1, got {top_n!r}", param="top_n")
         scores, cut, hits, tokens = self._scores([(query, d) for d in docs], batch_size, cache, truncate)
-        order = sorted(range(len(docs)), key=lambda i: (-float(scores[i, 0]), i))
-        kept = order if top_n is None else order[:int(top_n)]
-        result = Ranking([Ranked(i, float(scores[i, 0]), docs[i] if return_documents else None) for i in kept],
+        result = Ranking([Ranked(i, float(scores[i, 0]), docs[i] if return_documents else None)
+                          for i in ranked(scores[:, 0], top_n)],
                          truncated=tuple(sorted(cut)), cache_hits=hits, tokens=tokens)
         if cut:
             self._warn(result.truncated, len(docs), "documents")
@@ -131,21 +136,19 @@ class RerankModel:
         to :meth:`score_tokenized`. The service tokenizes once: the token counts drive its queue and usage."""
         from .backends.lean import Prepared
 
-        if not isinstance(query, str):
-            raise InvalidInput(f"query must be a string, not {type(query).__name__}", param="query")
-        validate_texts([query])
+        _check_query(query)
         return Prepared.of_pairs(self.backend.encoder, [(query, d) for d in validate_texts(documents)])
 
     def score_tokenized(self, prepared, *, batch_size: Optional[int] = None, cache: bool = True) -> np.ndarray:
         """(pairs, labels) scores of tokenized pairs, in order; each distinct pair is looked up in the cache and
         scored once. The service's batcher calls this with pairs of several requests coalesced."""
-        return self._score_prepared(prepared, self._batch_size(batch_size), cache)[0]
+        return self._score_prepared(prepared, check_batch_size(batch_size, self.default_batch_size), cache)[0]
 
     def _scores(self, pairs: list[tuple[str, str]], batch_size: Optional[int], cache: bool, truncate: bool):
         """(scores (n, labels), indices truncated, cache hits, tokens)."""
         from .backends.lean import Prepared
 
-        batch_size = self._batch_size(batch_size)
+        batch_size = check_batch_size(batch_size, self.default_batch_size)
         if not pairs:
             return np.empty((0, self.num_labels), dtype=np.float32), set(), 0, 0
         prepared = Prepared.of_pairs(self.backend.encoder, pairs)
@@ -198,12 +201,6 @@ class RerankModel:
                       f"{_preview(indices)}); pass truncate=False to get an error instead", TruncationWarning,
                       stacklevel=3)
 
-    def _batch_size(self, batch_size) -> int:
-        batch_size = self.default_batch_size if batch_size is None else batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        return batch_size
-
     def _cache_config(self):
         """A pair's scores are keyed by the exact artifact, its runtime precision and the pair itself."""
         from .cache import CacheConfig
@@ -229,6 +226,12 @@ class RerankModel:
     def __repr__(self) -> str:
         return (f"RerankModel({self.name!r}, artifact={self.info.get('artifact')!r}, "
                 f"backend={self.info.get('backend')!r}, device={self.info.get('device')!r})")
+
+
+def _check_query(query) -> None:
+    if not isinstance(query, str):
+        raise InvalidInput(f"query must be a string, not {type(query).__name__}", param="query")
+    validate_texts([query])
 
 
 def _check_pairs(pairs) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import InvalidInput
 from .settings import ServeSettings
 
-__all__ = ["add_routes", "parse_rerank_request", "ranked", "declare_what_is_served"]
+__all__ = ["add_routes", "parse_rerank_request", "declare_what_is_served"]
 
 
 def parse_rerank_request(body: Any, settings: ServeSettings, api_error) -> dict:
@@ -56,12 +56,6 @@ def parse_rerank_request(body: Any, settings: ServeSettings, api_error) -> dict:
                             code="invalid_value") from None
     return {"model": req.model, "query": req.query, "documents": texts, "top_n": req.top_n,
             "return_documents": req.return_documents}
-
-
-def ranked(scores, top_n) -> list[int]:
-    """Indices by descending score, ties in input order, at most ``top_n``."""
-    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
-    return order if top_n is None else order[:top_n]
 
 
 def check_kind(model, api_error) -> None:
@@ -102,6 +96,7 @@ def add_routes(app, service, settings: ServeSettings, orjson, errors: dict, api_
 
     from . import protocol as P
     from .batcher import Overloaded
+    from ..engine.reranker import ranked
 
     metrics = service.metrics
     not_found = {404: {"model": P.ErrorResponse, "description": "Unknown model"}}

@@ -221,7 +221,7 @@ def add_routes(app, service, settings: ServeSettings, orjson) -> None:
         tokens = sum(tokenized.lengths)
         metrics.inputs.labels(model.name).inc(len(req.texts))
         metrics.tokens.labels(model.name).inc(tokens)
-        from .rerank import ranked
+        from ..engine.reranker import ranked
 
         out = [{"index": i, "score": float(scores[i, 0]), **({"text": req.texts[i]} if req.return_text else {})}
                for i in ranked(scores[:, 0], None)]
