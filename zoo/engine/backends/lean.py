@@ -21,9 +21,8 @@ from ..batching import CPU_BATCH_OVERHEAD, DEFAULT_MAX_BATCH_TOKENS, GPU_BATCH_O
 from ...errors import InvalidInput, ZooError
 from ..model_config import ModelSpec
 
-__all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows", "TokenEncoding", "TOKEN_KEY", "PAIR_KEY",
-           "pair_key", "activate",
-           "is_token_key", "id_list_problem"]
+__all__ = ["TextEncoder", "Prepared", "BatchedBackend", "pool", "normalize_rows", "TokenEncoding", "TOKEN_KEY",
+           "PAIR_KEY", "pair_key", "activate", "is_token_key", "id_list_problem"]
 
 # Token-id inputs travel through the engine (dedup, batching, the vector cache) under a key that
 # starts with a lone surrogate: no valid text contains one (``validate_texts`` refuses them), so a
