@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ZooError, require
-from ..model_code import verify_trusted
+from ...errors import ZooError
 from ..model_config import ModelSpec
 from .lean import BatchedBackend, TextEncoder
+from .torch_st import load_options
 
 __all__ = ["CrossEncoderBackend"]
 
@@ -23,18 +23,7 @@ __all__ = ["CrossEncoderBackend"]
 class CrossEncoderBackend(BatchedBackend):
     def __init__(self, path: Path, spec: ModelSpec, device: str | None = None, precision: str = "fp32",
                  settings: dict | None = None, options: dict | None = None):
-        torch = require("torch", "torch")
-        st = require("sentence_transformers", "torch")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ZooError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu'")
-        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-        if precision not in dtypes:
-            raise ZooError(f"torch runtime cannot compute in {precision!r}; use one of {sorted(dtypes)}")
-        kwargs: dict = {} if precision == "fp32" else {"model_kwargs": {"dtype": dtypes[precision]}}
-        if verify_trusted(Path(path), dict(spec.trusted_code or ())):
-            kwargs["trust_remote_code"] = True
+        torch, st, device, kwargs = load_options(path, spec, device, precision)
         self.model = st.CrossEncoder(str(path), device=device, local_files_only=True, **kwargs)
         self.model.eval()
         self._torch = torch

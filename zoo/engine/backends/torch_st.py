@@ -17,21 +17,7 @@ __all__ = ["TorchBackend"]
 class TorchBackend(BatchedBackend):
     def __init__(self, path: Path, spec: ModelSpec, device: str | None = None, precision: str = "fp32",
                  settings: dict | None = None, options: dict | None = None):
-        torch = require("torch", "torch")
-        st = require("sentence_transformers", "torch")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ZooError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu'")
-        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-        if precision not in dtypes:
-            raise ZooError(f"torch runtime cannot compute in {precision!r}; use one of {sorted(dtypes)}")
-        # fp32 is transformers' default load dtype; only casts need saying.
-        kwargs = {} if precision == "fp32" else {"model_kwargs": {"dtype": dtypes[precision]}}
-        # a model's own code runs only when it is the code the operator trusted, checked before any import;
-        # without it, sentence-transformers would load the base class its config names and embed wrongly
-        if verify_trusted(Path(path), dict(spec.trusted_code or ())):
-            kwargs["trust_remote_code"] = True
+        torch, st, device, kwargs = load_options(path, spec, device, precision)
         self.model = st.SentenceTransformer(str(path), device=device, local_files_only=True, **kwargs)
         self.model.eval()
         self._torch = torch
@@ -103,6 +89,27 @@ class TorchBackend(BatchedBackend):
                 features = module(features)
         out = features["sentence_embedding"].float().cpu().numpy()
         return normalize_rows(out) if normalize and not self._has_normalize else out
+
+
+def load_options(path: Path, spec: ModelSpec, device: str | None, precision: str) -> tuple:
+    """(torch, sentence_transformers, the device, the keyword arguments) to load a sentence-transformers model of
+    either kind (``SentenceTransformer``, ``CrossEncoder``) at ``precision`` on ``device``."""
+    torch = require("torch", "torch")
+    st = require("sentence_transformers", "torch")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ZooError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu'")
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise ZooError(f"torch runtime cannot compute in {precision!r}; use one of {sorted(dtypes)}")
+    # fp32 is transformers' default load dtype; only casts need saying.
+    kwargs: dict = {} if precision == "fp32" else {"model_kwargs": {"dtype": dtypes[precision]}}
+    # a model's own code runs only when it is the code the operator trusted, checked before any import;
+    # without it, sentence-transformers would load the base class its config names and score wrongly
+    if verify_trusted(Path(path), dict(spec.trusted_code or ())):
+        kwargs["trust_remote_code"] = True
+    return torch, st, device, kwargs
 
 
 ENCODER_ONLY = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
