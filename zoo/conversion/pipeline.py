@@ -134,33 +134,36 @@ def convert(registry, name: str, targets: Sequence[str], *, rebuild: bool = Fals
     return outcomes
 
 
+def _reference_backend(checkpoint: Path, spec, cache: dict):
+    """The reference runtime (torch-fp32 on the CPU), loaded once for every set this call reads with it."""
+    if "backend" not in cache:
+        from ..engine.backends import load_backend
+
+        cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
+    return cache["backend"]
+
+
 def _reference_embeddings(checkpoint: Path, spec, cache: dict, progress: Progress, which: str = "probe"):
     """The reference's embeddings of the probe set (the gate) or the validation set (the search); a reranker's:
     its scores of the generated query/document sets (``rerank_fidelity``)."""
-    if which not in cache and spec.kind == "reranker":
-        from ..engine.backends import load_backend
+    if which in cache:
+        return cache[which]
+    backend = _reference_backend(checkpoint, spec, cache)
+    if spec.kind == "reranker":
         from .rerank_fidelity import pair_set, score_pairs
 
-        if "backend" not in cache:
-            cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
         pairs = pair_set(which, long_document_words=spec.max_seq_length + 64)
         progress(f"scoring the {which} pairs ({len(pairs)}) with the reference (torch-fp32)", None)
-        cache[which] = (pairs, score_pairs(cache["backend"], pairs))
-    if which not in cache:
-        from ..engine.backends import load_backend
-        from .corpora import probe_set, validation_set
+        cache[which] = (pairs, score_pairs(backend, pairs))
+        return cache[which]
+    from .corpora import probe_set, validation_set, with_long_texts
 
-        from .corpora import with_long_texts
-
-        if "backend" not in cache:
-            cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
-        backend = cache["backend"]
-        # the model's whole length range: texts up to its max length join the set, and every text's token count
-        # gives the per-band figures
-        texts = with_long_texts(probe_set() if which == "probe" else validation_set(), backend.encoder.full_length,
-                                spec.max_seq_length)
-        progress(f"embedding the {which} set ({len(texts.texts)} texts) with the reference (torch-fp32)", None)
-        cache[which] = (texts, embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec)))
+    # the model's whole length range: texts up to its max length join the set, and every text's token count
+    # gives the per-band figures
+    texts = with_long_texts(probe_set() if which == "probe" else validation_set(), backend.encoder.full_length,
+                            spec.max_seq_length)
+    progress(f"embedding the {which} set ({len(texts.texts)} texts) with the reference (torch-fp32)", None)
+    cache[which] = (texts, embed_probe(prompted_embedder(backend, spec), texts, prompts_of(spec)))
     return cache[which]
 
 
@@ -188,14 +191,11 @@ def _reference_images(checkpoint: Path, spec, cache: dict, progress: Progress, w
         return None
     key = f"{which}-images"
     if key not in cache:
-        from ..engine.backends import load_backend
         from .corpora import VALIDATION_IMAGE_SEED, image_probe_set
 
         images = image_probe_set() if which == "probe" else image_probe_set(seed=VALIDATION_IMAGE_SEED)
         progress(f"embedding {len(images)} {which} images with the reference (torch-fp32)", None)
-        if "backend" not in cache:
-            cache["backend"] = load_backend("torch", checkpoint, spec, device="cpu")
-        cache[key] = (images, cache["backend"].embed_images(images, 16, normalize=False))
+        cache[key] = (images, _reference_backend(checkpoint, spec, cache).embed_images(images, 16, normalize=False))
     return cache[key]
 
 
